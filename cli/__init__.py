@@ -1,0 +1,1 @@
+"""blameset cli."""

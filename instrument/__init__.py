@@ -1,0 +1,43 @@
+"""blameset instrument: decorators that turn service calls into OpenTelemetry spans stamped with
+the version set, tokens, cost and the latency breakdown. Light to import: the OpenTelemetry SDK and
+genai-prices load only when configure() or the first priced call needs them.
+"""
+
+from instrument._runtime import configure, force_flush, shutdown
+from instrument.context import RequestContext, bind_context, current_context, request_context
+from instrument.cost import ModelPrice
+from instrument.queue import QueueStamp, dequeued, stamp
+from instrument.tracing import (
+    Traced,
+    current_span,
+    error_code,
+    record_first_token,
+    record_queue_time,
+    record_usage,
+    set_final_status,
+    traced,
+)
+from instrument.version_set import VersionSet
+
+__all__ = [
+    "ModelPrice",
+    "QueueStamp",
+    "RequestContext",
+    "Traced",
+    "VersionSet",
+    "bind_context",
+    "configure",
+    "current_context",
+    "current_span",
+    "dequeued",
+    "error_code",
+    "force_flush",
+    "record_first_token",
+    "record_queue_time",
+    "record_usage",
+    "request_context",
+    "set_final_status",
+    "shutdown",
+    "stamp",
+    "traced",
+]

@@ -1,0 +1,134 @@
+"""Pricing one LLM call: the user's override table first, then genai-prices, at call time.
+
+genai-prices is imported on the first call that needs it (it takes ~0.2 s to load), never at import
+time of instrument. An unknown model yields no cost and one warning per model, never an exception:
+a missing price must not break the service it describes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from instrument import contract
+
+__all__ = ["ModelPrice", "Pricer", "Usage"]
+
+logger = logging.getLogger("blameset")
+
+_MTOK = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPrice:
+    """A user's own price for a model (private deployments, negotiated rates), USD per M tokens.
+
+    ``cache_read_mtok`` prices the cached part of the input; when None, cached input tokens cost the
+    ``input_mtok`` rate.
+    """
+
+    input_mtok: float
+    output_mtok: float
+    cache_read_mtok: float | None = None
+
+    def cost(self, usage: Usage) -> float:
+        cached = usage.cache_read_tokens or 0
+        cache_rate = self.input_mtok if self.cache_read_mtok is None else self.cache_read_mtok
+        return (
+            (usage.input_tokens - cached) * self.input_mtok
+            + cached * cache_rate
+            + usage.output_tokens * self.output_mtok
+        ) / _MTOK
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of one call, as the OTel GenAI conventions count them (cached and reasoning
+    tokens are parts of input and output, not additions)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None
+
+
+class Pricer:
+    """Turns (model, provider, usage, time) into (cost_usd, cost_source).
+
+    Thread-safe; lookups that miss are remembered so an unknown model costs one warning, once.
+    """
+
+    def __init__(
+        self, overrides: Mapping[str, ModelPrice | Mapping[str, float]] | None = None
+    ) -> None:
+        self._overrides: dict[str, ModelPrice] = {}
+        for model, price in (overrides or {}).items():
+            self._overrides[model.lower()] = (
+                price if isinstance(price, ModelPrice) else ModelPrice(**price)
+            )
+        self._unknown: set[tuple[str, str | None]] = set()
+        self._lock = threading.Lock()
+        self._source: str | None = None
+
+    def price(
+        self, model: str | None, provider: str | None, usage: Usage, at: datetime | None = None
+    ) -> tuple[float | None, str | None]:
+        """Cost in USD and its source, or (None, None) when the model has no known price."""
+        if not model:
+            self._warn_once(("", provider), "no model named on the LLM span; cost not recorded")
+            return None, None
+        override = self._overrides.get(model.lower())
+        if override is not None:
+            return override.cost(usage), contract.COST_SOURCE_OVERRIDE
+        if (model, provider) in self._unknown:
+            return None, None
+        try:
+            return self._genai_prices(model, provider, usage, at)
+        except LookupError:
+            self._warn_once(
+                (model, provider),
+                "model %r (provider %r) has no price in genai-prices; cost not recorded "
+                "(add it to configure(prices={...}))",
+                model,
+                provider,
+            )
+        except Exception:  # a pricing bug must not reach the service
+            logger.exception("blameset: pricing %r failed; cost not recorded", model)
+            with self._lock:
+                self._unknown.add((model, provider))
+        return None, None
+
+    def _genai_prices(
+        self, model: str, provider: str | None, usage: Usage, at: datetime | None
+    ) -> tuple[float, str]:
+        import genai_prices  # deferred: ~0.2 s, and only services that price calls need it
+
+        if self._source is None:
+            self._source = contract.COST_SOURCE_GENAI_PRICES_PREFIX + genai_prices.__version__
+        counts: dict[str, Any] = {
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+        }
+        if usage.cache_read_tokens:
+            counts["cache_read_tokens"] = usage.cache_read_tokens
+        if usage.cache_write_tokens:
+            counts["cache_write_tokens"] = usage.cache_write_tokens
+        result = genai_prices.calc_price(
+            genai_prices.Usage(**counts),
+            model,
+            provider_id=provider,
+            genai_request_timestamp=at,
+        )
+        return float(result.total_price), self._source
+
+    def _warn_once(self, key: tuple[str, str | None], message: str, *args: object) -> None:
+        with self._lock:
+            if key in self._unknown:
+                return
+            self._unknown.add(key)
+        logger.warning("blameset: " + message, *args)

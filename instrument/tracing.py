@@ -1,0 +1,714 @@
+"""The decorators: ``traced(name)``, ``traced.llm(...)``, ``traced.tool(name)``, ``traced.step``.
+
+Each turns a call into an OpenTelemetry span carrying the telemetry contract. Decoration does the
+work once (fixed attributes, the wrapper chosen by function kind); a call does little: read the
+configuration, start a span with one attribute dict, run, set the outcome, end.
+
+A request span rolls up what ran beneath it (first LLM call's TTFT, tool time, queue time, tokens
+and cost) through a small recorder object that children find in a contextvar. Telemetry faults are
+caught and logged here and never reach the decorated function's caller; the function's own
+exceptions pass through untouched (same object, same traceback).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import logging
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from instrument import _runtime, contract
+from instrument.context import current_context, resolve_versions
+from instrument.cost import Usage
+from instrument.version_set import VersionSet
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from opentelemetry.trace import Span
+
+__all__ = [
+    "Traced",
+    "record_first_token",
+    "record_queue_time",
+    "record_usage",
+    "set_final_status",
+    "traced",
+]
+
+logger = logging.getLogger("blameset")
+
+F = TypeVar("F", bound=Callable[..., Any])
+Kind = Literal["request", "llm", "tool", "queue", "step"]
+
+_reported: set[str] = set()
+
+
+def _internal_error(where: str) -> None:
+    """Log a telemetry fault (with traceback the first time per place) and carry on."""
+    if where in _reported:
+        logger.debug("blameset: telemetry fault in %s", where, exc_info=True)
+        return
+    _reported.add(where)
+    logger.exception("blameset: telemetry fault in %s; the call goes on without it", where)
+
+
+class _Recorder:
+    """Per-call state of one blameset span; a request's recorder also accumulates its children."""
+
+    __slots__ = (
+        "first_llm",
+        "first_token_ns",
+        "kind",
+        "otel_token",
+        "parent",
+        "pending_status",
+        "queue_ms",
+        "rec_token",
+        "request",
+        "span",
+        "start_ns",
+        "state",
+        "streaming",
+        "tool_ms",
+        "usage",
+        "usage_rollup",
+    )
+
+    def __init__(
+        self, span: Span, kind: Kind, start_ns: int, parent: _Recorder | None, state: Any
+    ) -> None:
+        self.span = span
+        self.kind = kind
+        self.start_ns = start_ns
+        self.parent = parent
+        self.state: _runtime.State = state
+        self.request: _Recorder | None = (
+            self if kind == "request" else (parent.request if parent is not None else None)
+        )
+        self.first_token_ns: int | None = None
+        self.streaming = False
+        self.usage: tuple[int, int, int | None, int | None, float | None] | None = None
+        self.pending_status: str | None = None
+        self.otel_token: object | None = None
+        self.rec_token: contextvars.Token[_Recorder | None] | None = None
+        # Roll-up lists (request recorders only): list.append is atomic, so threads may add freely.
+        self.tool_ms: list[float] = []
+        self.usage_rollup: list[tuple[int, int, int | None, int | None, float | None]] = []
+        self.first_llm: _Recorder | None = None
+        self.queue_ms: float | None = None
+
+    # -- context ----------------------------------------------------------------------------
+    def enter(self) -> None:
+        self.otel_token = otel_context.attach(trace.set_span_in_context(self.span))
+        self.rec_token = _current.set(self)
+
+    def exit(self) -> None:
+        if self.rec_token is not None:
+            _current.reset(self.rec_token)
+            self.rec_token = None
+        if self.otel_token is not None:
+            otel_context.detach(self.otel_token)  # type: ignore[arg-type]
+            self.otel_token = None
+
+    # -- outcome ----------------------------------------------------------------------------
+    def finish(self, exc: BaseException | None, closed_early: bool = False) -> None:
+        """Set the outcome and roll-ups, end the span. Never raises."""
+        try:
+            self._finish(exc, closed_early)
+        except Exception:
+            _internal_error("span end")
+
+    def _finish(self, exc: BaseException | None, closed_early: bool) -> None:
+        end_ns = self.state.clock()
+        span = self.span
+        attrs: dict[str, Any] = {}
+        duration_ms = (end_ns - self.start_ns) / 1e6
+        kind = self.kind
+        request = self.request
+        if kind == "llm":
+            if self.first_token_ns is not None:
+                ttft_ms = (self.first_token_ns - self.start_ns) / 1e6
+                attrs[contract.LATENCY_TTFT_MS] = ttft_ms
+                attrs[contract.GEN_AI_TIME_TO_FIRST_CHUNK] = ttft_ms / 1e3
+            elif not self.streaming and exc is None:
+                # A call that returns its whole answer delivers its first token at the end.
+                self.first_token_ns = end_ns
+                attrs[contract.LATENCY_TTFT_MS] = duration_ms
+        elif kind == "tool" and request is not None:
+            request.tool_ms.append(duration_ms)
+        if self.usage is not None and request is not None and request is not self:
+            request.usage_rollup.append(self.usage)
+        if closed_early:
+            attrs[contract.STREAM_CLOSED_EARLY] = True
+
+        if kind == "request":
+            self._rollup(attrs, duration_ms)
+            if exc is not None:
+                status = getattr(exc, "final_status", None)
+                attrs[contract.FINAL_STATUS] = (
+                    status if status in contract.FINAL_STATUSES else "failure"
+                )
+            else:
+                attrs[contract.FINAL_STATUS] = self.pending_status or "success"
+        if exc is not None:
+            attrs[contract.ERROR_TYPE] = error_code(exc)
+            retryable = getattr(exc, "retryable", None)
+            if isinstance(retryable, bool):
+                attrs[contract.ERROR_RETRYABLE] = retryable
+            span.record_exception(exc, timestamp=end_ns, escaped=True)
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        span.set_attributes(attrs)
+        span.end(end_time=end_ns)
+
+    def _rollup(self, attrs: dict[str, Any], duration_ms: float) -> None:
+        attrs[contract.LATENCY_TOTAL_MS] = duration_ms
+        attrs[contract.LATENCY_TOOL_MS] = sum(self.tool_ms)
+        # The request's TTFT is its first LLM call's own TTFT (the issue's definition), so a
+        # slower retrieval step shows in total_ms, not in the model's time to first token.
+        llm = self.first_llm
+        if llm is not None and llm.first_token_ns is not None:
+            attrs[contract.LATENCY_TTFT_MS] = (llm.first_token_ns - llm.start_ns) / 1e6
+        if self.queue_ms is not None:
+            attrs[contract.LATENCY_QUEUE_MS] = self.queue_ms
+        usages = self.usage_rollup
+        if self.usage is not None:
+            usages = [*usages, self.usage]
+        if usages:
+            attrs[contract.GEN_AI_USAGE_INPUT_TOKENS] = sum(u[0] for u in usages)
+            attrs[contract.GEN_AI_USAGE_OUTPUT_TOKENS] = sum(u[1] for u in usages)
+            cache = [u[2] for u in usages if u[2] is not None]
+            if cache:
+                attrs[contract.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = sum(cache)
+            reasoning = [u[3] for u in usages if u[3] is not None]
+            if reasoning:
+                attrs[contract.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = sum(reasoning)
+            costs = [u[4] for u in usages if u[4] is not None]
+            if costs:
+                attrs[contract.COST_USD] = sum(costs)
+
+
+_current: contextvars.ContextVar[_Recorder | None] = contextvars.ContextVar(
+    "blameset_recorder", default=None
+)
+_pending_queue_ms: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "blameset_pending_queue_ms", default=None
+)
+_cm_stack: contextvars.ContextVar[tuple[_Recorder | None, ...]] = contextvars.ContextVar(
+    "blameset_cm_stack", default=()
+)
+
+
+def error_code(exc: BaseException) -> str:
+    """The code an exception reports: its taxonomy code when it carries one, else its class name."""
+    code = getattr(exc, "error_code", None)
+    if isinstance(code, str) and code:
+        return code
+    return type(exc).__name__
+
+
+_OTEL_KIND = {
+    "request": SpanKind.SERVER,
+    "llm": SpanKind.CLIENT,
+    "tool": SpanKind.INTERNAL,
+    "queue": SpanKind.CONSUMER,
+    "step": SpanKind.INTERNAL,
+}
+
+
+class Traced:
+    """A span description: decorates functions (sync, async, generators) and is a context manager.
+
+    Build one with :data:`traced`; it is immutable and safe to share.
+    """
+
+    __slots__ = ("_cache", "fixed", "kind", "name", "otel_kind")
+
+    def __init__(
+        self,
+        name: str,
+        kind: Kind | Literal["auto"],
+        fixed: Mapping[str, Any],
+        otel_kind: SpanKind | None = None,
+    ) -> None:
+        self.name = name
+        self.kind = kind
+        self.fixed = dict(fixed)
+        self.otel_kind = otel_kind
+        # (state generation, version set id, kind) -> attributes at span start
+        self._cache: dict[tuple[int, str, str], dict[str, Any]] = {}
+
+    def __repr__(self) -> str:
+        return f"traced<{self.kind}>({self.name!r})"
+
+    # -- per call -----------------------------------------------------------------------------
+    def _start(self, state: _runtime.State, enter: bool) -> _Recorder | None:
+        """Start the span (and enter its context when ``enter``); None on a telemetry fault."""
+        try:
+            parent = _current.get()
+            ctx = current_context()
+            versions = (
+                resolve_versions(state.version_set, ctx) if ctx.versions is not None else None
+            )
+            kind = self.kind
+            if kind == "auto":
+                kind = "step" if parent is not None and parent.request is not None else "request"
+            vs = versions or state.version_set
+            key = (state.generation, vs.id, kind)
+            attrs = self._cache.get(key)
+            if attrs is None:
+                attrs = self._fixed_attributes(key, vs)
+            queue_ms = _pending_queue_ms.get() if kind == "request" else None
+            if ctx.tenant or ctx.user or ctx.actor or ctx.action_id or queue_ms is not None:
+                attrs = dict(attrs)
+                if ctx.tenant:
+                    attrs[contract.TENANT_ID] = ctx.tenant
+                if ctx.user:
+                    attrs[contract.USER_ID] = ctx.user
+                if ctx.actor:
+                    attrs[contract.ACTOR] = ctx.actor
+                if ctx.action_id:
+                    attrs[contract.ACTION_ID] = ctx.action_id
+                if queue_ms is not None:
+                    attrs[contract.LATENCY_QUEUE_MS] = queue_ms
+                    attrs[contract.BOUNDARY] = "async"
+                    _pending_queue_ms.set(None)  # one queue wait belongs to one request
+            start_ns = state.clock()
+            otel_kind = self.otel_kind or _OTEL_KIND[kind]
+            span = state.tracer.start_span(  # type: ignore[union-attr]
+                self.name, kind=otel_kind, attributes=attrs, start_time=start_ns
+            )
+            rec = _Recorder(span, kind, start_ns, parent, state)
+            if queue_ms is not None:
+                rec.queue_ms = queue_ms
+            request = rec.request
+            if kind == "llm" and request is not None and request.first_llm is None:
+                request.first_llm = rec
+            if enter:
+                rec.enter()
+            return rec
+        except Exception:
+            _internal_error("span start")
+            return None
+
+    def _fixed_attributes(self, key: tuple[int, str, str], vs: VersionSet) -> dict[str, Any]:
+        attrs = {contract.SPAN_KIND: key[2], **vs.attributes, **self.fixed}
+        if len(self._cache) > 64:  # many per-request overrides: keep the cache bounded
+            self._cache.clear()
+        self._cache[key] = attrs
+        return attrs
+
+    # -- decorator ----------------------------------------------------------------------------
+    def __call__(self, fn: F) -> F:
+        if inspect.isasyncgenfunction(fn):
+            wrapper: Callable[..., Any] = self._wrap_async_generator(fn)
+        elif inspect.isgeneratorfunction(fn):
+            wrapper = self._wrap_generator(fn)
+        elif inspect.iscoroutinefunction(fn):
+            wrapper = self._wrap_coroutine(fn)
+        else:
+            wrapper = self._wrap_function(fn)
+        return cast(F, functools.wraps(fn)(wrapper))
+
+    def _wrap_function(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        start = self._start
+
+        def traced_call(*args: Any, **kwargs: Any) -> Any:
+            state = _runtime.STATE
+            if state.off:
+                return fn(*args, **kwargs)
+            rec = start(state, True)
+            if rec is None:
+                return fn(*args, **kwargs)
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                rec.exit()
+                rec.finish(exc)
+                raise
+            rec.exit()
+            rec.finish(None)
+            return result
+
+        return traced_call
+
+    def _wrap_coroutine(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        start = self._start
+
+        async def traced_coroutine(*args: Any, **kwargs: Any) -> Any:
+            state = _runtime.STATE
+            if state.off:
+                return await fn(*args, **kwargs)
+            rec = start(state, True)
+            if rec is None:
+                return await fn(*args, **kwargs)
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                rec.exit()
+                rec.finish(exc)
+                raise
+            rec.exit()
+            rec.finish(None)
+            return result
+
+        return traced_coroutine
+
+    def _wrap_generator(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        start = self._start
+
+        def traced_generator(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+            # The body runs at the consumer's first next(), so the span starts then, not when the
+            # generator object is created; it ends when the consumer exhausts or closes it.
+            state = _runtime.STATE
+            if state.off:
+                return (yield from fn(*args, **kwargs))
+            rec = start(state, False)
+            if rec is None:
+                return (yield from fn(*args, **kwargs))
+            rec.streaming = True
+            rec.enter()
+            try:
+                inner = fn(*args, **kwargs)
+            except BaseException as exc:
+                rec.exit()
+                rec.finish(exc)
+                raise
+            rec.exit()
+            to_send: Any = None
+            to_throw: BaseException | None = None
+            while True:
+                # Our span is the current context only while the inner generator runs: between
+                # items the consumer's code runs in its own context, not inside our span.
+                rec.enter()
+                try:
+                    if to_throw is not None:
+                        exc_in, to_throw = to_throw, None
+                        item = inner.throw(exc_in)
+                    else:
+                        item = inner.send(to_send)
+                except StopIteration as stop:
+                    rec.exit()
+                    rec.finish(None)
+                    return stop.value
+                except BaseException as exc:
+                    rec.exit()
+                    rec.finish(exc)
+                    raise
+                rec.exit()
+                if rec.first_token_ns is None:
+                    rec.first_token_ns = state.clock()
+                try:
+                    to_send = yield item
+                except GeneratorExit:
+                    rec.enter()
+                    try:
+                        inner.close()
+                    except BaseException as exc:
+                        rec.exit()
+                        rec.finish(exc)
+                        raise
+                    rec.exit()
+                    rec.finish(None, closed_early=True)
+                    raise
+                except BaseException as exc:
+                    to_throw = exc
+
+        return traced_generator
+
+    def _wrap_async_generator(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        start = self._start
+
+        async def traced_async_generator(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+            # Async generators have no `yield from`: delegate by hand (asend/athrow/aclose), the
+            # same loop with or without telemetry.
+            state = _runtime.STATE
+            rec = None if state.off else start(state, False)
+            if rec is not None:
+                rec.streaming = True
+                rec.enter()
+            try:
+                inner = fn(*args, **kwargs)
+            except BaseException as exc:
+                if rec is not None:
+                    rec.exit()
+                    rec.finish(exc)
+                raise
+            if rec is not None:
+                rec.exit()
+            to_send: Any = None
+            to_throw: BaseException | None = None
+            while True:
+                if rec is not None:
+                    rec.enter()
+                try:
+                    if to_throw is not None:
+                        exc_in, to_throw = to_throw, None
+                        item = await inner.athrow(exc_in)
+                    else:
+                        item = await inner.asend(to_send)
+                except StopAsyncIteration:
+                    if rec is not None:
+                        rec.exit()
+                        rec.finish(None)
+                    return
+                except BaseException as exc:
+                    if rec is not None:
+                        rec.exit()
+                        rec.finish(exc)
+                    raise
+                if rec is not None:
+                    rec.exit()
+                    if rec.first_token_ns is None:
+                        rec.first_token_ns = state.clock()
+                try:
+                    to_send = yield item
+                except GeneratorExit:
+                    if rec is not None:
+                        rec.enter()
+                    try:
+                        await inner.aclose()
+                    except BaseException as exc:
+                        if rec is not None:
+                            rec.exit()
+                            rec.finish(exc)
+                        raise
+                    if rec is not None:
+                        rec.exit()
+                        rec.finish(None, closed_early=True)
+                    raise
+                except BaseException as exc:
+                    to_throw = exc
+
+        return traced_async_generator
+
+    # -- context manager ----------------------------------------------------------------------
+    def __enter__(self) -> Span:
+        state = _runtime.STATE
+        rec = None if state.off else self._start(state, True)
+        _cm_stack.set((*_cm_stack.get(), rec))
+        return rec.span if rec is not None else trace.INVALID_SPAN
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        stack = _cm_stack.get()
+        if not stack:
+            return
+        rec = stack[-1]
+        _cm_stack.set(stack[:-1])
+        if rec is not None:
+            rec.exit()
+            rec.finish(exc)
+
+    async def __aenter__(self) -> Span:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+class _TracedFactory:
+    """``traced(name)`` and its variants ``.llm``, ``.tool``, ``.step``, ``.request``."""
+
+    @overload
+    def __call__(self, name: F, /) -> F: ...
+
+    @overload
+    def __call__(
+        self,
+        name: str,
+        /,
+        *,
+        route: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> Traced: ...
+
+    def __call__(
+        self,
+        name: str | F,
+        /,
+        *,
+        route: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> Traced | F:
+        """A request span (a step when it runs inside another request): ``@traced("outline")``.
+
+        Bare ``@traced`` names the span after the function. ``route`` sets ``http.route``.
+        """
+        if callable(name):
+            return Traced(name.__qualname__, "auto", {})(name)
+        fixed = dict(attributes or {})
+        if route:
+            fixed[contract.HTTP_ROUTE] = route
+        return Traced(name, "auto", fixed)
+
+    def request(
+        self, name: str, *, route: str | None = None, attributes: Mapping[str, Any] | None = None
+    ) -> Traced:
+        """Always a request span, even inside another (a sub-request counted on its own)."""
+        fixed = dict(attributes or {})
+        if route:
+            fixed[contract.HTTP_ROUTE] = route
+        return Traced(name, "request", fixed)
+
+    def step(self, name: str, *, attributes: Mapping[str, Any] | None = None) -> Traced:
+        """A plain step inside a request (retrieval, parsing, ...)."""
+        return Traced(name, "step", dict(attributes or {}))
+
+    def llm(
+        self,
+        model: str | None = None,
+        provider: str | None = None,
+        *,
+        operation: str = "chat",
+        name: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> Traced:
+        """An LLM call. Generators stream: TTFT is the time to the first item the consumer gets.
+
+        Span name follows the OTel GenAI convention, ``"{operation} {model}"``. Call
+        :func:`record_usage` inside to record tokens and price the call.
+        """
+        fixed: dict[str, Any] = {contract.GEN_AI_OPERATION_NAME: operation}
+        if model:
+            fixed[contract.GEN_AI_REQUEST_MODEL] = model
+        if provider:
+            fixed[contract.GEN_AI_PROVIDER_NAME] = provider
+        fixed.update(attributes or {})
+        span_name = name or (f"{operation} {model}" if model else operation)
+        return Traced(span_name, "llm", fixed)
+
+    def tool(self, name: str, *, attributes: Mapping[str, Any] | None = None) -> Traced:
+        """A tool call: ``execute_tool {name}``; its duration adds to the request's tool time."""
+        fixed: dict[str, Any] = {
+            contract.GEN_AI_OPERATION_NAME: "execute_tool",
+            contract.GEN_AI_TOOL_NAME: name,
+            **(attributes or {}),
+        }
+        return Traced(f"execute_tool {name}", "tool", fixed)
+
+
+traced = _TracedFactory()
+"""``@traced("name")``, ``@traced.llm(model=, provider=)``, ``@traced.tool("name")``."""
+
+
+# --- recording inside a span -------------------------------------------------------------------
+def _innermost(kind: str) -> _Recorder | None:
+    rec = _current.get()
+    found = rec
+    while found is not None and found.kind != kind:
+        found = found.parent
+    return found or rec
+
+
+def record_usage(
+    *,
+    input_tokens: int,
+    output_tokens: int,
+    cache_read_tokens: int | None = None,
+    cache_write_tokens: int | None = None,
+    reasoning_tokens: int | None = None,
+    model: str | None = None,
+    provider: str | None = None,
+    cost_usd: float | None = None,
+) -> float | None:
+    """Record one LLM call's tokens on the innermost LLM span and price it; returns the cost (USD).
+
+    ``model`` is the model the provider says answered (``gen_ai.response.model``); it is priced
+    instead of the requested one when given. ``cost_usd`` records a cost the provider reported
+    (source ``reported``) instead of computing one. An unknown model gets no cost and one warning.
+    Called again in the same span, the latest values replace the earlier ones.
+    """
+    rec = _innermost("llm")
+    if rec is None:
+        return cost_usd
+    try:
+        span = rec.span
+        attrs: dict[str, Any] = {
+            contract.GEN_AI_USAGE_INPUT_TOKENS: input_tokens,
+            contract.GEN_AI_USAGE_OUTPUT_TOKENS: output_tokens,
+        }
+        if cache_read_tokens is not None:
+            attrs[contract.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = cache_read_tokens
+        if reasoning_tokens is not None:
+            attrs[contract.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = reasoning_tokens
+        if model:
+            attrs[contract.GEN_AI_RESPONSE_MODEL] = model
+        readable = getattr(span, "attributes", None) or {}
+        price_model = model or readable.get(contract.GEN_AI_REQUEST_MODEL)
+        price_provider = provider or readable.get(contract.GEN_AI_PROVIDER_NAME)
+        if provider:
+            attrs[contract.GEN_AI_PROVIDER_NAME] = provider
+        if cost_usd is not None:
+            cost: float | None = float(cost_usd)
+            source: str | None = contract.COST_SOURCE_REPORTED
+        else:
+            usage = Usage(
+                input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens
+            )
+            at = datetime.fromtimestamp(rec.start_ns / 1e9, UTC)
+            cost, source = rec.state.pricer.price(price_model, price_provider, usage, at)
+        if cost is not None:
+            attrs[contract.COST_USD] = cost
+            attrs[contract.COST_SOURCE] = source
+        span.set_attributes(attrs)
+        rec.usage = (input_tokens, output_tokens, cache_read_tokens, reasoning_tokens, cost)
+        return cost
+    except Exception:
+        _internal_error("record_usage")
+        return None
+
+
+def record_first_token() -> None:
+    """Mark now as the first token of the innermost LLM span (for streams read by hand)."""
+    rec = _innermost("llm")
+    if rec is not None and rec.first_token_ns is None:
+        rec.first_token_ns = rec.state.clock()
+        rec.streaming = True
+
+
+def set_final_status(status: str, *, boundary: str | None = None) -> None:
+    """Set how the current request ends when it returns normally: ``degraded`` or ``blocked``.
+
+    For fallbacks that answer instead of failing; ``boundary="degraded"`` marks the path taken.
+    """
+    if status not in contract.FINAL_STATUSES:
+        raise ValueError(f"final status must be one of {contract.FINAL_STATUSES}, not {status!r}")
+    if boundary is not None and boundary not in contract.BOUNDARIES:
+        raise ValueError(f"boundary must be one of {contract.BOUNDARIES}, not {boundary!r}")
+    rec = _current.get()
+    request = rec.request if rec is not None else None
+    if request is None:
+        return
+    request.pending_status = status
+    if boundary is not None:
+        request.span.set_attribute(contract.BOUNDARY, boundary)
+
+
+def record_queue_time(queue_ms: float) -> None:
+    """Set the current request's queue time, for queues that report it themselves."""
+    rec = _current.get()
+    request = rec.request if rec is not None else None
+    if request is not None:
+        request.queue_ms = float(queue_ms)
+
+
+def current_span() -> Span:
+    """The innermost span (ours or any other instrumentation's)."""
+    return trace.get_current_span()
