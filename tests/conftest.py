@@ -1,0 +1,23 @@
+"""Shared fixtures: an in-memory span pipeline with a hand-moved clock and sequential ids."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from instrument import VersionSet
+from instrument.testing import CapturedSpans, FakeClock, SequentialIds, capture_spans
+
+VS = VersionSet(code="3f2a91c", model="gpt-4o-2024-08-06", prompt="outline@v4", config="t0.7")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def spans(clock: FakeClock) -> Iterator[CapturedSpans]:
+    with capture_spans(version_set=VS, clock=clock, id_generator=SequentialIds()) as captured:
+        yield captured

@@ -1,0 +1,117 @@
+"""Pricing at call time: genai-prices, the user's override table, reported costs, unknown models."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from instrument import ModelPrice, record_usage, traced
+from instrument.testing import CapturedSpans, FakeClock, capture_spans
+from tests.conftest import VS
+
+
+def test_genai_prices_prices_a_known_model(spans: CapturedSpans):
+    """gpt-4o at $2.50 / $10 per million tokens: 1000 in + 500 out = $0.0075."""
+
+    @traced.llm(model="gpt-4o-2024-08-06", provider="openai")
+    def complete() -> float | None:
+        return record_usage(input_tokens=1000, output_tokens=500)
+
+    assert complete() == pytest.approx(0.0075)
+    a = spans.attributes("chat gpt-4o-2024-08-06")
+    assert a["blameset.cost.usd"] == pytest.approx(0.0075)
+    assert a["blameset.cost.source"].startswith("genai-prices@")
+    assert a["gen_ai.usage.input_tokens"] == 1000
+    assert a["gen_ai.usage.output_tokens"] == 500
+
+
+def test_cached_input_tokens_are_cheaper(spans: CapturedSpans):
+    """Cache reads are priced at the cache rate ($1.25/M for gpt-4o), not the input rate."""
+
+    @traced.llm(model="gpt-4o-2024-08-06", provider="openai")
+    def complete() -> float | None:
+        return record_usage(input_tokens=1_000_000, output_tokens=0, cache_read_tokens=1_000_000)
+
+    assert complete() == pytest.approx(1.25)
+    assert (
+        spans.attributes("chat gpt-4o-2024-08-06")["gen_ai.usage.cache_read.input_tokens"]
+        == 1_000_000
+    )
+
+
+def test_response_model_is_recorded_and_priced(spans: CapturedSpans):
+    """record_usage(model=...) records gen_ai.response.model and prices that model."""
+
+    @traced.llm(model="gpt-4o", provider="openai")
+    def complete() -> float | None:
+        return record_usage(input_tokens=1_000_000, output_tokens=0, model="gpt-4o-mini-2024-07-18")
+
+    assert complete() == pytest.approx(0.15)
+    assert spans.attributes("chat gpt-4o")["gen_ai.response.model"] == "gpt-4o-mini-2024-07-18"
+
+
+def test_override_table_wins_for_private_models(clock: FakeClock):
+    """A user's price table prices models genai-prices does not know, source 'override'."""
+    prices = {
+        "acme-llm-7b": ModelPrice(input_mtok=0.5, output_mtok=1.5, cache_read_mtok=0.1),
+        "gpt-4o-2024-08-06": {"input_mtok": 1.0, "output_mtok": 1.0},
+    }
+    with capture_spans(version_set=VS, clock=clock, prices=prices) as spans:
+
+        @traced.llm(model="acme-llm-7b", provider="self-hosted")
+        def private() -> float | None:
+            return record_usage(
+                input_tokens=2_000_000, output_tokens=1_000_000, cache_read_tokens=1_000_000
+            )
+
+        @traced.llm(model="gpt-4o-2024-08-06", provider="openai")
+        def negotiated() -> float | None:
+            return record_usage(input_tokens=1_000_000, output_tokens=1_000_000)
+
+        assert private() == pytest.approx(0.5 + 0.1 + 1.5)
+        assert negotiated() == pytest.approx(2.0)
+    assert spans.attributes("chat acme-llm-7b")["blameset.cost.source"] == "override"
+
+
+def test_reported_cost_is_kept_as_reported(spans: CapturedSpans):
+    """A cost the provider reported is recorded as is, source 'reported'."""
+
+    @traced.llm(model="gpt-4o-2024-08-06", provider="openai")
+    def complete() -> float | None:
+        return record_usage(input_tokens=1, output_tokens=1, cost_usd=0.42)
+
+    assert complete() == 0.42
+    assert spans.attributes("chat gpt-4o-2024-08-06")["blameset.cost.source"] == "reported"
+
+
+def test_unknown_model_gets_no_cost_and_one_warning(
+    spans: CapturedSpans, caplog: pytest.LogCaptureFixture
+):
+    """No price: tokens recorded, no cost, a single warning however many calls."""
+
+    @traced.llm(model="no-such-model-xyz", provider="openai")
+    def complete() -> float | None:
+        return record_usage(input_tokens=10, output_tokens=10)
+
+    @traced("handler")
+    def handler() -> None:
+        complete()
+        complete()
+
+    with caplog.at_level(logging.WARNING, logger="blameset"):
+        handler()
+        handler()
+    warnings = [r for r in caplog.records if "no-such-model-xyz" in r.getMessage()]
+    assert len(warnings) == 1
+    for span in spans.named("chat no-such-model-xyz"):
+        assert "blameset.cost.usd" not in span.attributes
+        assert span.attributes["gen_ai.usage.input_tokens"] == 10
+    assert "blameset.cost.usd" not in spans.named("handler")[0].attributes
+    assert spans.named("handler")[0].attributes["gen_ai.usage.input_tokens"] == 20
+
+
+def test_record_usage_outside_any_span_is_harmless():
+    """Outside a span (or with telemetry off) record_usage does nothing and raises nothing."""
+    assert record_usage(input_tokens=1, output_tokens=1) is None
+    assert record_usage(input_tokens=1, output_tokens=1, cost_usd=0.5) == 0.5
