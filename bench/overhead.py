@@ -38,6 +38,7 @@ import instrument  # noqa: E402
 from instrument import VersionSet, traced  # noqa: E402
 
 MODEL = "gpt-4o-2024-08-06"
+NULL = contextlib.nullcontext()
 Runner = Callable[[int], int]  # runs n calls, returns the elapsed ns of the timed part
 
 
@@ -56,12 +57,7 @@ def loop(fn: Callable[[], Any], request: bool = False) -> Runner:
     """Time n calls of fn; ``request`` runs them inside one request_context (tenant, action)."""
 
     def run(n: int) -> int:
-        ctx = (
-            instrument.request_context(tenant="acme", action_id="a-1")
-            if request
-            else contextlib.nullcontext()
-        )
-        with ctx:
+        with instrument.request_context(tenant="acme", action_id="a-1") if request else NULL:
             t0 = time.perf_counter_ns()
             for _ in range(n):
                 fn()
@@ -112,8 +108,8 @@ def measure(
     median = statistics.median(samples)
     spread = (max(samples) - min(samples)) / median * 100
     print(f"  {name:<28} {median:>10.0f} ns  (N={n}, min {min(samples):.0f}, spread {spread:.0f}%)")
-    if exporter is not None and exporter.count - before != rounds * n * spans_per_call:
-        expected = rounds * n * spans_per_call
+    expected = rounds * n * spans_per_call
+    if exporter is not None and exporter.count - before != expected:
         print(f"  WARNING {name}: {exporter.count - before} of {expected} spans exported (drops?)")
     return median
 
