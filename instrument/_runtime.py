@@ -199,8 +199,7 @@ def _build(
         attrs.setdefault(contract.SERVICE_VERSION, versions["code"])
     if environment:
         attrs[contract.DEPLOYMENT_ENVIRONMENT] = environment
-    attrs[contract.VERSION_SET] = versions.canonical
-    attrs[contract.VERSION_SET_ID] = versions.id
+    attrs.update(versions.attributes)  # the set, its id and every component
     resource = Resource.create(attrs)
 
     span_exporter, prefers_simple = make_exporter(exporter)

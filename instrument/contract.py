@@ -18,11 +18,15 @@ DEPLOYMENT_ENVIRONMENT: Final = "deployment.environment.name"
 
 # --- version set ----------------------------------------------------------------------------
 VERSION_SET: Final = "blameset.version_set"
-"""Canonical version set string: components sorted by name, ``name=value`` joined with ``;``."""
+"""Canonical version set string: components sorted by name, ``name=value`` joined with ``;``.
+On every span (the set that served it, authoritative) and on the resource (the configured set)."""
 VERSION_SET_ID: Final = "blameset.version_set.id"
-"""First 12 hex digits of sha256 of the canonical string: the fingerprint reports group by."""
+"""First 12 hex digits of sha256 of the canonical string: the fingerprint reports group by.
+On every span and on the resource."""
 VERSION_PREFIX: Final = "blameset.version."
-"""Prefix of one attribute per component: ``blameset.version.<component>``."""
+"""Prefix of one attribute per component: ``blameset.version.<component>``. The resource holds
+every component of the configured set; a span holds only those its request overrode (``""`` for
+one the override removed), so resource-then-span merging gives each span's true value."""
 
 
 def version_attribute(component: str) -> str:

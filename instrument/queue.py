@@ -22,7 +22,7 @@ from opentelemetry.trace import Span, SpanKind
 from instrument import _runtime, contract
 from instrument.context import current_context, request_context, resolve_versions
 from instrument.tracing import _internal_error, _pending_queue_ms
-from instrument.version_set import VersionSet
+from instrument.version_set import VersionSet, span_attributes
 
 __all__ = ["QueueStamp", "dequeued", "stamp"]
 
@@ -124,7 +124,7 @@ def _queue_span(
         vs = resolve_versions(state.version_set, ctx) if ctx.versions is not None else None
         attrs: dict[str, Any] = {
             contract.SPAN_KIND: "queue",
-            **(vs or state.version_set).attributes,
+            **span_attributes(vs or state.version_set, state.version_set),
             contract.LATENCY_QUEUE_MS: queue_ms,
             contract.BOUNDARY: "async",
         }

@@ -27,7 +27,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from instrument import _runtime, contract
 from instrument.context import current_context, resolve_versions
 from instrument.cost import Usage
-from instrument.version_set import VersionSet
+from instrument.version_set import VersionSet, span_attributes
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -264,7 +264,7 @@ class Traced:
             key = (state.generation, vs.id, kind)
             attrs = self._cache.get(key)
             if attrs is None:
-                attrs = self._fixed_attributes(key, vs)
+                attrs = self._fixed_attributes(key, vs, state.version_set)
             queue_ms = _pending_queue_ms.get() if kind == "request" else None
             if ctx.tenant or ctx.user or ctx.actor or ctx.action_id or queue_ms is not None:
                 attrs = dict(attrs)
@@ -298,8 +298,10 @@ class Traced:
             _internal_error("span start")
             return None
 
-    def _fixed_attributes(self, key: tuple[int, str, str], vs: VersionSet) -> dict[str, Any]:
-        attrs = {contract.SPAN_KIND: key[2], **vs.attributes, **self.fixed}
+    def _fixed_attributes(
+        self, key: tuple[int, str, str], vs: VersionSet, base: VersionSet
+    ) -> dict[str, Any]:
+        attrs = {contract.SPAN_KIND: key[2], **span_attributes(vs, base), **self.fixed}
         if len(self._cache) > 64:  # many per-request overrides: keep the cache bounded
             self._cache.clear()
         self._cache[key] = attrs

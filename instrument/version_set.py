@@ -9,6 +9,7 @@ with reports written next year.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -21,7 +22,7 @@ from typing import Any
 
 from instrument import contract
 
-__all__ = ["VersionSet"]
+__all__ = ["VersionSet", "span_attributes"]
 
 ENV_PREFIX = "BLAMESET_VERSION_"
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.\-]*")
@@ -55,7 +56,7 @@ class VersionSet(Mapping[str, str]):
     canonical: str = field(compare=False, repr=False)
     id: str = field(compare=False, repr=False)
     attributes: Mapping[str, str] = field(compare=False, repr=False, hash=False)
-    """The contract's span attributes for this set, computed once for the decorators' hot path."""
+    """The contract's attributes for this whole set (the resource carries them)."""
 
     def __init__(self, components: Mapping[str, str] | None = None, /, **kwargs: str) -> None:
         merged = dict(components or {})
@@ -146,6 +147,23 @@ class VersionSet(Mapping[str, str]):
             if commit:
                 components["code"] = commit
         return cls(components)
+
+
+@functools.lru_cache(maxsize=512)
+def span_attributes(effective: VersionSet, base: VersionSet) -> Mapping[str, str]:
+    """The version attributes a span carries, given the process's configured (resource) set.
+
+    Every span carries the canonical string and id of the set that served it: those are
+    authoritative. The per-component attributes of the configured set live on the resource (OTel's
+    place for what is constant per process, sent once per batch, not once per span); a span adds
+    ``blameset.version.<c>`` only for components its request overrode, with ``""`` for one the
+    override removed, so a backend that merges resource and span attributes (span wins) shows
+    the right value for every component.
+    """
+    attrs = {contract.VERSION_SET: effective.canonical, contract.VERSION_SET_ID: effective.id}
+    for name in effective.diff(base):
+        attrs[contract.version_attribute(name)] = effective.get(name) or ""
+    return MappingProxyType(attrs)
 
 
 def git_commit(start: Path, length: int = 7) -> str | None:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
+import genai_prices
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from instrument import ModelPrice, record_usage, traced
+from instrument.cost import Pricer, Usage
 from instrument.testing import CapturedSpans, FakeClock, capture_spans
 from tests.conftest import VS
 
@@ -115,3 +120,47 @@ def test_record_usage_outside_any_span_is_harmless():
     """Outside a span (or with telemetry off) record_usage does nothing and raises nothing."""
     assert record_usage(input_tokens=1, output_tokens=1) is None
     assert record_usage(input_tokens=1, output_tokens=1, cost_usd=0.5) == 0.5
+
+
+MODELS = [
+    ("gpt-4o-2024-08-06", "openai"),  # linear: served from rates read off genai-prices
+    ("gpt-4o-mini", "openai"),
+    ("claude-sonnet-4-5", "anthropic"),  # tiered above 200k input tokens: exact path
+    ("gemini-2.5-pro", "google"),
+    ("deepseek-chat", "deepseek"),  # has had an off-peak (time of day) price
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(MODELS),
+    st.integers(0, 2_000_000),
+    st.integers(0, 200_000),
+    st.integers(0, 100),
+    st.datetimes(
+        min_value=datetime(2024, 1, 1), max_value=datetime(2026, 12, 31), timezones=st.just(UTC)
+    ),
+)
+def test_price_matches_genai_prices_exactly(
+    model_provider, input_tokens, output_tokens, cached_pct, at
+):
+    """Whatever shortcut pricing takes, the cost equals genai-prices' own calc_price."""
+    model, provider = model_provider
+    cache_read = input_tokens * cached_pct // 100
+    usage = Usage(
+        input_tokens=input_tokens, output_tokens=output_tokens, cache_read_tokens=cache_read
+    )
+    cost, source = PRICER.price(model, provider, usage, at)
+    kwargs = {"input_tokens": input_tokens, "output_tokens": output_tokens}
+    if cache_read:
+        kwargs["cache_read_tokens"] = cache_read
+    want = float(
+        genai_prices.calc_price(
+            genai_prices.Usage(**kwargs), model, provider_id=provider, genai_request_timestamp=at
+        ).total_price
+    )
+    assert cost == pytest.approx(want, rel=1e-9, abs=1e-12)
+    assert source == f"genai-prices@{genai_prices.__version__}"
+
+
+PRICER = Pricer()

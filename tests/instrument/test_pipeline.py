@@ -124,7 +124,8 @@ def test_configure_again_latest_wins_and_flushes_the_previous(tmp_path: Path):
     a = [json.loads(x) for x in first.read_text().splitlines()]
     b = [json.loads(x) for x in second.read_text().splitlines()]
     assert len(a) == 1 and len(b) == 1
-    assert b[0]["attributes"]["blameset.version.prompt"] == "v9"
+    assert b[0]["resource"]["blameset.version.prompt"] == "v9"
+    assert b[0]["attributes"]["blameset.version_set.id"] == VS.replace(prompt="v9").id
 
 
 def test_unknown_exporter_spec_is_a_clear_error():

@@ -28,7 +28,10 @@ def test_sync_request_span_carries_the_contract(spans: CapturedSpans, clock: Fak
     assert a["blameset.span.kind"] == "request"
     assert a["blameset.version_set"] == VS.canonical
     assert a["blameset.version_set.id"] == VS.id
-    assert a["blameset.version.prompt"] == "outline@v4"
+    assert "blameset.version.prompt" not in a  # components of the configured set: on the resource
+    resource = spans.one("generate_outline").resource.attributes
+    assert resource["blameset.version.prompt"] == "outline@v4"
+    assert resource["blameset.version_set.id"] == VS.id
     assert a["http.route"] == "/v1/outline"
     assert a["blameset.final_status"] == "success"
     assert a["blameset.latency.total_ms"] == 12.5
@@ -561,12 +564,16 @@ def test_per_request_version_override(spans: CapturedSpans):
         handler()
     first, second, third = (s.attributes for s in spans.named("handler"))
     assert first["blameset.version_set.id"] == VS.id
+    assert not [k for k in first if k.startswith("blameset.version.")]
     v5 = VS.replace(prompt="outline@v5")
     assert second["blameset.version_set"] == v5.canonical
     assert second["blameset.version_set.id"] == v5.id
+    # Only the overridden component is on the span; merged over the resource, each is right.
+    assert [k for k in second if k.startswith("blameset.version.")] == ["blameset.version.prompt"]
     assert second["blameset.version.prompt"] == "outline@v5"
     assert third["blameset.version_set"] == "code=other"
-    assert "blameset.version.prompt" not in third
+    assert third["blameset.version.code"] == "other"
+    assert third["blameset.version.prompt"] == ""  # removed by the override
 
 
 def test_request_context_nests_and_restores():
