@@ -114,6 +114,25 @@ def measure(
     return median
 
 
+def paired(
+    run_a: Runner,
+    flush_a: Callable[[], object],
+    run_b: Runner,
+    flush_b: Callable[[], object],
+    rounds: int,
+) -> float:
+    """Median over rounds of (time of b / time of a), the two run back to back in each round."""
+    n = 4000
+    ratios = []
+    for _ in range(max(rounds, 5) * 2):
+        a = run_a(n)
+        flush_a()
+        b = run_b(n)
+        flush_b()
+        ratios.append(b / a)
+    return statistics.median(ratios)
+
+
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
@@ -157,7 +176,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
 
     case("raw_otel", loop(raw), flush=provider.force_flush, exporter=raw_exporter)
-    provider.shutdown()
 
     def setup(**prices: Any) -> dict[str, Any]:
         """configure() the full contract to a dropping exporter; the kwargs measure() needs."""
@@ -191,6 +209,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     aop = traced("op")(abare)
 
     case("traced_request", loop(op, request=True), **pipeline)
+    # The ratio that has a target, measured again with the two cases in alternating rounds, so
+    # a noisy stretch of the machine hits both sides alike: median of the per-round ratios.
+    paired_ratio = paired(
+        loop(raw), provider.force_flush, loop(op, request=True), instrument.force_flush, rounds
+    )
+    provider.shutdown()
     case("async_bare", async_loop(abare))
     case("traced_async", async_loop(aop), **pipeline)
     case("traced_llm_usage", loop(req, request=True), spans_per_call=2, **pipeline)
@@ -205,8 +229,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ratio = res["traced_request"] / res["raw_otel"]
     off = res["telemetry_off"] - res["bare"]
     llm, llm_override = res["traced_llm_usage"], res["traced_llm_usage[override]"]
+    print(f"\ntraced_request / raw_otel   {ratio:9.2f} x   (medians of separate runs)")
     print(
-        f"\ntraced_request / raw_otel   {ratio:9.2f} x   target <= 1.25  {verdict(ratio <= 1.25)}"
+        f"  same, alternating rounds  {paired_ratio:9.2f} x   target <= 1.25  "
+        f"{verdict(paired_ratio <= 1.25)}"
     )
     print(f"telemetry_off - bare        {off:9.0f} ns  target <= 1000  {verdict(off <= 1000)}")
     print(f"traced_llm_usage / raw_otel {llm / res['raw_otel']:9.2f} x   (info)")

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
     from opentelemetry.sdk.trace.id_generator import IdGenerator
+    from opentelemetry.sdk.trace.sampling import Sampler
     from opentelemetry.trace import Tracer
 
 __all__ = ["State", "configure", "current_state", "shutdown"]
@@ -95,6 +96,7 @@ def configure(
     clock: Clock | None = None,
     id_generator: IdGenerator | None = None,
     processors: tuple[SpanProcessor, ...] = (),
+    sampler: Sampler | None = None,
 ) -> State:
     """Set up telemetry for this process; a later call replaces an earlier one (its spans flushed).
 
@@ -106,6 +108,8 @@ def configure(
     ``version_set`` defaults to :meth:`VersionSet.from_env`. ``prices`` maps model
     names to the user's own prices (checked before genai-prices). ``batch=False`` exports each span
     as it ends (tests); ``clock`` and ``id_generator`` make spans deterministic in tests.
+    ``sampler`` is any OTel sampler (default: the SDK's, parent-based always-on); a sampled-out
+    call still runs its roll-ups and prices its usage, it only records no span.
     ``OTEL_SDK_DISABLED=true`` turns telemetry off whatever the arguments say.
     """
     versions = version_set if version_set is not None else VersionSet.from_env()
@@ -127,6 +131,7 @@ def configure(
             clock=clock or time.time_ns,
             id_generator=id_generator,
             processors=processors,
+            sampler=sampler,
         )
     from instrument.logs import install_log_context
 
@@ -145,6 +150,7 @@ def build_state(
     batch: bool = True,
     clock: Clock | None = None,
     id_generator: IdGenerator | None = None,
+    sampler: Sampler | None = None,
 ) -> State:
     """A State that records through ``exporter``, not yet installed (for instrument.testing)."""
     from instrument.logs import install_log_context
@@ -161,6 +167,7 @@ def build_state(
         clock=clock or time.time_ns,
         id_generator=id_generator,
         processors=(),
+        sampler=sampler,
     )
 
 
@@ -185,6 +192,7 @@ def _build(
     clock: Clock,
     id_generator: IdGenerator | None,
     processors: tuple[SpanProcessor, ...],
+    sampler: Sampler | None = None,
 ) -> State:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -203,7 +211,7 @@ def _build(
     resource = Resource.create(attrs)
 
     span_exporter, prefers_simple = make_exporter(exporter)
-    provider = TracerProvider(resource=resource, id_generator=id_generator)
+    provider = TracerProvider(resource=resource, id_generator=id_generator, sampler=sampler)
     for processor in processors:
         provider.add_span_processor(processor)
     if batch and not prefers_simple:

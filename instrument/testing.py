@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.sdk.trace.sampling import Sampler
 
 from instrument import _runtime
 from instrument.cost import ModelPrice
@@ -118,6 +119,7 @@ def capture_spans(
     clock: _runtime.Clock | None = None,
     id_generator: IdGenerator | None = None,
     prices: Mapping[str, ModelPrice | Mapping[str, float]] | None = None,
+    sampler: Sampler | None = None,
 ) -> Iterator[CapturedSpans]:
     """Record spans in memory for the block; the configuration in force before comes back after.
 
@@ -134,6 +136,7 @@ def capture_spans(
         batch=False,
         clock=clock,
         id_generator=id_generator,
+        sampler=sampler,
     )
     _runtime.install(state)
     try:

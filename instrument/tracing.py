@@ -67,9 +67,11 @@ class _Recorder:
         "first_llm",
         "first_token_ns",
         "kind",
+        "model",
         "otel_token",
         "parent",
         "pending_status",
+        "provider",
         "queue_ms",
         "rec_token",
         "request",
@@ -94,6 +96,8 @@ class _Recorder:
             self if kind == "request" else (parent.request if parent is not None else None)
         )
         self.first_token_ns: int | None = None
+        self.model: str | None = None  # kept here, not read back from the span: a sampled-out
+        self.provider: str | None = None  # span records nothing, yet its call must be priced
         self.streaming = False
         self.usage: tuple[int, int, int | None, int | None, float | None] | None = None
         self.pending_status: str | None = None
@@ -107,16 +111,24 @@ class _Recorder:
 
     # -- context ----------------------------------------------------------------------------
     def enter(self) -> None:
-        self.otel_token = otel_context.attach(trace.set_span_in_context(self.span))
-        self.rec_token = _current.set(self)
+        """Make this span the current one (OTel context and ours). Never raises."""
+        try:
+            self.otel_token = otel_context.attach(trace.set_span_in_context(self.span))
+            self.rec_token = _current.set(self)
+        except Exception:
+            _internal_error("context attach")
 
     def exit(self) -> None:
-        if self.rec_token is not None:
-            _current.reset(self.rec_token)
-            self.rec_token = None
-        if self.otel_token is not None:
-            otel_context.detach(self.otel_token)  # type: ignore[arg-type]
-            self.otel_token = None
+        """Restore the context from before :meth:`enter`. Never raises."""
+        try:
+            if self.rec_token is not None:
+                token, self.rec_token = self.rec_token, None
+                _current.reset(token)
+            if self.otel_token is not None:
+                otel_token, self.otel_token = self.otel_token, None
+                otel_context.detach(otel_token)  # type: ignore[arg-type]
+        except Exception:
+            _internal_error("context detach")
 
     # -- outcome ----------------------------------------------------------------------------
     def finish(self, exc: BaseException | None, closed_early: bool = False) -> None:
@@ -289,8 +301,11 @@ class Traced:
             if queue_ms is not None:
                 rec.queue_ms = queue_ms
             request = rec.request
-            if kind == "llm" and request is not None and request.first_llm is None:
-                request.first_llm = rec
+            if kind == "llm":
+                rec.model = self.fixed.get(contract.GEN_AI_REQUEST_MODEL)
+                rec.provider = self.fixed.get(contract.GEN_AI_PROVIDER_NAME)
+                if request is not None and request.first_llm is None:
+                    request.first_llm = rec
             if enter:
                 rec.enter()
             return rec
@@ -652,9 +667,8 @@ def record_usage(
             attrs[contract.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = reasoning_tokens
         if model:
             attrs[contract.GEN_AI_RESPONSE_MODEL] = model
-        readable = getattr(span, "attributes", None) or {}
-        price_model = model or readable.get(contract.GEN_AI_REQUEST_MODEL)
-        price_provider = provider or readable.get(contract.GEN_AI_PROVIDER_NAME)
+        price_model = model or rec.model
+        price_provider = provider or rec.provider
         if provider:
             attrs[contract.GEN_AI_PROVIDER_NAME] = provider
         if cost_usd is not None:

@@ -164,3 +164,21 @@ def test_price_matches_genai_prices_exactly(
 
 
 PRICER = Pricer()
+
+
+def test_sampled_out_calls_are_still_priced(clock: FakeClock):
+    """Sampling drops spans, not money: a sampled-out LLM call is still priced."""
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    with capture_spans(version_set=VS, clock=clock, sampler=ALWAYS_OFF) as spans:
+
+        @traced.llm(model="gpt-4o-2024-08-06", provider="openai")
+        def complete() -> float | None:
+            return record_usage(input_tokens=1000, output_tokens=500)
+
+        @traced("handler")
+        def handler() -> float | None:
+            return complete()
+
+        assert handler() == pytest.approx(0.0075)
+    assert len(spans) == 0
