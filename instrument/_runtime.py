@@ -57,6 +57,9 @@ class State:
             return
         try:
             self.provider.force_flush(timeout_millis)
+        except Exception:
+            logger.exception("blameset: flushing spans at shutdown failed")
+        try:
             self.provider.shutdown()
         except Exception:
             logger.exception("blameset: shutting down the span pipeline failed")
@@ -211,7 +214,11 @@ def _build(
     resource = Resource.create(attrs)
 
     span_exporter, prefers_simple = make_exporter(exporter)
-    provider = TracerProvider(resource=resource, id_generator=id_generator, sampler=sampler)
+    # shutdown_on_exit=False: we register one atexit hook for whichever State is in force, not
+    # one per configure() call (those would pile up, and re-run shutdowns that already failed).
+    provider = TracerProvider(
+        resource=resource, id_generator=id_generator, sampler=sampler, shutdown_on_exit=False
+    )
     for processor in processors:
         provider.add_span_processor(processor)
     if batch and not prefers_simple:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, ParamSpec, TypeVar
 
-from instrument.version_set import VersionSet
+from instrument.version_set import VersionSet, check_component
 
 __all__ = ["RequestContext", "bind_context", "current_context", "request_context"]
 
@@ -71,6 +71,10 @@ def request_context(
     if action_id is not None:
         changes["action_id"] = action_id
     if versions is not None:
+        if not isinstance(versions, VersionSet):
+            for name, value in versions.items():
+                if value is not None:
+                    check_component(name, value)  # a bad override fails here, not in every span
         changes["versions"] = _merge_versions(outer.versions, versions)
     ctx = replace(outer, **changes) if changes else outer
     token = _current.set(ctx)

@@ -56,11 +56,36 @@ class Usage:
     cache_write_tokens: int | None = None
     reasoning_tokens: int | None = None
 
+    def problem(self) -> str | None:
+        """Why these counts cannot be priced, or None when they can."""
+        for name in (
+            "input_tokens",
+            "output_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "reasoning_tokens",
+        ):
+            value = getattr(self, name)
+            if value is None and name not in ("input_tokens", "output_tokens"):
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                return f"{name}={value!r} is not a token count (a non-negative integer)"
+        cached = (self.cache_read_tokens or 0) + (self.cache_write_tokens or 0)
+        if cached > self.input_tokens:
+            return (
+                f"cached tokens ({cached}) exceed input_tokens ({self.input_tokens}): input_tokens "
+                "must include cache reads and writes (the OTel GenAI convention; Anthropic's API "
+                "reports them apart, so add them up)"
+            )
+        return None
+
 
 class Pricer:
     """Turns (model, provider, usage, time) into (cost_usd, cost_source).
 
     Thread-safe; lookups that miss are remembered so an unknown model costs one warning, once.
+    A provider name genai-prices does not know (OTel's ``x_ai``, ``aws.bedrock``, ...) is retried
+    without it: genai-prices then picks the provider from the model name.
     """
 
     def __init__(
@@ -71,7 +96,9 @@ class Pricer:
             self._overrides[model.lower()] = (
                 price if isinstance(price, ModelPrice) else ModelPrice(**price)
             )
-        self._unknown: set[tuple[str, str | None]] = set()
+        self._unknown: set[tuple[str, str | None]] = set()  # models genai-prices does not know
+        self._warned: set[tuple[str, str | None]] = set()
+        self._provider_alias: dict[tuple[str, str | None], str | None] = {}
         self._lock = threading.Lock()
         self._source: str | None = None
         self._linear: dict[tuple[str, str | None, int], _LinearPrice] = {}
@@ -79,30 +106,63 @@ class Pricer:
     def price(
         self, model: str | None, provider: str | None, usage: Usage, at: datetime | None = None
     ) -> tuple[float | None, str | None]:
-        """Cost in USD and its source, or (None, None) when the model has no known price."""
+        """Cost in USD and its source, or (None, None) when the call cannot be priced.
+
+        Never raises: an unknown model, bad counts or a pricing fault log one warning per model
+        and cause, and the call goes on unpriced.
+        """
         if not model:
             self._warn_once(("", provider), "no model named on the LLM span; cost not recorded")
+            return None, None
+        problem = usage.problem()
+        if problem is not None:
+            self._warn_once(
+                (model, problem.split(" ", 1)[0]), "usage of %r not priced: %s", model, problem
+            )
             return None, None
         override = self._overrides.get(model.lower())
         if override is not None:
             return override.cost(usage), contract.COST_SOURCE_OVERRIDE
-        if (model, provider) in self._unknown:
+        key = (model, provider)
+        if key in self._unknown:
             return None, None
+        provider = self._provider_alias.get(key, provider)
         try:
             return self._genai_prices(model, provider, usage, at)
         except LookupError:
+            if provider is not None:
+                retried = self._retry_without_provider(key, usage, at)
+                if retried is not None:
+                    return retried
+            with self._lock:
+                if len(self._unknown) > 10_000:
+                    self._unknown.clear()
+                self._unknown.add(key)
             self._warn_once(
-                (model, provider),
+                key,
                 "model %r (provider %r) has no price in genai-prices; cost not recorded "
                 "(add it to configure(prices={...}))",
                 model,
-                provider,
+                key[1],
             )
-        except Exception:  # a pricing bug must not reach the service
-            logger.exception("blameset: pricing %r failed; cost not recorded", model)
-            with self._lock:
-                self._unknown.add((model, provider))
+        except Exception:  # a pricing fault must not reach the service, nor stop later calls
+            self._warn_once(
+                (model, "fault"),
+                "pricing %r failed; this call's cost not recorded",
+                model,
+                exc_info=True,
+            )
         return None, None
+
+    def _retry_without_provider(
+        self, key: tuple[str, str | None], usage: Usage, at: datetime | None
+    ) -> tuple[float, str] | None:
+        try:
+            result = self._genai_prices(key[0], None, usage, at)
+        except LookupError:
+            return None
+        self._provider_alias[key] = None
+        return result
 
     def _genai_prices(
         self, model: str, provider: str | None, usage: Usage, at: datetime | None
@@ -129,12 +189,16 @@ class Pricer:
             return linear.cost(usage), self._source
         return _exact(model, provider, usage, when), self._source
 
-    def _warn_once(self, key: tuple[str, str | None], message: str, *args: object) -> None:
+    def _warn_once(
+        self, key: tuple[str, str | None], message: str, *args: object, exc_info: bool = False
+    ) -> None:
         with self._lock:
-            if key in self._unknown:
+            if key in self._warned:
                 return
-            self._unknown.add(key)
-        logger.warning("blameset: " + message, *args)
+            if len(self._warned) > 10_000:  # model names from user input must not grow memory
+                self._warned.clear()
+            self._warned.add(key)
+        logger.warning("blameset: " + message, *args, exc_info=exc_info)
 
 
 def _exact(model: str, provider: str | None, usage: Usage, at: datetime) -> float:

@@ -21,7 +21,7 @@ from opentelemetry.trace import Span, SpanKind
 
 from instrument import _runtime, contract
 from instrument.context import current_context, request_context, resolve_versions
-from instrument.tracing import _internal_error, _pending_queue_ms
+from instrument.tracing import _internal_error, _pending_queue
 from instrument.version_set import VersionSet, span_attributes
 
 __all__ = ["QueueStamp", "dequeued", "stamp"]
@@ -111,8 +111,8 @@ def dequeued(job: QueueStamp, name: str = "job") -> Iterator[float]:
             if span is not None:  # the work becomes a child of the wait: wait, then process
                 token = otel_context.attach(trace.set_span_in_context(span))
                 stack.callback(otel_context.detach, token)
-        pending = _pending_queue_ms.set(queue_ms)
-        stack.callback(_pending_queue_ms.reset, pending)
+        pending = _pending_queue.set([queue_ms])
+        stack.callback(_pending_queue.reset, pending)
         yield queue_ms
 
 

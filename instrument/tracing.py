@@ -16,8 +16,9 @@ import contextvars
 import functools
 import inspect
 import logging
-from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Mapping
 from datetime import UTC, datetime
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
 from opentelemetry import context as otel_context
@@ -120,26 +121,42 @@ class _Recorder:
 
     def exit(self) -> None:
         """Restore the context from before :meth:`enter`. Never raises."""
-        try:
-            if self.rec_token is not None:
-                token, self.rec_token = self.rec_token, None
+        token, self.rec_token = self.rec_token, None
+        if token is not None:
+            try:
                 _current.reset(token)
-            if self.otel_token is not None:
-                otel_token, self.otel_token = self.otel_token, None
+            except Exception:  # entered in another context (a task or thread hand-off)
+                _internal_error("context detach")
+        otel_token, self.otel_token = self.otel_token, None
+        if otel_token is not None:
+            try:
                 otel_context.detach(otel_token)  # type: ignore[arg-type]
-        except Exception:
-            _internal_error("context detach")
+            except Exception:
+                _internal_error("context detach")
+
+    def first_item(self) -> None:
+        """A streaming span handed its first item to the consumer: that is its TTFT."""
+        if self.first_token_ns is None:
+            try:
+                self.first_token_ns = self.state.clock()
+            except Exception:
+                _internal_error("first token")
 
     # -- outcome ----------------------------------------------------------------------------
     def finish(self, exc: BaseException | None, closed_early: bool = False) -> None:
-        """Set the outcome and roll-ups, end the span. Never raises."""
+        """Set the outcome and roll-ups, then end the span, whatever fails first. Never raises."""
+        end_ns: int | None = None
         try:
-            self._finish(exc, closed_early)
+            end_ns = self.state.clock()
+            self._outcome(exc, closed_early, end_ns)
+        except Exception:
+            _internal_error("span outcome")
+        try:
+            self.span.end(end_time=end_ns)  # a span must end, with or without its roll-ups
         except Exception:
             _internal_error("span end")
 
-    def _finish(self, exc: BaseException | None, closed_early: bool) -> None:
-        end_ns = self.state.clock()
+    def _outcome(self, exc: BaseException | None, closed_early: bool, end_ns: int) -> None:
         span = self.span
         attrs: dict[str, Any] = {}
         duration_ms = (end_ns - self.start_ns) / 1e6
@@ -154,13 +171,18 @@ class _Recorder:
                 # A call that returns its whole answer delivers its first token at the end.
                 self.first_token_ns = end_ns
                 attrs[contract.LATENCY_TTFT_MS] = duration_ms
-        elif kind == "tool" and request is not None:
-            request.tool_ms.append(duration_ms)
+            if request is not None and self.first_token_ns is not None:
+                # The request's TTFT is that of its earliest-started LLM call that produced a
+                # token: a failed first attempt followed by a retry reports the retry's.
+                first = request.first_llm
+                if first is None or self.start_ns < first.start_ns:
+                    request.first_llm = self
+        elif kind == "tool" and request is not None and not self._inside_tool():
+            request.tool_ms.append(duration_ms)  # a tool inside a tool is already counted
         if self.usage is not None and request is not None and request is not self:
             request.usage_rollup.append(self.usage)
         if closed_early:
             attrs[contract.STREAM_CLOSED_EARLY] = True
-
         if kind == "request":
             self._rollup(attrs, duration_ms)
             if exc is not None:
@@ -175,16 +197,22 @@ class _Recorder:
             retryable = getattr(exc, "retryable", None)
             if isinstance(retryable, bool):
                 attrs[contract.ERROR_RETRYABLE] = retryable
-            span.record_exception(exc, timestamp=end_ns, escaped=True)
-            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
         span.set_attributes(attrs)
-        span.end(end_time=end_ns)
+        if exc is not None:
+            span.set_status(Status(StatusCode.ERROR, _describe(exc)))
+            span.record_exception(exc, timestamp=end_ns, escaped=True)
+
+    def _inside_tool(self) -> bool:
+        parent = self.parent
+        while parent is not None and parent is not self.request:
+            if parent.kind == "tool":
+                return True
+            parent = parent.parent
+        return False
 
     def _rollup(self, attrs: dict[str, Any], duration_ms: float) -> None:
         attrs[contract.LATENCY_TOTAL_MS] = duration_ms
         attrs[contract.LATENCY_TOOL_MS] = sum(self.tool_ms)
-        # The request's TTFT is its first LLM call's own TTFT (the issue's definition), so a
-        # slower retrieval step shows in total_ms, not in the model's time to first token.
         llm = self.first_llm
         if llm is not None and llm.first_token_ns is not None:
             attrs[contract.LATENCY_TTFT_MS] = (llm.first_token_ns - llm.start_ns) / 1e6
@@ -207,15 +235,21 @@ class _Recorder:
                 attrs[contract.COST_USD] = sum(costs)
 
 
+def _describe(exc: BaseException) -> str:
+    try:
+        return f"{type(exc).__name__}: {exc}"
+    except Exception:  # an exception whose __str__ fails still gets a status
+        return type(exc).__name__
+
+
 _current: contextvars.ContextVar[_Recorder | None] = contextvars.ContextVar(
     "blameset_recorder", default=None
 )
-_pending_queue_ms: contextvars.ContextVar[float | None] = contextvars.ContextVar(
-    "blameset_pending_queue_ms", default=None
+_pending_queue: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar(
+    "blameset_pending_queue", default=None
 )
-_cm_stack: contextvars.ContextVar[tuple[_Recorder | None, ...]] = contextvars.ContextVar(
-    "blameset_cm_stack", default=()
-)
+"""Set by ``dequeued``: a one-item list, so the first request started there takes the wait,
+even when several start in tasks that each have their own copy of the context."""
 
 
 def error_code(exc: BaseException) -> str:
@@ -241,7 +275,7 @@ class Traced:
     Build one with :data:`traced`; it is immutable and safe to share.
     """
 
-    __slots__ = ("_cache", "fixed", "kind", "name", "otel_kind")
+    __slots__ = ("_cache", "_entered", "fixed", "kind", "name", "otel_kind")
 
     def __init__(
         self,
@@ -256,6 +290,7 @@ class Traced:
         self.otel_kind = otel_kind
         # (state generation, version set id, kind) -> attributes at span start
         self._cache: dict[tuple[int, str, str], dict[str, Any]] = {}
+        self._entered: list[_Recorder | None] = []
 
     def __repr__(self) -> str:
         return f"traced<{self.kind}>({self.name!r})"
@@ -277,7 +312,14 @@ class Traced:
             attrs = self._cache.get(key)
             if attrs is None:
                 attrs = self._fixed_attributes(key, vs, state.version_set)
-            queue_ms = _pending_queue_ms.get() if kind == "request" else None
+            queue_ms = None
+            if kind == "request":
+                pending = _pending_queue.get()
+                if pending:
+                    try:
+                        queue_ms = pending.pop()  # atomic: one queue wait, one request
+                    except IndexError:
+                        queue_ms = None
             if ctx.tenant or ctx.user or ctx.actor or ctx.action_id or queue_ms is not None:
                 attrs = dict(attrs)
                 if ctx.tenant:
@@ -291,7 +333,6 @@ class Traced:
                 if queue_ms is not None:
                     attrs[contract.LATENCY_QUEUE_MS] = queue_ms
                     attrs[contract.BOUNDARY] = "async"
-                    _pending_queue_ms.set(None)  # one queue wait belongs to one request
             start_ns = state.clock()
             otel_kind = self.otel_kind or _OTEL_KIND[kind]
             span = state.tracer.start_span(  # type: ignore[union-attr]
@@ -300,12 +341,9 @@ class Traced:
             rec = _Recorder(span, kind, start_ns, parent, state)
             if queue_ms is not None:
                 rec.queue_ms = queue_ms
-            request = rec.request
             if kind == "llm":
                 rec.model = self.fixed.get(contract.GEN_AI_REQUEST_MODEL)
                 rec.provider = self.fixed.get(contract.GEN_AI_PROVIDER_NAME)
-                if request is not None and request.first_llm is None:
-                    request.first_llm = rec
             if enter:
                 rec.enter()
             return rec
@@ -324,6 +362,8 @@ class Traced:
 
     # -- decorator ----------------------------------------------------------------------------
     def __call__(self, fn: F) -> F:
+        if isinstance(fn, staticmethod | classmethod):  # @traced above @staticmethod
+            return cast(F, type(fn)(self(fn.__func__)))
         if inspect.isasyncgenfunction(fn):
             wrapper: Callable[..., Any] = self._wrap_async_generator(fn)
         elif inspect.isgeneratorfunction(fn):
@@ -351,6 +391,8 @@ class Traced:
                 rec.finish(exc)
                 raise
             rec.exit()
+            if type(result) is CoroutineType:  # a sync callable handing back a coroutine
+                return _finish_when_awaited(rec, result)
             rec.finish(None)
             return result
 
@@ -420,8 +462,7 @@ class Traced:
                     rec.finish(exc)
                     raise
                 rec.exit()
-                if rec.first_token_ns is None:
-                    rec.first_token_ns = state.clock()
+                rec.first_item()
                 try:
                     to_send = yield item
                 except GeneratorExit:
@@ -483,8 +524,7 @@ class Traced:
                     raise
                 if rec is not None:
                     rec.exit()
-                    if rec.first_token_ns is None:
-                        rec.first_token_ns = state.clock()
+                    rec.first_item()
                 try:
                     to_send = yield item
                 except GeneratorExit:
@@ -507,10 +547,14 @@ class Traced:
         return traced_async_generator
 
     # -- context manager ----------------------------------------------------------------------
+    # Each `with` entry pushes its own recorder on this object's list and its exit pops it:
+    # `with traced(...)` makes a fresh object each time, so a block that spans a `yield` or
+    # finishes in another task or thread still ends its own span. One object shared by
+    # overlapping blocks (a module-level `op = traced.step(...)`) ends them last-in, first-out.
     def __enter__(self) -> Span:
         state = _runtime.STATE
         rec = None if state.off else self._start(state, True)
-        _cm_stack.set((*_cm_stack.get(), rec))
+        self._entered.append(rec)
         return rec.span if rec is not None else trace.INVALID_SPAN
 
     def __exit__(
@@ -519,11 +563,10 @@ class Traced:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        stack = _cm_stack.get()
-        if not stack:
+        try:
+            rec = self._entered.pop()
+        except IndexError:  # exit without enter: nothing of ours to end
             return
-        rec = stack[-1]
-        _cm_stack.set(stack[:-1])
         if rec is not None:
             rec.exit()
             rec.finish(exc)
@@ -538,6 +581,26 @@ class Traced:
         tb: TracebackType | None,
     ) -> None:
         self.__exit__(exc_type, exc, tb)
+
+
+async def _finish_when_awaited(rec: _Recorder, coro: Coroutine[Any, Any, Any]) -> Any:
+    """The span of a sync callable that returned a coroutine ends when that coroutine does."""
+    rec.enter()
+    try:
+        result = await coro
+    except BaseException as exc:
+        rec.exit()
+        rec.finish(exc)
+        raise
+    rec.exit()
+    rec.finish(None)
+    return result
+
+
+def _callable_name(fn: Callable[..., Any]) -> str:
+    inner = fn.func if isinstance(fn, functools.partial) else fn
+    name = getattr(inner, "__qualname__", None) or getattr(inner, "__name__", None)
+    return name if isinstance(name, str) else type(inner).__name__
 
 
 class _TracedFactory:
@@ -568,8 +631,9 @@ class _TracedFactory:
 
         Bare ``@traced`` names the span after the function. ``route`` sets ``http.route``.
         """
-        if callable(name):
-            return Traced(name.__qualname__, "auto", {})(name)
+        if not isinstance(name, str):  # bare @traced (also above @staticmethod/@classmethod)
+            target = getattr(name, "__func__", name)
+            return Traced(_callable_name(target), "auto", {})(name)
         fixed = dict(attributes or {})
         if route:
             fixed[contract.HTTP_ROUTE] = route
@@ -654,7 +718,16 @@ def record_usage(
     """
     rec = _innermost("llm")
     if rec is None:
-        return cost_usd
+        # No span (telemetry off, or outside any): still price what can be priced, since
+        # budgets and callers use the returned cost whether or not a span records it.
+        if cost_usd is not None:
+            return float(cost_usd)
+        if not model:
+            return None
+        usage = Usage(
+            input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens
+        )
+        return _runtime.STATE.pricer.price(model, provider, usage)[0]
     try:
         span = rec.span
         attrs: dict[str, Any] = {

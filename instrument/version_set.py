@@ -22,14 +22,15 @@ from typing import Any
 
 from instrument import contract
 
-__all__ = ["VersionSet", "span_attributes"]
+__all__ = ["VersionSet", "check_component", "span_attributes"]
 
 ENV_PREFIX = "BLAMESET_VERSION_"
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.\-]*")
 _BAD_VALUE = re.compile(r"[;\n\r]")
 
 
-def _check(name: str, value: str) -> None:
+def check_component(name: str, value: str) -> None:
+    """Refuse a component name or value that would corrupt the canonical string."""
     if not _NAME.fullmatch(name):
         raise ValueError(
             f"version component name {name!r} must be lower case letters, digits, '_', '.' or '-'"
@@ -62,7 +63,7 @@ class VersionSet(Mapping[str, str]):
         merged = dict(components or {})
         merged.update(kwargs)
         for name, value in merged.items():
-            _check(name, value)
+            check_component(name, value)
         items = tuple(sorted(merged.items()))
         canonical = ";".join(f"{name}={value}" for name, value in items)
         digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]

@@ -12,6 +12,18 @@ from instrument.testing import CapturedSpans, FakeClock, SequentialIds, capture_
 VS = VersionSet(code="3f2a91c", model="gpt-4o-2024-08-06", prompt="outline@v4", config="t0.7")
 
 
+@pytest.fixture(autouse=True)
+def _no_context_leaks() -> Iterator[None]:
+    """Every test must leave no span current behind it: a leak would parent the next test's."""
+    yield
+    from opentelemetry import trace
+
+    from instrument import tracing
+
+    assert not trace.get_current_span().get_span_context().is_valid, "a span was left current"
+    assert tracing._current.get() is None, "a blameset recorder was left current"
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
