@@ -143,6 +143,11 @@ class _Recorder:
                 _internal_error("first token")
 
     # -- outcome ----------------------------------------------------------------------------
+    def done(self, exc: BaseException | None, closed_early: bool = False) -> None:
+        """Leave the span's context and end it: the usual last step of a wrapper."""
+        self.exit()
+        self.finish(exc, closed_early)
+
     def finish(self, exc: BaseException | None, closed_early: bool = False) -> None:
         """Set the outcome and roll-ups, then end the span, whatever fails first. Never raises."""
         end_ns: int | None = None
@@ -387,8 +392,7 @@ class Traced:
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:
-                rec.exit()
-                rec.finish(exc)
+                rec.done(exc)
                 raise
             rec.exit()
             if type(result) is CoroutineType:  # a sync callable handing back a coroutine
@@ -411,11 +415,9 @@ class Traced:
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
-                rec.exit()
-                rec.finish(exc)
+                rec.done(exc)
                 raise
-            rec.exit()
-            rec.finish(None)
+            rec.done(None)
             return result
 
         return traced_coroutine
@@ -437,8 +439,7 @@ class Traced:
             try:
                 inner = fn(*args, **kwargs)
             except BaseException as exc:
-                rec.exit()
-                rec.finish(exc)
+                rec.done(exc)
                 raise
             rec.exit()
             to_send: Any = None
@@ -454,12 +455,10 @@ class Traced:
                     else:
                         item = inner.send(to_send)
                 except StopIteration as stop:
-                    rec.exit()
-                    rec.finish(None)
+                    rec.done(None)
                     return stop.value
                 except BaseException as exc:
-                    rec.exit()
-                    rec.finish(exc)
+                    rec.done(exc)
                     raise
                 rec.exit()
                 rec.first_item()
@@ -470,11 +469,9 @@ class Traced:
                     try:
                         inner.close()
                     except BaseException as exc:
-                        rec.exit()
-                        rec.finish(exc)
+                        rec.done(exc)
                         raise
-                    rec.exit()
-                    rec.finish(None, closed_early=True)
+                    rec.done(None, closed_early=True)
                     raise
                 except BaseException as exc:
                     to_throw = exc
@@ -496,8 +493,7 @@ class Traced:
                 inner = fn(*args, **kwargs)
             except BaseException as exc:
                 if rec is not None:
-                    rec.exit()
-                    rec.finish(exc)
+                    rec.done(exc)
                 raise
             if rec is not None:
                 rec.exit()
@@ -514,13 +510,11 @@ class Traced:
                         item = await inner.asend(to_send)
                 except StopAsyncIteration:
                     if rec is not None:
-                        rec.exit()
-                        rec.finish(None)
+                        rec.done(None)
                     return
                 except BaseException as exc:
                     if rec is not None:
-                        rec.exit()
-                        rec.finish(exc)
+                        rec.done(exc)
                     raise
                 if rec is not None:
                     rec.exit()
@@ -534,12 +528,10 @@ class Traced:
                         await inner.aclose()
                     except BaseException as exc:
                         if rec is not None:
-                            rec.exit()
-                            rec.finish(exc)
+                            rec.done(exc)
                         raise
                     if rec is not None:
-                        rec.exit()
-                        rec.finish(None, closed_early=True)
+                        rec.done(None, closed_early=True)
                     raise
                 except BaseException as exc:
                     to_throw = exc
@@ -568,8 +560,7 @@ class Traced:
         except IndexError:  # exit without enter: nothing of ours to end
             return
         if rec is not None:
-            rec.exit()
-            rec.finish(exc)
+            rec.done(exc)
 
     async def __aenter__(self) -> Span:
         return self.__enter__()
@@ -589,11 +580,9 @@ async def _finish_when_awaited(rec: _Recorder, coro: Coroutine[Any, Any, Any]) -
     try:
         result = await coro
     except BaseException as exc:
-        rec.exit()
-        rec.finish(exc)
+        rec.done(exc)
         raise
-    rec.exit()
-    rec.finish(None)
+    rec.done(None)
     return result
 
 
