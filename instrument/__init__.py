@@ -6,11 +6,13 @@ genai-prices load only when configure() or the first priced call needs them.
 from instrument._runtime import configure, force_flush, shutdown
 from instrument.context import RequestContext, bind_context, current_context, request_context
 from instrument.cost import ModelPrice
+from instrument.logs import emit_event, setup_logging
 from instrument.queue import QueueStamp, dequeued, stamp
 from instrument.tracing import (
     Traced,
     current_span,
     error_code,
+    record_content,
     record_first_token,
     record_queue_time,
     record_usage,
@@ -30,13 +32,16 @@ __all__ = [
     "current_context",
     "current_span",
     "dequeued",
+    "emit_event",
     "error_code",
     "force_flush",
+    "record_content",
     "record_first_token",
     "record_queue_time",
     "record_usage",
     "request_context",
     "set_final_status",
+    "setup_logging",
     "shutdown",
     "stamp",
     "traced",

@@ -11,24 +11,30 @@ import atexit
 import itertools
 import logging
 import os
+import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from instrument import contract
 from instrument.cost import ModelPrice, Pricer
+from instrument.redact import Redactor
 from instrument.version_set import VersionSet
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
     from opentelemetry.sdk.trace.id_generator import IdGenerator
     from opentelemetry.sdk.trace.sampling import Sampler
     from opentelemetry.trace import Tracer
 
-__all__ = ["State", "configure", "current_state", "shutdown"]
+    from instrument.spill import SpillWriter
+
+__all__ = ["State", "configure", "current_state", "force_flush", "shutdown"]
 
 logger = logging.getLogger("blameset")
 
@@ -47,22 +53,29 @@ class State:
     service: str | None = None
     tracer: Tracer | None = None
     provider: TracerProvider | None = None
+    logger_provider: LoggerProvider | None = None
+    spill: SpillWriter | None = None
     clock: Clock = time.time_ns
     pricer: Pricer = field(default_factory=Pricer)
+    redactor: Redactor = field(default_factory=Redactor)
+    capture_content: bool = False
     generation: int = field(default_factory=lambda: next(_generation))
 
     def shutdown(self, timeout_millis: int = 30_000) -> None:
-        """Flush and close this configuration's pipeline (never raises)."""
-        if self.provider is None:
-            return
-        try:
-            self.provider.force_flush(timeout_millis)
-        except Exception:
-            logger.exception("blameset: flushing spans at shutdown failed")
-        try:
-            self.provider.shutdown()
-        except Exception:
-            logger.exception("blameset: shutting down the span pipeline failed")
+        """Flush and close this configuration's pipelines (never raises)."""
+        for provider in (self.provider, self.logger_provider):
+            if provider is None:
+                continue
+            try:
+                provider.force_flush(timeout_millis)
+            except Exception:
+                logger.exception("blameset: flushing telemetry at shutdown failed")
+            try:
+                provider.shutdown()
+            except Exception:
+                logger.exception("blameset: shutting down a telemetry pipeline failed")
+        if self.spill is not None:  # last: both signals may spill while shutting down
+            self.spill.close()
 
 
 STATE: State = State(off=True, version_set=VersionSet())
@@ -87,6 +100,32 @@ def install(state: State) -> State:
     return previous
 
 
+@dataclass(frozen=True)
+class Options:
+    """Everything configure() takes, resolved; a State is built from one."""
+
+    service: str | None
+    versions: VersionSet
+    exporter: str | SpanExporter
+    environment: str | None = None
+    resource_attributes: Mapping[str, Any] = field(default_factory=dict)
+    prices: Mapping[str, ModelPrice | Mapping[str, float]] | None = None
+    batch: bool = True
+    clock: Clock | None = None
+    id_generator: IdGenerator | None = None
+    processors: tuple[SpanProcessor, ...] = ()
+    sampler: Sampler | float | str | None = None
+    endpoint: str | None = None
+    protocol: str | None = None
+    headers: Mapping[str, str] | str | None = None
+    timeout: float | None = None
+    logs: bool = True
+    spill_dir: str | Path | None = None
+    spill_max_bytes: int | None = None
+    capture_content: bool = False
+    redact: Iterable[str | re.Pattern[str]] = ()
+
+
 def configure(
     *,
     service: str | None = None,
@@ -99,79 +138,70 @@ def configure(
     clock: Clock | None = None,
     id_generator: IdGenerator | None = None,
     processors: tuple[SpanProcessor, ...] = (),
-    sampler: Sampler | None = None,
+    sampler: Sampler | float | str | None = None,
+    endpoint: str | None = None,
+    protocol: str | None = None,
+    headers: Mapping[str, str] | str | None = None,
+    timeout: float | None = None,
+    logs: bool = True,
+    spill_dir: str | Path | None = None,
+    spill_max_bytes: int | None = None,
+    capture_content: bool = False,
+    redact: Iterable[str | re.Pattern[str]] = (),
 ) -> State:
-    """Set up telemetry for this process; a later call replaces an earlier one (its spans flushed).
+    """Set up telemetry for this process; a later call replaces an earlier one (its data flushed).
 
-    ``exporter``: ``"jsonl:PATH"`` (the flat JSONL format, written by a background thread),
-    ``"console"`` (flat JSON lines on stdout), ``"otlp"`` (OTLP over the protocol the
-    ``OTEL_EXPORTER_OTLP_*`` variables choose), ``"none"`` (telemetry off), or any OpenTelemetry
+    ``exporter``: ``"jsonl:PATH"`` (the flat JSONL format, written by a background thread; log
+    records go to the sibling ``*.logs.jsonl``), ``"console"`` (flat JSON lines on stdout),
+    ``"otlp"`` (spans and logs over OTLP), ``"none"`` (telemetry off), or any OpenTelemetry
     ``SpanExporter``. Left out, it is ``BLAMESET_EXPORTER`` if set, else ``otlp`` when an
     ``OTEL_EXPORTER_OTLP_*ENDPOINT`` variable is set, else ``jsonl:blameset-spans.jsonl``.
-    ``version_set`` defaults to :meth:`VersionSet.from_env`. ``prices`` maps model
-    names to the user's own prices (checked before genai-prices). ``batch=False`` exports each span
-    as it ends (tests); ``clock`` and ``id_generator`` make spans deterministic in tests.
-    ``sampler`` is any OTel sampler (default: the SDK's, parent-based always-on); a sampled-out
-    call still runs its roll-ups and prices its usage, it only records no span.
-    ``OTEL_SDK_DISABLED=true`` turns telemetry off whatever the arguments say.
-    """
-    versions = version_set if version_set is not None else VersionSet.from_env()
-    pricer = Pricer(prices)
-    if exporter is None:
-        exporter = default_exporter(os.environ)
-    disabled = os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
-    if disabled or exporter == "none":
-        new = State(off=True, version_set=versions, service=service, pricer=pricer)
-    else:
-        new = _build(
-            service=service,
-            versions=versions,
-            exporter=exporter,
-            environment=environment,
-            resource_attributes=resource_attributes or {},
-            pricer=pricer,
-            batch=batch,
-            clock=clock or time.time_ns,
-            id_generator=id_generator,
-            processors=processors,
-            sampler=sampler,
-        )
-    from instrument.logs import install_log_context
 
-    install_log_context()
+    OTLP is addressed by ``endpoint``, ``protocol`` (``http/protobuf`` or ``grpc``), ``headers``
+    and ``timeout`` (seconds), or by the standard ``OTEL_EXPORTER_OTLP_*`` variables (signal
+    variants first). What cannot be exported (collector down, timeout, 5xx after the exporter's
+    retries, full queue) goes to the spill folder (``spill_dir``, ``BLAMESET_SPILL_DIR``, or a
+    folder under the user's cache), capped at ``spill_max_bytes`` (256 MiB).
+
+    ``sampler``: an OTel sampler, a ratio (parent-based), or a name as in ``OTEL_TRACES_SAMPLER``
+    (``"parentbased_traceidratio:0.1"``); left out, the ``OTEL_TRACES_SAMPLER`` variables decide.
+    A sampled-out call still rolls up and prices its usage: sampling drops spans, not money.
+
+    ``capture_content`` records prompt and completion text given to ``record_content``; ``redact``
+    adds patterns to the redactor that scrubs API keys, bearer tokens and e-mail addresses from it
+    (and from exception messages, always).
+
+    ``version_set`` defaults to :meth:`VersionSet.from_env`; ``prices`` maps model names to the
+    user's own prices (checked before genai-prices); ``batch=False`` exports each span as it ends;
+    ``clock`` and ``id_generator`` make spans deterministic in tests. ``OTEL_SDK_DISABLED=true``
+    turns telemetry off whatever the arguments say.
+    """
+    options = Options(
+        service=service,
+        versions=version_set if version_set is not None else VersionSet.from_env(),
+        exporter=exporter if exporter is not None else default_exporter(os.environ),
+        environment=environment,
+        resource_attributes=resource_attributes or {},
+        prices=prices,
+        batch=batch,
+        clock=clock,
+        id_generator=id_generator,
+        processors=processors,
+        sampler=sampler,
+        endpoint=endpoint,
+        protocol=protocol,
+        headers=headers,
+        timeout=timeout,
+        logs=logs,
+        spill_dir=spill_dir,
+        spill_max_bytes=spill_max_bytes,
+        capture_content=capture_content,
+        redact=tuple(redact),
+    )
+    new = build_state(options)
     previous = install(new)
     previous.shutdown()
     return new
-
-
-def build_state(
-    *,
-    service: str | None,
-    versions: VersionSet,
-    exporter: str | SpanExporter,
-    prices: Mapping[str, ModelPrice | Mapping[str, float]] | None = None,
-    batch: bool = True,
-    clock: Clock | None = None,
-    id_generator: IdGenerator | None = None,
-    sampler: Sampler | None = None,
-) -> State:
-    """A State that records through ``exporter``, not yet installed (for instrument.testing)."""
-    from instrument.logs import install_log_context
-
-    install_log_context()
-    return _build(
-        service=service,
-        versions=versions,
-        exporter=exporter,
-        environment=None,
-        resource_attributes={},
-        pricer=Pricer(prices),
-        batch=batch,
-        clock=clock or time.time_ns,
-        id_generator=id_generator,
-        processors=(),
-        sampler=sampler,
-    )
 
 
 def default_exporter(environ: Mapping[str, str]) -> str:
@@ -183,58 +213,181 @@ def default_exporter(environ: Mapping[str, str]) -> str:
     return "jsonl:blameset-spans.jsonl"
 
 
-def _build(
-    *,
-    service: str | None,
-    versions: VersionSet,
-    exporter: str | SpanExporter,
-    environment: str | None,
-    resource_attributes: Mapping[str, Any],
-    pricer: Pricer,
-    batch: bool,
-    clock: Clock,
-    id_generator: IdGenerator | None,
-    processors: tuple[SpanProcessor, ...],
-    sampler: Sampler | None = None,
-) -> State:
+def build_state(options: Options) -> State:
+    """A State for these options, not yet installed (configure() and instrument.testing)."""
+    from instrument.logs import install_log_context
+
+    install_log_context()
+    pricer = Pricer(options.prices)
+    redactor = Redactor(options.redact)
+    disabled = os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+    if disabled or options.exporter == "none":
+        return State(
+            off=True,
+            version_set=options.versions,
+            service=options.service,
+            pricer=pricer,
+            redactor=redactor,
+        )
+    return _build(options, pricer, redactor)
+
+
+def _resource(options: Options) -> Any:
     from opentelemetry.sdk.resources import Resource
+
+    attrs: dict[str, Any] = dict(options.resource_attributes)
+    if options.service:
+        attrs[contract.SERVICE_NAME] = options.service
+    if "code" in options.versions:
+        attrs.setdefault(contract.SERVICE_VERSION, options.versions["code"])
+    if options.environment:
+        attrs[contract.DEPLOYMENT_ENVIRONMENT] = options.environment
+    attrs.update(options.versions.attributes)  # the set, its id and every component
+    return Resource.create(attrs)
+
+
+def _build(options: Options, pricer: Pricer, redactor: Redactor) -> State:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
-    from instrument.export import make_exporter
+    from instrument import export
 
-    attrs: dict[str, Any] = dict(resource_attributes)
-    if service:
-        attrs[contract.SERVICE_NAME] = service
-    if "code" in versions:
-        attrs.setdefault(contract.SERVICE_VERSION, versions["code"])
-    if environment:
-        attrs[contract.DEPLOYMENT_ENVIRONMENT] = environment
-    attrs.update(versions.attributes)  # the set, its id and every component
-    resource = Resource.create(attrs)
-
-    span_exporter, prefers_simple = make_exporter(exporter)
+    resource = _resource(options)
     # shutdown_on_exit=False: we register one atexit hook for whichever State is in force, not
     # one per configure() call (those would pile up, and re-run shutdowns that already failed).
     provider = TracerProvider(
-        resource=resource, id_generator=id_generator, sampler=sampler, shutdown_on_exit=False
+        resource=resource,
+        id_generator=options.id_generator,
+        sampler=make_sampler(options.sampler),
+        shutdown_on_exit=False,
     )
-    for processor in processors:
+    for processor in options.processors:
         provider.add_span_processor(processor)
-    if batch and not prefers_simple:
-        provider.add_span_processor(BatchSpanProcessor(span_exporter, schedule_delay_millis=1000))
+
+    spec = options.exporter
+    settings = export.OtlpSettings(
+        endpoint=options.endpoint,
+        protocol=options.protocol,
+        headers=options.headers,
+        timeout=options.timeout,
+    )
+    log_exporter: Any = None
+    spill: SpillWriter | None = None
+    if isinstance(spec, str):
+        name, _, arg = spec.partition(":")
+        if name == "jsonl":
+            if not arg:
+                raise ValueError("exporter 'jsonl:PATH' needs a path, e.g. 'jsonl:spans.jsonl'")
+            span_processor: SpanProcessor = BatchSpanProcessor(
+                export.JsonlSpanExporter(arg), schedule_delay_millis=1000
+            )
+            log_exporter = export.JsonlLogExporter(export.sibling_log_path(arg))
+        elif name == "console":
+            span_processor = SimpleSpanProcessor(export.ConsoleSpanExporter())
+        elif name == "otlp":
+            settings = export.OtlpSettings(
+                endpoint=options.endpoint,
+                protocol=options.protocol or arg or None,
+                headers=options.headers,
+                timeout=options.timeout,
+            )
+            spill = _spill_writer(options)
+            span_processor = _spilling(export.otlp_exporter("traces", settings), spill, settings)
+            log_exporter = export.otlp_exporter("logs", settings)
+        else:
+            raise ValueError(
+                f"unknown exporter {spec!r}: use 'jsonl:PATH', 'console', 'otlp', 'none' "
+                "or an OpenTelemetry SpanExporter"
+            )
+    elif options.batch:
+        spill = _spill_writer(options)
+        span_processor = _spilling(spec, spill, settings)
     else:
-        provider.add_span_processor(SimpleSpanProcessor(span_exporter))
-    tracer = provider.get_tracer("blameset")
+        span_processor = SimpleSpanProcessor(spec)
+    provider.add_span_processor(span_processor)
+
+    logger_provider = None
+    if options.logs and log_exporter is not None:
+        logger_provider = _logger_provider(resource, log_exporter, spill, settings)
     _warm_prices()
     return State(
         off=False,
-        version_set=versions,
-        service=service,
-        tracer=tracer,
+        version_set=options.versions,
+        service=options.service,
+        tracer=provider.get_tracer("blameset"),
         provider=provider,
-        clock=clock,
+        logger_provider=logger_provider,
+        spill=spill,
+        clock=options.clock or time.time_ns,
         pricer=pricer,
+        redactor=redactor,
+        capture_content=options.capture_content,
+    )
+
+
+def _spill_writer(options: Options) -> SpillWriter:
+    from instrument.spill import DEFAULT_MAX_BYTES, SpillWriter, default_spill_dir
+
+    folder = Path(options.spill_dir) if options.spill_dir is not None else default_spill_dir()
+    return SpillWriter(folder, options.spill_max_bytes or DEFAULT_MAX_BYTES)
+
+
+def _spilling(exporter: SpanExporter, spill: SpillWriter, settings: Any) -> SpanProcessor:
+    from instrument.pipeline import SpillingSpanProcessor, exporter_timeout_s
+
+    timeout = exporter_timeout_s("traces", settings.timeout)
+    return SpillingSpanProcessor(exporter, spill, export_timeout_s=timeout)
+
+
+def _logger_provider(
+    resource: Any, exporter: Any, spill: SpillWriter | None, settings: Any
+) -> LoggerProvider:
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+    from instrument.pipeline import exporter_timeout_s, spilling_log_processor
+
+    provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+    if spill is None:  # a local JSONL file: nothing to spill to
+        provider.add_log_record_processor(
+            BatchLogRecordProcessor(exporter, schedule_delay_millis=1000)
+        )
+    else:
+        timeout = exporter_timeout_s("logs", settings.timeout)
+        provider.add_log_record_processor(
+            spilling_log_processor(exporter, spill, export_timeout_s=timeout)
+        )
+    return provider
+
+
+def make_sampler(spec: Sampler | float | str | None) -> Sampler | None:
+    """A sampler from an OTel sampler, a ratio, or an ``OTEL_TRACES_SAMPLER`` name[:arg]."""
+    if spec is None:
+        return None  # the SDK reads OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG
+    from opentelemetry.sdk.trace import sampling
+
+    if isinstance(spec, sampling.Sampler):
+        return spec
+    if isinstance(spec, float | int) and not isinstance(spec, bool):
+        return sampling.ParentBased(sampling.TraceIdRatioBased(float(spec)))
+    if isinstance(spec, str):
+        name, _, arg = spec.partition(":")
+        ratio = float(arg) if arg else 1.0
+        known: dict[str, Callable[[], sampling.Sampler]] = {
+            "always_on": lambda: sampling.ALWAYS_ON,
+            "always_off": lambda: sampling.ALWAYS_OFF,
+            "traceidratio": lambda: sampling.TraceIdRatioBased(ratio),
+            "parentbased_always_on": lambda: sampling.ParentBased(sampling.ALWAYS_ON),
+            "parentbased_always_off": lambda: sampling.ParentBased(sampling.ALWAYS_OFF),
+            "parentbased_traceidratio": lambda: sampling.ParentBased(
+                sampling.TraceIdRatioBased(ratio)
+            ),
+        }
+        if name in known:
+            return known[name]()
+    raise ValueError(
+        f"sampler {spec!r} is not a Sampler, a ratio, or one of always_on, always_off, "
+        "traceidratio:R, parentbased_always_on, parentbased_always_off, parentbased_traceidratio:R"
     )
 
 
@@ -266,11 +419,13 @@ def shutdown(timeout_millis: int = 30_000) -> None:
 
 def force_flush(timeout_millis: int = 30_000) -> bool:
     """Export what is pending now, keeping the pipeline open. True when everything went out."""
-    provider = STATE.provider
-    if provider is None:
-        return True
-    try:
-        return bool(provider.force_flush(timeout_millis))
-    except Exception:
-        logger.exception("blameset: flushing spans failed")
-        return False
+    ok = True
+    for provider in (STATE.provider, STATE.logger_provider):
+        if provider is None:
+            continue
+        try:
+            ok = bool(provider.force_flush(timeout_millis)) and ok
+        except Exception:
+            logger.exception("blameset: flushing telemetry failed")
+            ok = False
+    return ok

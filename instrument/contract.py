@@ -108,6 +108,14 @@ HTTP_ROUTE: Final = "http.route"
 GEN_AI_TOOL_NAME: Final = "gen_ai.tool.name"
 GEN_AI_TOOL_CALL_ID: Final = "gen_ai.tool.call.id"
 
+# --- content (recorded only when content capture is on, always redacted) ----------------------
+GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
+"""The prompt messages, JSON; only with ``configure(capture_content=True)``."""
+GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
+"""The completion messages, JSON; only with ``configure(capture_content=True)``."""
+GEN_AI_SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"
+"""The system prompt; only with ``configure(capture_content=True)``."""
+
 # --- streaming ------------------------------------------------------------------------------
 STREAM_CLOSED_EARLY: Final = "blameset.stream.closed_early"
 """True when the consumer closed a streaming span before the producer finished."""

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -19,7 +21,15 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
 
-__all__ = ["ConsoleSpanExporter", "JsonlSpanExporter", "make_exporter", "span_to_dict"]
+__all__ = [
+    "ConsoleSpanExporter",
+    "JsonlLogExporter",
+    "JsonlSpanExporter",
+    "OtlpSettings",
+    "otlp_exporter",
+    "sibling_log_path",
+    "span_to_dict",
+]
 
 logger = logging.getLogger("blameset")
 
@@ -126,43 +136,122 @@ class ConsoleSpanExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-def make_exporter(spec: str | SpanExporter) -> tuple[SpanExporter, bool]:
-    """Build the exporter a spec names. The flag says it prefers synchronous export (console)."""
-    if isinstance(spec, SpanExporter):
-        return spec, False
-    name, _, arg = spec.partition(":")
-    if name == "jsonl":
-        if not arg:
-            raise ValueError("exporter 'jsonl:PATH' needs a path, e.g. 'jsonl:spans.jsonl'")
-        return JsonlSpanExporter(arg), False
-    if name == "console":
-        return ConsoleSpanExporter(), True
-    if name == "otlp":
-        return _otlp_exporter(arg or None), False
-    raise ValueError(
-        f"unknown exporter {spec!r}: use 'jsonl:PATH', 'console', 'otlp', 'none' "
-        "or an OpenTelemetry SpanExporter"
-    )
+class JsonlLogExporter:
+    """Appends OTel SDK log records to a JSONL file in the flat log format (the spill format)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._file: IO[str] | None = None
+
+    def export(self, batch: Sequence[Any]) -> Any:
+        from opentelemetry.sdk._logs.export import LogRecordExportResult
+
+        from instrument.spill import log_to_dict
+
+        try:
+            lines = "".join(
+                json.dumps(log_to_dict(r), separators=(",", ":"), default=str) + "\n" for r in batch
+            )
+            with self._lock:
+                if self._file is None:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    self._file = self.path.open("a", encoding="utf-8")
+                self._file.write(lines)
+                self._file.flush()
+        except Exception:
+            logger.exception("blameset: writing %d log records to %s failed", len(batch), self.path)
+            return LogRecordExportResult.FAILURE
+        return LogRecordExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
 
-def _otlp_exporter(protocol: str | None) -> SpanExporter:
-    """The real OTLP exporter, addressed by the standard OTEL_EXPORTER_OTLP_* variables."""
-    import os
+def sibling_log_path(span_path: str | Path) -> Path:
+    """Where JSONL mode writes log records: ``spans.jsonl`` -> ``spans.logs.jsonl``."""
+    path = Path(span_path)
+    stem = path.name[: -len(".jsonl")] if path.name.endswith(".jsonl") else path.name
+    return path.with_name(stem + ".logs.jsonl")
 
-    chosen = (
-        protocol
-        or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-        or "http/protobuf"
-    )
-    if chosen == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-        return OTLPSpanExporter()
-    if chosen in ("http/protobuf", "http"):
+@dataclass(frozen=True, slots=True)
+class OtlpSettings:
+    """Where and how OTLP goes; a None field is left to the standard OTEL_EXPORTER_OTLP_*
+    variables, which the exporters read themselves (signal-specific ones first)."""
+
+    endpoint: str | None = None
+    """Base address: ``http://host:4318`` for HTTP (``/v1/traces`` and ``/v1/logs`` are added),
+    ``host:4317`` or ``http://host:4317`` for gRPC."""
+    protocol: str | None = None
+    """``http/protobuf`` or ``grpc``."""
+    headers: Mapping[str, str] | str | None = None
+    """A mapping, or ``"k1=v1,k2=v2"`` as in ``OTEL_EXPORTER_OTLP_HEADERS``."""
+    timeout: float | None = None
+    """Seconds per export (the Python OTLP exporters read ``OTEL_EXPORTER_OTLP_TIMEOUT`` in
+    seconds too)."""
+
+    def protocol_for(self, signal: str, environ: Mapping[str, str] | None = None) -> str:
+        env = os.environ if environ is None else environ
+        chosen = (
+            self.protocol
+            or env.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL")
+            or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+            or "http/protobuf"
+        ).strip()
+        if chosen not in ("grpc", "http/protobuf"):
+            raise ValueError(
+                f"OTLP protocol {chosen!r} is not supported: use 'grpc' or 'http/protobuf'"
+            )
+        return chosen
+
+    def header_dict(self) -> dict[str, str] | None:
+        if self.headers is None:
+            return None
+        if isinstance(self.headers, str):
+            pairs = (item.split("=", 1) for item in self.headers.split(",") if "=" in item)
+            return {k.strip(): v.strip() for k, v in pairs}
+        return dict(self.headers)
+
+
+def otlp_exporter(signal: str, settings: OtlpSettings) -> Any:
+    """The real OTLP exporter for ``signal`` ("traces" or "logs") over the chosen protocol."""
+    protocol = settings.protocol_for(signal)
+    kwargs: dict[str, Any] = {}
+    headers = settings.header_dict()
+    if headers is not None:
+        kwargs["headers"] = headers
+    if settings.timeout is not None:
+        kwargs["timeout"] = settings.timeout
+    if protocol == "grpc":
+        if settings.endpoint:
+            endpoint = settings.endpoint
+            if endpoint.startswith("http://"):
+                kwargs["insecure"] = True
+            kwargs["endpoint"] = endpoint.split("://", 1)[-1]
+        if signal == "traces":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+            return OTLPSpanExporter(**kwargs)
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+
+        return OTLPLogExporter(**kwargs)
+    if settings.endpoint:
+        kwargs["endpoint"] = f"{settings.endpoint.rstrip('/')}/v1/{signal}"
+    if signal == "traces":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-            OTLPSpanExporter as HttpOTLPSpanExporter,
+            OTLPSpanExporter as HttpSpanExporter,
         )
 
-        return HttpOTLPSpanExporter()
-    raise ValueError(f"unknown OTLP protocol {chosen!r}: use 'grpc' or 'http/protobuf'")
+        return HttpSpanExporter(**kwargs)
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import (
+        OTLPLogExporter as HttpLogExporter,
+    )
+
+    return HttpLogExporter(**kwargs)

@@ -16,7 +16,7 @@ from opentelemetry import trace
 from instrument import _runtime, contract
 from instrument.context import current_context, resolve_versions
 
-__all__ = ["install_log_context"]
+__all__ = ["BlamesetLogHandler", "emit_event", "install_log_context", "setup_logging"]
 
 _installed = False
 
@@ -51,3 +51,150 @@ def _stamp(record: logging.LogRecord) -> None:
     setattr(record, contract.LOG_SPAN_ID, span_id)
     setattr(record, contract.LOG_VERSION_SET_ID, (versions or state.version_set).id)
     setattr(record, contract.LOG_TENANT_ID, ctx.tenant or "")
+
+
+# --- stdlib logging -> OTel log records ----------------------------------------------------------
+
+_RESERVED = (
+    frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None)))
+    | {"message", "asctime", "taskName"}
+    | {
+        contract.LOG_TRACE_ID,
+        contract.LOG_SPAN_ID,
+        contract.LOG_VERSION_SET_ID,
+        contract.LOG_TENANT_ID,
+    }
+)
+_OWN_LOGGERS = ("opentelemetry", "blameset")  # the exporters' own complaints must not loop back
+
+
+def _severity(levelno: int) -> int:
+    """stdlib level -> OTel severity number (DEBUG 5, INFO 9, WARN 13, ERROR 17, FATAL 21)."""
+    if levelno <= logging.NOTSET:
+        return 0
+    for base, number in (
+        (logging.CRITICAL, 21),
+        (logging.ERROR, 17),
+        (logging.WARNING, 13),
+        (logging.INFO, 9),
+        (logging.DEBUG, 5),
+    ):
+        if levelno >= base:
+            return min(number + (levelno - base), number + 3)
+    return max(1, levelno)
+
+
+_SEVERITY_TEXT = {"WARNING": "WARN", "CRITICAL": "FATAL"}
+
+
+class BlamesetLogHandler(logging.Handler):
+    """Sends stdlib log records out as OTel log records through the configured pipeline
+    (OTLP with spans, or the sibling ``*.logs.jsonl`` in JSONL mode), each carrying trace_id,
+    span_id, the version set id and the tenant. Does nothing while telemetry is off."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        state = _runtime.STATE
+        provider = state.logger_provider
+        if provider is None or record.name.startswith(_OWN_LOGGERS):
+            return
+        try:
+            from opentelemetry._logs import SeverityNumber
+            from opentelemetry.context import get_current
+
+            attributes = _log_attributes(state, record)
+            provider.get_logger(record.name).emit(
+                timestamp=int(record.created * 1e9),
+                observed_timestamp=state.clock(),
+                context=get_current(),
+                severity_number=SeverityNumber(_severity(record.levelno)),
+                severity_text=_SEVERITY_TEXT.get(record.levelname, record.levelname),
+                body=record.getMessage(),
+                attributes=attributes,
+            )
+        except Exception:
+            from instrument.tracing import _internal_error
+
+            _internal_error("log record")
+
+
+def _log_attributes(state: _runtime.State, record: logging.LogRecord) -> dict[str, Any]:
+    ctx = current_context()
+    versions = resolve_versions(state.version_set, ctx) if ctx.versions is not None else None
+    attributes: dict[str, Any] = {
+        "code.file.path": record.pathname,
+        "code.function.name": record.funcName,
+        "code.line.number": record.lineno,
+        contract.VERSION_SET_ID: (versions or state.version_set).id,
+    }
+    if versions is not None:
+        attributes[contract.VERSION_SET] = versions.canonical
+    if ctx.tenant:
+        attributes[contract.TENANT_ID] = ctx.tenant
+    if ctx.action_id:
+        attributes[contract.ACTION_ID] = ctx.action_id
+    attributes.update(  # the `extra={...}` fields the user added
+        (key, value)
+        for key, value in vars(record).items()
+        if key not in _RESERVED and isinstance(value, str | int | float | bool)
+    )
+    if record.exc_info and record.exc_info[1] is not None:
+        import traceback
+
+        exc = record.exc_info[1]
+        redact = state.redactor
+        attributes["exception.type"] = type(exc).__name__
+        attributes["exception.message"] = redact(str(exc))
+        attributes["exception.stacktrace"] = redact("".join(traceback.format_exception(exc)))
+    return attributes
+
+
+def setup_logging(
+    level: int | str = logging.INFO, logger: logging.Logger | str | None = None
+) -> BlamesetLogHandler:
+    """One line to send a logger's records (the root logger's by default) out with the spans.
+
+    Safe to call again: the handler is added once per logger.
+    """
+    target = logger if isinstance(logger, logging.Logger) else logging.getLogger(logger)
+    for handler in target.handlers:
+        if isinstance(handler, BlamesetLogHandler):
+            handler.setLevel(level)
+            return handler
+    handler = BlamesetLogHandler(level)
+    target.addHandler(handler)
+    if target.level == logging.NOTSET or target.level > handler.level:
+        target.setLevel(handler.level)
+    return handler
+
+
+def emit_event(name: str, attributes: dict[str, Any], body: str | None = None) -> None:
+    """Send one structured event (an audit record, say) as an OTel log record with
+    ``event_name``; it carries the current trace, version set id and tenant."""
+    state = _runtime.STATE
+    provider = state.logger_provider
+    if provider is None:
+        return
+    try:
+        from opentelemetry._logs import SeverityNumber
+        from opentelemetry.context import get_current
+
+        ctx = current_context()
+        versions = resolve_versions(state.version_set, ctx) if ctx.versions is not None else None
+        attrs = {contract.VERSION_SET_ID: (versions or state.version_set).id, **attributes}
+        if ctx.tenant:
+            attrs.setdefault(contract.TENANT_ID, ctx.tenant)
+        now = state.clock()
+        provider.get_logger("blameset").emit(
+            timestamp=now,
+            observed_timestamp=now,
+            context=get_current(),
+            severity_number=SeverityNumber.INFO,
+            severity_text="INFO",
+            body=body,
+            attributes=attrs,
+            event_name=name,
+        )
+    except Exception:
+        from instrument.tracing import _internal_error
+
+        _internal_error("event")

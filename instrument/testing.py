@@ -129,14 +129,16 @@ def capture_spans(
     captured = CapturedSpans()
     previous = _runtime.current_state()
     state = _runtime.build_state(
-        service=service,
-        versions=version_set if version_set is not None else previous.version_set,
-        exporter=captured,
-        prices=prices,
-        batch=False,
-        clock=clock,
-        id_generator=id_generator,
-        sampler=sampler,
+        _runtime.Options(
+            service=service,
+            versions=version_set if version_set is not None else previous.version_set,
+            exporter=captured,
+            prices=prices,
+            batch=False,
+            clock=clock,
+            id_generator=id_generator,
+            sampler=sampler,
+        )
     )
     _runtime.install(state)
     try:

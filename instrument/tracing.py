@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
+import json
 import logging
 from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Mapping
 from datetime import UTC, datetime
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Traced",
+    "record_content",
     "record_first_token",
     "record_queue_time",
     "record_usage",
@@ -202,10 +204,23 @@ class _Recorder:
             retryable = getattr(exc, "retryable", None)
             if isinstance(retryable, bool):
                 attrs[contract.ERROR_RETRYABLE] = retryable
+        if not span.is_recording():  # sampled out: roll-ups done, nothing to write
+            return
         span.set_attributes(attrs)
         if exc is not None:
-            span.set_status(Status(StatusCode.ERROR, _describe(exc)))
-            span.record_exception(exc, timestamp=end_ns, escaped=True)
+            # Exception text often quotes the payload (a prompt, a customer's address): it passes
+            # the redactor even when content capture is off.
+            redact = self.state.redactor
+            span.set_status(Status(StatusCode.ERROR, redact(_describe(exc))))
+            span.record_exception(
+                exc,
+                attributes={
+                    "exception.message": redact(_message(exc)),
+                    "exception.stacktrace": redact(_stacktrace(exc)),
+                },
+                timestamp=end_ns,
+                escaped=True,
+            )
 
     def _inside_tool(self) -> bool:
         parent = self.parent
@@ -238,6 +253,22 @@ class _Recorder:
             costs = [u[4] for u in usages if u[4] is not None]
             if costs:
                 attrs[contract.COST_USD] = sum(costs)
+
+
+def _message(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return ""
+
+
+def _stacktrace(exc: BaseException) -> str:
+    import traceback
+
+    try:
+        return "".join(traceback.format_exception(exc))
+    except Exception:
+        return type(exc).__name__
 
 
 def _describe(exc: BaseException) -> str:
@@ -751,6 +782,40 @@ def record_usage(
     except Exception:
         _internal_error("record_usage")
         return None
+
+
+def record_content(
+    *,
+    input: Any = None,
+    output: Any = None,
+    system: Any = None,
+) -> bool:
+    """Record prompt and completion content on the innermost LLM span, if content capture is on.
+
+    Off by default (``configure(capture_content=True)`` turns it on). Values (strings, or message
+    lists as the provider takes them) are serialised to JSON and pass through the redactor, then
+    land in ``gen_ai.input.messages``, ``gen_ai.output.messages``, ``gen_ai.system_instructions``.
+    Returns whether anything was recorded.
+    """
+    rec = _innermost("llm")
+    if rec is None or not rec.state.capture_content:
+        return False
+    try:
+        redact = rec.state.redactor
+        attrs: dict[str, str] = {}
+        for name, value in (
+            (contract.GEN_AI_INPUT_MESSAGES, input),
+            (contract.GEN_AI_OUTPUT_MESSAGES, output),
+            (contract.GEN_AI_SYSTEM_INSTRUCTIONS, system),
+        ):
+            if value is not None:
+                text = value if isinstance(value, str) else json.dumps(value, default=str)
+                attrs[name] = redact(text)
+        rec.span.set_attributes(attrs)
+        return bool(attrs)
+    except Exception:
+        _internal_error("record_content")
+        return False
 
 
 def record_first_token() -> None:

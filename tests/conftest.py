@@ -12,6 +12,15 @@ from instrument.testing import CapturedSpans, FakeClock, SequentialIds, capture_
 VS = VersionSet(code="3f2a91c", model="gpt-4o-2024-08-06", prompt="outline@v4", config="t0.7")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _spill_dir_of_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Nothing a test spills may land in the user's cache folder."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("BLAMESET_SPILL_DIR", str(tmp_path_factory.mktemp("spill")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(autouse=True)
 def _no_context_leaks() -> Iterator[None]:
     """Every test must leave no span current behind it: a leak would parent the next test's."""

@@ -1,0 +1,268 @@
+"""Batching processors that export in the background and spill whatever did not go out.
+
+The SDK's batch processors drop a batch that fails to export, drop spans when their queue is full,
+and can hold ``shutdown()`` for several export timeouts. Ours keep the same shape (a bounded queue,
+a worker thread exporting batches) but hand every record that did not reach the collector to the
+spill folder: a failed or timed-out export, a full queue, whatever is left when shutdown's
+deadline passes. ``shutdown()`` returns within the export timeout plus a small margin.
+
+A batch still in flight when shutdown gives up on it is spilled too; should it arrive after all,
+the collector and the spill folder both hold it, and ingest keeps one copy (same span id).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+
+from instrument.export import span_to_dict
+from instrument.spill import SpillWriter, log_to_dict
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+    from opentelemetry.sdk._logs import LogRecordProcessor
+    from opentelemetry.sdk.trace import Span
+    from opentelemetry.sdk.trace.export import SpanExporter
+
+__all__ = ["SpillingBatcher", "SpillingSpanProcessor", "spilling_log_processor"]
+
+logger = logging.getLogger("blameset")
+
+T = TypeVar("T")
+
+SHUTDOWN_MARGIN_S = 0.5
+
+
+class SpillingBatcher(Generic[T]):
+    """A bounded queue drained by one worker thread into ``export``; failures go to ``spill``."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        export: Callable[[list[T]], bool],
+        spill: Callable[[list[T], str], None],
+        export_timeout_s: float,
+        max_queue: int = 2048,
+        batch_size: int = 512,
+        delay_s: float = 1.0,
+    ) -> None:
+        self._export = export
+        self._spill = spill
+        self.export_timeout_s = export_timeout_s
+        self._max_queue = max_queue
+        self._batch_size = batch_size
+        self._delay_s = delay_s
+        self._queue: deque[T] = deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._idle = threading.Condition(self._lock)
+        self._in_flight: list[T] | None = None
+        self._stopping = False
+        self._abandoned = False  # shutdown took the in-flight batch: the worker must not spill it
+        self._flush_requested = 0
+        self._worker = threading.Thread(target=self._run, name=f"blameset-{name}", daemon=True)
+        self._worker.start()
+
+    # -- the caller's side: never blocks on the network ---------------------------------------
+    def add(self, item: T) -> None:
+        overflow = False
+        with self._lock:
+            if self._stopping or len(self._queue) >= self._max_queue:
+                overflow = True
+            else:
+                self._queue.append(item)
+                full = len(self._queue) >= self._batch_size
+        if overflow:
+            self._spill([item], "export queue full" if not self._stopping else "after shutdown")
+        elif full:
+            self._wake.set()
+
+    def force_flush(self, timeout_s: float) -> bool:
+        """Export (or spill) everything queued now; True when done within the timeout."""
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            self._flush_requested += 1
+        self._wake.set()
+        with self._idle:
+            while self._queue or self._in_flight is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    def shutdown(self) -> None:
+        """Stop, trying the queue once more; what is still unsent at the deadline is spilled."""
+        deadline = time.monotonic() + self.export_timeout_s + SHUTDOWN_MARGIN_S
+        with self._lock:
+            self._stopping = True
+        self._wake.set()
+        self._worker.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            self._abandoned = True
+            leftover = list(self._queue)
+            self._queue.clear()
+            if self._in_flight is not None:
+                leftover.extend(self._in_flight)
+                self._in_flight = None
+            self._idle.notify_all()
+        if leftover:
+            self._spill(leftover, "collector did not answer before shutdown's deadline")
+
+    # -- the worker ----------------------------------------------------------------------------
+    def _gave_up(self) -> bool:
+        return self._abandoned  # read through a call: another thread sets it
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self._delay_s)
+            self._wake.clear()
+            while True:
+                with self._lock:
+                    if self._abandoned or not self._queue:
+                        self._idle.notify_all()
+                        stopping = self._stopping
+                        break
+                    batch = [
+                        self._queue.popleft()
+                        for _ in range(min(self._batch_size, len(self._queue)))
+                    ]
+                    self._in_flight = batch
+                ok = False
+                try:
+                    ok = self._export(batch)
+                except Exception:
+                    logger.debug("blameset: exporter raised", exc_info=True)
+                with self._lock:
+                    if self._gave_up():  # shutdown spilled this batch already
+                        return
+                    self._in_flight = None
+                    if ok:
+                        continue
+                self._spill(batch, "export failed")
+            if stopping:
+                return
+
+
+class SpillingSpanProcessor(SpanProcessor):
+    """A span processor exporting through ``exporter`` in batches, spilling what fails."""
+
+    def __init__(
+        self,
+        exporter: SpanExporter,
+        spill: SpillWriter,
+        *,
+        export_timeout_s: float,
+        max_queue: int = 2048,
+        batch_size: int = 512,
+        delay_s: float = 1.0,
+    ) -> None:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        self._exporter = exporter
+        self._spill_writer = spill
+
+        def export(batch: list[ReadableSpan]) -> bool:
+            return exporter.export(batch) == SpanExportResult.SUCCESS
+
+        def to_spill(batch: list[ReadableSpan], reason: str) -> None:
+            spill.spill("spans", batch, span_to_dict, reason)
+
+        self._batcher: SpillingBatcher[ReadableSpan] = SpillingBatcher(
+            name="spans",
+            export=export,
+            spill=to_spill,
+            export_timeout_s=export_timeout_s,
+            max_queue=max_queue,
+            batch_size=batch_size,
+            delay_s=delay_s,
+        )
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        return None
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if span.context is not None and span.context.trace_flags.sampled:
+            self._batcher.add(span)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        done = self._batcher.force_flush(timeout_millis / 1000)
+        return self._spill_writer.flush(timeout_millis / 1000) and done
+
+    def shutdown(self) -> None:
+        self._batcher.shutdown()
+        try:
+            self._exporter.shutdown()
+        except Exception:
+            logger.exception("blameset: span exporter failed to shut down")
+
+
+def spilling_log_processor(
+    exporter: Any,
+    spill: SpillWriter,
+    *,
+    export_timeout_s: float,
+    max_queue: int = 2048,
+    batch_size: int = 512,
+    delay_s: float = 1.0,
+) -> LogRecordProcessor:
+    """The same for log records (built lazily: the SDK's logs module loads only when used)."""
+    from opentelemetry.sdk._logs import LogRecordProcessor
+    from opentelemetry.sdk._logs.export import LogRecordExportResult
+
+    class SpillingLogProcessor(LogRecordProcessor):
+        def __init__(self) -> None:
+            def export(batch: list[Any]) -> bool:
+                return bool(exporter.export(batch) == LogRecordExportResult.SUCCESS)
+
+            def to_spill(batch: list[Any], reason: str) -> None:
+                spill.spill("logs", batch, log_to_dict, reason)
+
+            self._batcher: SpillingBatcher[Any] = SpillingBatcher(
+                name="logs",
+                export=export,
+                spill=to_spill,
+                export_timeout_s=export_timeout_s,
+                max_queue=max_queue,
+                batch_size=batch_size,
+                delay_s=delay_s,
+            )
+
+        def on_emit(self, log_record: Any) -> None:
+            self._batcher.add(log_record)
+
+        def force_flush(self, timeout_millis: int = 30_000) -> bool:
+            done = self._batcher.force_flush(timeout_millis / 1000)
+            return spill.flush(timeout_millis / 1000) and done
+
+        def shutdown(self) -> None:
+            self._batcher.shutdown()
+            try:
+                exporter.shutdown()
+            except Exception:
+                logger.exception("blameset: log exporter failed to shut down")
+
+    return SpillingLogProcessor()
+
+
+def exporter_timeout_s(signal: str, explicit: float | None) -> float:
+    """The export timeout in seconds, as the OTLP exporters resolve it (they read seconds)."""
+    import os
+
+    if explicit is not None:
+        return float(explicit)
+    for name in (f"OTEL_EXPORTER_OTLP_{signal.upper()}_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"):
+        raw = os.environ.get(name)
+        if raw:
+            try:
+                return float(raw)
+            except ValueError:
+                break
+    return 10.0

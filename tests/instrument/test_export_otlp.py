@@ -1,0 +1,374 @@
+"""OTLP export to real receivers, logs beside spans, spill when the collector is down, sampling,
+and content redaction."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.trace import SpanProcessor
+
+import instrument
+from instrument import _runtime, record_usage, request_context, traced
+from tests.conftest import VS
+from tests.otlp_receiver import GrpcReceiver, HttpReceiver, closed_port
+
+
+@pytest.fixture(autouse=True)
+def _restore_configuration() -> Iterator[None]:
+    previous = _runtime.current_state()
+    yield
+    _runtime.install(previous).shutdown()
+    app = logging.getLogger("app")
+    for handler in list(app.handlers):
+        app.removeHandler(handler)
+
+
+@traced.tool("search_web")
+def search(q: str) -> str:
+    return q
+
+
+@traced.llm(model="gpt-4o-2024-08-06", provider="openai")
+def complete(prompt: str) -> str:
+    record_usage(input_tokens=1000, output_tokens=500)
+    return "answer"
+
+
+@traced("generate_outline", route="/v1/outline")
+def handler(topic: str) -> str:
+    logging.getLogger("app").warning("outlining %s", topic)
+    search(topic)
+    return complete(topic)
+
+
+class SpanIds(SpanProcessor):
+    """Remembers the id of every span that ended, to check that none went missing."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def on_end(self, span) -> None:
+        self.ids.append(f"{span.context.span_id:016x}")
+
+
+def spilled(folder: Path, signal: str = "spans") -> list[dict]:
+    return [
+        json.loads(line)
+        for path in sorted(folder.glob(f"{signal}-*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_spans_and_logs_reach_a_real_receiver(protocol: str, tmp_path: Path):
+    """Spans and log records arrive with the contract attributes, headers passed through."""
+    receiver = HttpReceiver() if protocol == "http/protobuf" else GrpcReceiver()
+    try:
+        instrument.configure(
+            service="writer-api",
+            version_set=VS,
+            environment="staging",
+            exporter="otlp",
+            endpoint=receiver.endpoint,
+            protocol=protocol,
+            headers={"x-api-key": "k-123"},
+            timeout=5,
+            spill_dir=tmp_path,
+        )
+        instrument.setup_logging(logger="app")
+        with request_context(tenant="acme"):
+            handler("observability")
+        instrument.shutdown()
+    finally:
+        receiver.close()
+    got = receiver.received
+    by_name = {s["name"]: s for s in got.spans}
+    assert set(by_name) == {"generate_outline", "execute_tool search_web", "chat gpt-4o-2024-08-06"}
+    req = by_name["generate_outline"]
+    assert req["resource"]["service.name"] == "writer-api"
+    assert req["resource"]["service.version"] == "3f2a91c"
+    assert req["resource"]["deployment.environment.name"] == "staging"
+    assert req["resource"]["blameset.version.prompt"] == "outline@v4"
+    assert req["attributes"]["blameset.version_set.id"] == VS.id
+    assert req["attributes"]["blameset.final_status"] == "success"
+    assert req["attributes"]["blameset.tenant.id"] == "acme"
+    assert req["attributes"]["blameset.cost.usd"] == pytest.approx(0.0075)
+    assert req["attributes"]["http.route"] == "/v1/outline"
+    (log,) = got.logs
+    assert log["body"] == "outlining observability"
+    assert log["severity_text"] == "WARN"
+    assert log["trace_id"] == req["trace_id"]
+    assert log["span_id"] == req["span_id"]
+    assert log["attributes"]["blameset.version_set.id"] == VS.id
+    assert log["attributes"]["blameset.tenant.id"] == "acme"
+    assert all(h.get("x-api-key") == "k-123" for h in got.headers)
+    assert len(got.headers) >= 2  # one traces request, one logs request at least
+    assert list(tmp_path.iterdir()) == []  # nothing spilled when the collector answers
+
+
+def test_standard_environment_variables_choose_and_address_otlp(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    """OTEL_EXPORTER_OTLP_ENDPOINT/_PROTOCOL/_HEADERS drive a configure() given no exporter."""
+    receiver = GrpcReceiver()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-team=writers")
+    try:
+        instrument.configure(service="svc", version_set=VS, spill_dir=tmp_path)
+        handler("env")
+        instrument.shutdown()
+    finally:
+        receiver.close()
+    assert len(receiver.received.spans) == 3
+    assert all(h.get("x-team") == "writers" for h in receiver.received.headers)
+
+
+@pytest.mark.parametrize("outage", ["closed_port", "hanging_receiver"])
+def test_an_outage_neither_slows_the_service_nor_loses_a_span(outage: str, tmp_path: Path):
+    """200 calls during an outage keep their latency; shutdown is bounded; all spans spilled."""
+    hanging = HttpReceiver(mode="hang") if outage == "hanging_receiver" else None
+    endpoint = hanging.endpoint if hanging else f"http://127.0.0.1:{closed_port()}"
+    ids = SpanIds()
+    timeout_s = 1.0
+    try:
+        instrument.configure(
+            service="svc",
+            version_set=VS,
+            exporter="otlp",
+            endpoint=endpoint,
+            timeout=timeout_s,
+            spill_dir=tmp_path,
+            processors=(ids,),
+        )
+
+        @traced("op")
+        def op(i: int) -> int:
+            return i
+
+        durations = []
+        for i in range(200):
+            t0 = time.perf_counter()
+            op(i)
+            durations.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        instrument.shutdown()
+        shutdown_s = time.perf_counter() - t0
+    finally:
+        if hanging:
+            hanging.close()
+    if hanging:
+        assert hanging.received.headers, "the exporter never reached the hanging receiver"
+    durations.sort()
+    p99 = durations[int(len(durations) * 0.99) - 1]
+    assert p99 < 0.010, f"p99 of a call during the outage: {p99 * 1000:.1f} ms"
+    assert shutdown_s < timeout_s + 1.5, f"shutdown took {shutdown_s:.2f} s"
+    spans = spilled(tmp_path)
+    assert sorted(s["span_id"] for s in spans) == sorted(ids.ids)
+    assert len(spans) == 200
+    assert all(s["attributes"]["blameset.version_set.id"] == VS.id for s in spans)
+    assert spans[0]["resource"]["service.name"] == "svc"
+
+
+def test_log_records_spill_too(tmp_path: Path):
+    """Log records that cannot be exported are spilled beside the spans."""
+    instrument.configure(
+        version_set=VS,
+        exporter="otlp",
+        endpoint=f"http://127.0.0.1:{closed_port()}",
+        timeout=0.5,
+        spill_dir=tmp_path,
+    )
+    instrument.setup_logging(logger="app")
+    with request_context(tenant="acme"):
+        handler("down")
+    instrument.shutdown()
+    (log,) = spilled(tmp_path, "logs")
+    assert log["body"] == "outlining down"
+    assert log["attributes"]["blameset.tenant.id"] == "acme"
+    span_ids = {s["span_id"] for s in spilled(tmp_path)}
+    assert log["span_id"] in span_ids
+
+
+def test_the_spill_folder_is_capped_and_says_what_it_dropped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """Past the size cap, spans are counted and dropped, with a warning and a summary."""
+    instrument.configure(
+        version_set=VS,
+        exporter="otlp",
+        endpoint=f"http://127.0.0.1:{closed_port()}",
+        timeout=0.5,
+        spill_dir=tmp_path,
+        spill_max_bytes=5_000,
+    )
+
+    @traced("op")
+    def op() -> None:
+        pass
+
+    with caplog.at_level(logging.WARNING, logger="blameset"):
+        for _ in range(100):
+            op()
+        instrument.shutdown()
+    size = sum(p.stat().st_size for p in tmp_path.iterdir())
+    assert 0 < size <= 5_000
+    kept = len(spilled(tmp_path))
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert f"dropped {100 - kept} spans" in messages
+    assert "spilling them to" in messages and str(tmp_path) in messages
+
+
+def test_jsonl_mode_writes_logs_to_a_sibling_file(tmp_path: Path):
+    """In JSONL mode log records go to spans.logs.jsonl, correlated with their span."""
+    out = tmp_path / "spans.jsonl"
+    instrument.configure(version_set=VS, exporter=f"jsonl:{out}")
+    instrument.setup_logging(logger="app")
+    with request_context(tenant="acme", versions={"prompt": "outline@v5"}):
+        handler("files")
+    logging.getLogger("app").info("outside any span")
+    instrument.shutdown()
+    spans = {json.loads(x)["name"]: json.loads(x) for x in out.read_text().splitlines()}
+    logs = [json.loads(x) for x in (tmp_path / "spans.logs.jsonl").read_text().splitlines()]
+    inside, outside = logs
+    req = spans["generate_outline"]
+    assert inside["trace_id"] == req["trace_id"]
+    assert inside["span_id"] == req["span_id"]
+    assert inside["attributes"]["blameset.version_set.id"] == VS.replace(prompt="outline@v5").id
+    assert inside["attributes"]["blameset.tenant.id"] == "acme"
+    assert outside["trace_id"] is None
+    assert outside["severity_text"] == "INFO"
+
+
+def test_events_go_out_as_log_records(tmp_path: Path):
+    """emit_event() sends a structured event (audit records use it) with the current trace."""
+    out = tmp_path / "spans.jsonl"
+    instrument.configure(version_set=VS, exporter=f"jsonl:{out}")
+    with traced("export_document"):
+        instrument.emit_event("audit", {"blameset.actor": "u1", "result": "ok"})
+    instrument.shutdown()
+    (event,) = [json.loads(x) for x in (tmp_path / "spans.logs.jsonl").read_text().splitlines()]
+    assert event["event_name"] == "audit"
+    assert event["attributes"]["blameset.actor"] == "u1"
+    assert event["trace_id"] is not None
+
+
+@pytest.mark.parametrize("how", ["argument_ratio", "argument_name", "environment"], ids=lambda h: h)
+def test_sampling_drops_spans_not_money(how: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """A sampler that keeps nothing records no span; the call is still priced."""
+    sampler: object = None
+    if how == "argument_ratio":
+        sampler = 0.0
+    elif how == "argument_name":
+        sampler = "parentbased_traceidratio:0"
+    else:
+        monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    out = tmp_path / "spans.jsonl"
+    instrument.configure(version_set=VS, exporter=f"jsonl:{out}", sampler=sampler)  # type: ignore[arg-type]
+
+    @traced("req")
+    def req() -> float | None:
+        @traced.llm(model="gpt-4o-2024-08-06", provider="openai")
+        def llm() -> float | None:
+            return record_usage(input_tokens=1000, output_tokens=500)
+
+        return llm()
+
+    assert req() == pytest.approx(0.0075)
+    instrument.shutdown()
+    assert not out.exists() or out.read_text() == ""
+
+
+def test_a_ratio_sampler_keeps_about_its_share(tmp_path: Path):
+    """parentbased_traceidratio:0.5 keeps roughly half of 400 root spans, whole traces."""
+    out = tmp_path / "spans.jsonl"
+    instrument.configure(
+        version_set=VS, exporter=f"jsonl:{out}", sampler="parentbased_traceidratio:0.5"
+    )
+    for _ in range(400):
+        handler("x")
+    instrument.shutdown()
+    spans = [json.loads(x) for x in out.read_text().splitlines()]
+    roots = [s for s in spans if s["parent_span_id"] is None]
+    assert 120 < len(roots) < 280
+    assert len(spans) == 3 * len(roots)  # children follow their parent's decision
+
+
+def test_unknown_sampler_is_a_clear_error():
+    """A typo in the sampler name fails at configure time, listing the choices."""
+    with pytest.raises(ValueError, match="parentbased_traceidratio"):
+        instrument.configure(version_set=VS, exporter="console", sampler="sometimes")
+
+
+SECRET_PROMPT = (
+    "Summarise the ticket from bob.smith@example.com. Use key sk-proj-abcdefghijklmnop1234 "
+    "and header Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.payload.sig, customer C-99812."
+)
+
+
+def test_content_is_off_by_default(tmp_path: Path):
+    """Without capture_content, record_content records nothing."""
+    out = tmp_path / "spans.jsonl"
+    instrument.configure(version_set=VS, exporter=f"jsonl:{out}")
+
+    @traced.llm(model="m")
+    def llm() -> bool:
+        return instrument.record_content(input=SECRET_PROMPT, output="done")
+
+    assert llm() is False
+    instrument.shutdown()
+    text = out.read_text()
+    assert "gen_ai.input.messages" not in text
+    assert "bob.smith" not in text
+
+
+def test_captured_content_is_redacted(tmp_path: Path):
+    """With capture on, keys, bearer tokens, e-mail addresses and user patterns are scrubbed."""
+    out = tmp_path / "spans.jsonl"
+    instrument.configure(
+        version_set=VS, exporter=f"jsonl:{out}", capture_content=True, redact=[r"\bC-\d{5}\b"]
+    )
+
+    @traced.llm(model="m")
+    def llm() -> bool:
+        return instrument.record_content(
+            input=[{"role": "user", "content": SECRET_PROMPT}],
+            output="Reply sent to alice@example.org",
+            system="api_key=supersecret123",
+        )
+
+    @traced("fails")
+    def fails() -> None:
+        raise ValueError(f"provider rejected: {SECRET_PROMPT}")
+
+    assert llm() is True
+    with pytest.raises(ValueError, match=r"bob\.smith"):  # the caller's exception is untouched
+        fails()
+    instrument.shutdown()
+    text = out.read_text()
+    for secret in (
+        "bob.smith@example.com",
+        "sk-proj-abcdefghijklmnop1234",
+        "eyJhbGciOiJIUzI1NiJ9",
+        "alice@example.org",
+        "supersecret123",
+        "C-99812",
+    ):
+        assert secret not in text, secret
+    spans = {json.loads(x)["name"]: json.loads(x) for x in out.read_text().splitlines()}
+    attrs = spans["chat m"]["attributes"]
+    messages = json.loads(attrs["gen_ai.input.messages"])
+    assert "[REDACTED:email]" in messages[0]["content"]
+    assert "[REDACTED:api_key]" in messages[0]["content"]
+    assert "[REDACTED:bearer]" in messages[0]["content"]
+    assert "[REDACTED:custom]" in messages[0]["content"]
+    assert attrs["gen_ai.output.messages"] == "Reply sent to [REDACTED:email]"
+    failed = spans["fails"]
+    assert "[REDACTED:email]" in failed["status_message"]
+    assert "[REDACTED:email]" in failed["events"][0]["attributes"]["exception.message"]
