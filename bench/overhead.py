@@ -220,6 +220,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     case("traced_llm_usage", loop(req, request=True), spans_per_call=2, **pipeline)
     pipeline = setup(prices={MODEL: {"input_mtok": 2.5, "output_mtok": 10.0}})
     case("traced_llm_usage[override]", loop(req, request=True), spans_per_call=2, **pipeline)
+    # Sampled out: the span is a no-op, but roll-ups and pricing still run (sampling drops
+    # spans, not money); this is the cheap path a 1% sampler puts most calls on.
+    instrument.configure(
+        service="bench",
+        version_set=VersionSet(code="3f2a91c"),
+        exporter=DropExporter(),
+        sampler="always_off",
+    )
+    case("traced_sampled_out", loop(op, request=True))
     instrument.configure(exporter="none")
     case("telemetry_off", loop(op))
 
@@ -236,6 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(f"telemetry_off - bare        {off:9.0f} ns  target <= 1000  {verdict(off <= 1000)}")
     print(f"traced_llm_usage / raw_otel {llm / res['raw_otel']:9.2f} x   (info)")
+    print(
+        f"sampled out / raw_otel      {res['traced_sampled_out'] / res['raw_otel']:9.2f} x   (info)"
+    )
     print(f"LLM span + genai-prices     {llm - res['traced_request']:9.0f} ns  (llm - request)")
     print(f"LLM span + price override   {llm_override - res['traced_request']:9.0f} ns")
     print(f"genai-prices pricing alone  {llm - llm_override:9.0f} ns  (llm - override)")

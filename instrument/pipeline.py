@@ -160,11 +160,10 @@ class SpillingSpanProcessor(SpanProcessor):
         spill: SpillWriter,
         *,
         export_timeout_s: float,
-        max_queue: int = 2048,
-        batch_size: int = 512,
-        delay_s: float = 1.0,
     ) -> None:
         from opentelemetry.sdk.trace.export import SpanExportResult
+
+        max_queue, batch_size, delay_s = batch_settings("BSP")
 
         self._exporter = exporter
         self._spill_writer = spill
@@ -209,13 +208,12 @@ def spilling_log_processor(
     spill: SpillWriter,
     *,
     export_timeout_s: float,
-    max_queue: int = 2048,
-    batch_size: int = 512,
-    delay_s: float = 1.0,
 ) -> LogRecordProcessor:
     """The same for log records (built lazily: the SDK's logs module loads only when used)."""
     from opentelemetry.sdk._logs import LogRecordProcessor
     from opentelemetry.sdk._logs.export import LogRecordExportResult
+
+    max_queue, batch_size, delay_s = batch_settings("BLRP")
 
     class SpillingLogProcessor(LogRecordProcessor):
         def __init__(self) -> None:
@@ -250,6 +248,26 @@ def spilling_log_processor(
                 logger.exception("blameset: log exporter failed to shut down")
 
     return SpillingLogProcessor()
+
+
+def batch_settings(prefix: str) -> tuple[int, int, float]:
+    """Queue size, batch size and delay (s) from the SDK's own variables, ``OTEL_BSP_*`` for
+    spans and ``OTEL_BLRP_*`` for logs; defaults 2048, 512 and 1 s."""
+    import os
+
+    def number(name: str, default: float) -> float:
+        raw = os.environ.get(f"OTEL_{prefix}_{name}")
+        try:
+            return float(raw) if raw else default
+        except ValueError:
+            logger.warning(
+                "blameset: OTEL_%s_%s=%r is not a number; using %s", prefix, name, raw, default
+            )
+            return default
+
+    max_queue = max(1, int(number("MAX_QUEUE_SIZE", 2048)))
+    batch = max(1, min(max_queue, int(number("MAX_EXPORT_BATCH_SIZE", 512))))
+    return max_queue, batch, number("SCHEDULE_DELAY", 1000) / 1000
 
 
 def exporter_timeout_s(signal: str, explicit: float | None) -> float:

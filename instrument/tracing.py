@@ -27,7 +27,8 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from instrument import _runtime, contract
-from instrument.context import current_context, resolve_versions
+from instrument.context import _current as _request_context
+from instrument.context import resolve_versions
 from instrument.cost import Usage
 from instrument.version_set import VersionSet, span_attributes
 
@@ -311,7 +312,7 @@ class Traced:
     Build one with :data:`traced`; it is immutable and safe to share.
     """
 
-    __slots__ = ("_cache", "_entered", "fixed", "kind", "name", "otel_kind")
+    __slots__ = ("_cache", "_entered", "_last", "fixed", "kind", "name", "otel_kind")
 
     def __init__(
         self,
@@ -327,6 +328,7 @@ class Traced:
         # (state generation, version set id, kind) -> attributes at span start
         self._cache: dict[tuple[int, str, str], dict[str, Any]] = {}
         self._entered: list[_Recorder | None] = []
+        self._last: tuple[Any, VersionSet, str, dict[str, Any]] | None = None
 
     def __repr__(self) -> str:
         return f"traced<{self.kind}>({self.name!r})"
@@ -336,7 +338,7 @@ class Traced:
         """Start the span (and enter its context when ``enter``); None on a telemetry fault."""
         try:
             parent = _current.get()
-            ctx = current_context()
+            ctx = _request_context.get()
             versions = (
                 resolve_versions(state.version_set, ctx) if ctx.versions is not None else None
             )
@@ -344,10 +346,16 @@ class Traced:
             if kind == "auto":
                 kind = "step" if parent is not None and parent.request is not None else "request"
             vs = versions or state.version_set
-            key = (state.generation, vs.id, kind)
-            attrs = self._cache.get(key)
-            if attrs is None:
-                attrs = self._fixed_attributes(key, vs, state.version_set)
+            last = self._last  # the common case: same configuration, set and kind as last call
+            if last is not None and last[0] is state and last[1] is vs and last[2] == kind:
+                attrs = last[3]
+            else:
+                key = (state.generation, vs.id, kind)
+                cached = self._cache.get(key)
+                if cached is None:
+                    cached = self._fixed_attributes(key, vs, state.version_set)
+                attrs = cached
+                self._last = (state, vs, kind, attrs)
             queue_ms = None
             if kind == "request":
                 pending = _pending_queue.get()

@@ -130,10 +130,11 @@ def test_standard_environment_variables_choose_and_address_otlp(
     assert all(h.get("x-team") == "writers" for h in receiver.received.headers)
 
 
-@pytest.mark.parametrize("outage", ["closed_port", "hanging_receiver"])
+@pytest.mark.parametrize("outage", ["closed_port", "hanging_receiver", "failing_receiver"])
 def test_an_outage_neither_slows_the_service_nor_loses_a_span(outage: str, tmp_path: Path):
     """200 calls during an outage keep their latency; shutdown is bounded; all spans spilled."""
-    hanging = HttpReceiver(mode="hang") if outage == "hanging_receiver" else None
+    modes = {"hanging_receiver": "hang", "failing_receiver": "fail"}  # fail: HTTP 503, retried
+    hanging = HttpReceiver(mode=modes[outage]) if outage in modes else None
     endpoint = hanging.endpoint if hanging else f"http://127.0.0.1:{closed_port()}"
     ids = SpanIds()
     timeout_s = 1.0
@@ -164,7 +165,7 @@ def test_an_outage_neither_slows_the_service_nor_loses_a_span(outage: str, tmp_p
         if hanging:
             hanging.close()
     if hanging:
-        assert hanging.received.headers, "the exporter never reached the hanging receiver"
+        assert hanging.received.headers, "the exporter never reached the receiver"
     durations.sort()
     p99 = durations[int(len(durations) * 0.99) - 1]
     assert p99 < 0.010, f"p99 of a call during the outage: {p99 * 1000:.1f} ms"
