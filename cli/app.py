@@ -1,12 +1,13 @@
-"""The `blameset` command: one typer app, a sub-app per noun; commands arrive with later issues.
-
-The CLI holds no logic: each command parses options, calls analyze or instrument, prints.
+"""The `blameset` command: one typer app, a sub-app per noun. The CLI holds no logic: each command
+parses options, calls analyze or instrument, prints, and maps errors to exit codes.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Annotated
 
 try:
@@ -29,6 +30,8 @@ if typer is not None:
         no_args_is_help=True,
         add_completion=False,
     )
+    audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+    app.add_typer(audit_app, name="audit")
 
     def _print_version(value: bool) -> None:
         if value:
@@ -48,6 +51,67 @@ if typer is not None:
         ] = False,
     ) -> None:
         """blameset: trace analyzer for AI application backends."""
+
+    @app.command()
+    def taxonomy(
+        fmt: Annotated[str, typer.Option("--format", help="md (a Markdown table) or json.")] = "md",
+    ) -> None:
+        """Print the error taxonomy: codes, HTTP status, retry policy, budget, alert, messages."""
+        from instrument import errors
+
+        if fmt == "json":
+            typer.echo(json.dumps(errors.taxonomy_json(), ensure_ascii=False, indent=2))
+        elif fmt == "md":
+            typer.echo(errors.taxonomy_markdown(), nl=False)
+        else:
+            typer.echo(f"blameset taxonomy: --format must be md or json, not {fmt!r}", err=True)
+            raise typer.Exit(2)
+
+    @audit_app.command("verify")
+    def audit_verify(
+        path: Annotated[Path, typer.Argument(help="The audit log (JSONL) to check.")],
+        expect_last: Annotated[
+            str | None,
+            typer.Option(help="The hash the last record must have (catches a cut-off tail)."),
+        ] = None,
+    ) -> None:
+        """Check the hash chain; exit 1 naming the first edited, removed or moved record."""
+        from instrument.audit import verify
+
+        if not path.is_file():
+            typer.echo(f"blameset audit verify: {path}: no such file", err=True)
+            raise typer.Exit(2)
+        result = verify(path, expect_last=expect_last)
+        if result.ok:
+            typer.echo(f"{path}: chain intact ({result.records} records)")
+            return
+        where = f"line {result.line}" if result.line is not None else "end of file"
+        typer.echo(f"{path}: {where}: {result.problem}", err=True)
+        raise typer.Exit(1)
+
+    @app.command()
+    def gate(
+        files: Annotated[list[Path], typer.Argument(help="Backend design documents (Markdown).")],
+    ) -> None:
+        """Check design documents name idempotency keys, trace_id, version_set and retry budgets."""
+        from analyze.gate import check_design
+
+        failed = False
+        for file in files:
+            if not file.is_file():
+                typer.echo(f"{file}: no such file", err=True)
+                failed = True
+                continue
+            result = check_design(file)
+            if result.ok:
+                typer.echo(f"PASS {file}: idempotency key, trace_id, version_set, retry budget")
+                continue
+            failed = True
+            typer.echo(f"FAIL {file}: missing {len(result.missing)} required element(s):")
+            for req in result.missing:
+                typer.echo(f"  - {req.name}: {req.why}")
+        if failed:
+            raise typer.Exit(1)
 
 
 def main() -> None:

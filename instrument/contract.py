@@ -89,6 +89,12 @@ ERROR_TYPE: Final = "error.type"
 """Taxonomy code (``INVALID_INPUT``, ``BUDGET_EXHAUSTED``, ...) or the exception's class name."""
 ERROR_RETRYABLE: Final = "blameset.error.retryable"
 """Whether the error's code allows a retry."""
+ERROR_ALERT: Final = "blameset.error.alert"
+"""True when the error's code should page someone (the taxonomy's alert column)."""
+RETRY_ATTEMPTS: Final = "blameset.retry.attempts"
+"""On the span around a retried call: how many attempts it took (1 = no retry)."""
+RETRY_EVENT: Final = "blameset.retry"
+"""Span event per failed attempt that is retried: attempt, error.type, delay_ms."""
 
 # --- who ------------------------------------------------------------------------------------
 TENANT_ID: Final = "blameset.tenant.id"

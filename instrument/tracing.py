@@ -205,6 +205,12 @@ class _Recorder:
             retryable = getattr(exc, "retryable", None)
             if isinstance(retryable, bool):
                 attrs[contract.ERROR_RETRYABLE] = retryable
+            if getattr(exc, "alert", False) is True:
+                attrs[contract.ERROR_ALERT] = True
+            if getattr(exc, "audited", False) is True:
+                from instrument.audit import record_error
+
+                record_error(exc, span.name if hasattr(span, "name") else "")
         if not span.is_recording():  # sampled out: roll-ups done, nothing to write
             return
         span.set_attributes(attrs)

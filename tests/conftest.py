@@ -42,3 +42,48 @@ def clock() -> FakeClock:
 def spans(clock: FakeClock) -> Iterator[CapturedSpans]:
     with capture_spans(version_set=VS, clock=clock, id_generator=SequentialIds()) as captured:
         yield captured
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real Redis server: BLAMESET_TEST_REDIS_URL (.ci/run starts one), else one started here
+    from Debian's redis-server on a free port; skipped only outside CI when neither exists."""
+    import os
+    import shutil
+    import socket
+    import subprocess
+
+    url = os.environ.get("BLAMESET_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must provide redis-server (see .ci/run)")
+        pytest.skip("no redis-server here; .ci/run installs it")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    import redis
+
+    client = redis.Redis(port=port)
+    for _ in range(500):  # until it answers (bounded: ~5 s)
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            proc.poll()
+            if proc.returncode is not None:
+                pytest.fail("redis-server exited at start")
+            import time
+
+            time.sleep(0.01)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(10)

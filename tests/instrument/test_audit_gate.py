@@ -1,0 +1,169 @@
+"""The audit log's hash chain, the design gate, and their commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import instrument
+from cli.app import app
+from instrument import _runtime, request_context, traced
+from instrument.audit import AuditLog, set_default, verify
+from instrument.errors import PolicyViolation, taxonomy_markdown
+from instrument.testing import CapturedSpans
+from tests.conftest import VS
+
+runner = CliRunner()
+DOCS = Path(__file__).parents[2] / "docs" / "backend"
+
+
+def _log(tmp_path: Path, n: int = 4) -> Path:
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path)
+    for i in range(n):
+        log.record(actor=f"user-{i}", action="export_document", target=f"doc-{i}", result="ok")
+    return path
+
+
+def test_records_carry_who_what_when_trace_and_version(tmp_path: Path, spans: CapturedSpans):
+    """Each record has actor, action, target, result, time, trace_id, version set and a chain."""
+    log = AuditLog(tmp_path / "audit.jsonl")
+    with request_context(tenant="acme", action_id="act-7"), traced("export_document"):
+        record = log.record(actor="u1", action="export", target="doc-1", result="ok", bytes=1200)
+    assert record["trace_id"] == f"{spans.one('export_document').context.trace_id:032x}"
+    assert record["version_set_id"] == VS.id
+    assert record["tenant"] == "acme"
+    assert record["action_id"] == "act-7"
+    assert record["details"] == {"bytes": 1200}
+    assert record["seq"] == 1
+    assert record["prev_hash"] == "0" * 64
+    assert log.last_hash == record["hash"]
+    assert verify(log.path).ok
+
+
+@pytest.mark.parametrize("tamper", ["edit", "delete", "reorder"])
+def test_verify_names_the_first_tampered_line(tmp_path: Path, tamper: str):
+    """An edited, a deleted and a reordered record are each caught, at the right line."""
+    path = _log(tmp_path, 5)
+    lines = path.read_text().splitlines()
+    if tamper == "edit":
+        record = json.loads(lines[2])
+        record["result"] = "denied"
+        lines[2] = json.dumps(record)
+        expected_line, words = 3, "edited"
+    elif tamper == "delete":
+        del lines[1]
+        expected_line, words = 2, "removed"
+    else:
+        lines[1], lines[2] = lines[2], lines[1]
+        expected_line, words = 2, "reordered"
+    path.write_text("\n".join(lines) + "\n")
+    result = verify(path)
+    assert not result.ok
+    assert result.line == expected_line
+    assert words in result.problem
+    cli = runner.invoke(app, ["audit", "verify", str(path)])
+    assert cli.exit_code == 1
+    assert f"line {expected_line}" in cli.output
+
+
+def test_a_cut_off_tail_is_caught_against_the_last_hash(tmp_path: Path):
+    """Dropping the newest records leaves a valid chain; the kept last hash catches it."""
+    path = _log(tmp_path, 3)
+    last = AuditLog(path).last_hash
+    path.write_text("\n".join(path.read_text().splitlines()[:2]) + "\n")
+    assert verify(path).ok
+    assert not verify(path, expect_last=last).ok
+    assert runner.invoke(app, ["audit", "verify", str(path), "--expect-last", last]).exit_code == 1
+
+
+def test_an_intact_log_verifies(tmp_path: Path):
+    """blameset audit verify exits 0 on an intact chain."""
+    path = _log(tmp_path, 3)
+    result = runner.invoke(app, ["audit", "verify", str(path)])
+    assert result.exit_code == 0
+    assert "chain intact (3 records)" in result.output
+
+
+def test_audited_errors_are_recorded(tmp_path: Path, spans: CapturedSpans):
+    """A SAFETY_VIOLATION (or its alias POLICY_VIOLATION) raised in a span is audited."""
+    log = AuditLog(tmp_path / "audit.jsonl", emit=False)
+    set_default(log)
+    try:
+
+        @traced("generate_outline")
+        def handler() -> None:
+            raise PolicyViolation("asked for a competitor's customer list")
+
+        with request_context(actor="user-9", action_id="act-3"), pytest.raises(PolicyViolation):
+            handler()
+    finally:
+        set_default(None)
+    (record,) = [json.loads(x) for x in log.path.read_text().splitlines()]
+    assert record["actor"] == "user-9"
+    assert record["action"] == "generate_outline"
+    assert record["result"] == "SAFETY_VIOLATION"
+    assert record["target"] == "act-3"
+
+
+def test_audit_records_go_out_as_log_records(tmp_path: Path):
+    """With telemetry configured, each audit record is also an OTel log record."""
+    out = tmp_path / "spans.jsonl"
+    previous = _runtime.current_state()
+    instrument.configure(version_set=VS, exporter=f"jsonl:{out}")
+    try:
+        AuditLog(tmp_path / "audit.jsonl").record(actor="u", action="a", target="t", result="ok")
+        instrument.shutdown()
+    finally:
+        _runtime.install(previous)
+    (event,) = [json.loads(x) for x in (tmp_path / "spans.logs.jsonl").read_text().splitlines()]
+    assert event["event_name"] == "blameset.audit"
+    assert event["attributes"]["blameset.audit.result"] == "ok"
+
+
+# --- taxonomy and gate commands -----------------------------------------------------------------
+
+
+def test_taxonomy_command_prints_md_and_json():
+    """blameset taxonomy --format md|json prints the table from code."""
+    md = runner.invoke(app, ["taxonomy", "--format", "md"])
+    assert md.exit_code == 0
+    assert md.output == taxonomy_markdown()
+    js = runner.invoke(app, ["taxonomy", "--format", "json"])
+    rows = json.loads(js.output)
+    assert {r["code"] for r in rows} >= {"INVALID_INPUT", "QUOTA_EXCEEDED", "INTERNAL"}
+    assert runner.invoke(app, ["taxonomy", "--format", "xml"]).exit_code == 2
+
+
+def test_the_design_doc_is_generated_from_code():
+    """docs/backend/error-taxonomy.md holds the table the code prints, word for word."""
+    assert taxonomy_markdown() in (DOCS / "error-taxonomy.md").read_text(encoding="utf-8")
+
+
+def test_the_shipped_design_docs_pass_the_gate():
+    """Both backend design documents name the four required elements."""
+    result = runner.invoke(app, ["gate", *map(str, sorted(DOCS.glob("*.md")))])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("PASS") == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "missing"),
+    [
+        ("幂等键 trace_id version_set 重试预算", []),
+        ("Idempotency keys, trace id, version set and a retry budget.", []),
+        ("trace_id and version_set only", ["idempotency key", "retry budget"]),
+        ("", ["idempotency key", "trace_id", "version_set", "retry budget"]),
+    ],
+)
+def test_gate_accepts_chinese_or_english_and_names_what_is_missing(tmp_path, text, missing):
+    """Exit 0 with a pass line, or exit 1 listing each missing element and why it matters."""
+    doc = tmp_path / "design.md"
+    doc.write_text(text, encoding="utf-8")
+    result = runner.invoke(app, ["gate", str(doc)])
+    assert result.exit_code == (1 if missing else 0)
+    for name in missing:
+        assert f"- {name}:" in result.output

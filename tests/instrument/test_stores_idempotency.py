@@ -1,0 +1,297 @@
+"""The stores (one suite, three backends) and idempotency keys, across threads and processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+from instrument import request_context, traced
+from instrument.errors import DuplicateInProgress, InvalidInput, QuotaExceeded
+from instrument.idempotency import dedupe_key, idempotent
+from instrument.stores import MemoryStore, RedisStore, SQLiteStore, Store, open_store
+from instrument.testing import CapturedSpans
+
+WORKER = Path(__file__).with_name("idem_worker.py")
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def store_spec(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "memory":
+        return "memory"
+    if request.param == "sqlite":
+        return f"sqlite:{tmp_path / 'guard.db'}"
+    return request.getfixturevalue("redis_url")
+
+
+@pytest.fixture
+def store(store_spec: str) -> Store:
+    if store_spec == "memory":
+        return MemoryStore()  # a fresh one, not the process-wide default
+    return open_store(store_spec)
+
+
+def key() -> str:
+    return f"k-{uuid.uuid4().hex}"
+
+
+def test_first_caller_acquires_later_ones_see_running_then_done(store: Store):
+    """acquired -> running for others -> done with the stored value."""
+    k = key()
+    assert store.begin(k, "a", lease_s=10, now=1000).status == "acquired"
+    assert store.begin(k, "b", lease_s=10, now=1001).status == "running"
+    assert store.complete(k, "a", b'{"ok":1}', ttl_s=60, now=1002)
+    claim = store.begin(k, "b", lease_s=10, now=1003)
+    assert (claim.status, claim.value) == ("done", b'{"ok":1}')
+
+
+def test_an_expired_lease_passes_the_key_on(store: Store):
+    """A holder that never finished loses the key at its lease's end; its late result is refused."""
+    k = key()
+    assert store.begin(k, "crashed", lease_s=5, now=1000).status == "acquired"
+    assert store.begin(k, "next", lease_s=5, now=1004.9).status == "running"
+    assert store.begin(k, "next", lease_s=5, now=1005.1).status == "acquired"
+    assert not store.complete(k, "crashed", b"late", ttl_s=60, now=1006)
+    assert store.complete(k, "next", b"fresh", ttl_s=60, now=1006)
+    assert store.begin(k, "third", lease_s=5, now=1007).value == b"fresh"
+
+
+def test_release_frees_the_key_only_for_its_owner(store: Store):
+    """release() by another owner does nothing; by the owner, the next caller acquires."""
+    k = key()
+    store.begin(k, "a", lease_s=10, now=1000)
+    store.release(k, "intruder")
+    assert store.begin(k, "b", lease_s=10, now=1001).status == "running"
+    store.release(k, "a")
+    assert store.begin(k, "b", lease_s=10, now=1002).status == "acquired"
+
+
+def test_results_expire_after_their_ttl(store: Store):
+    """A stored result is served until its TTL, then the key runs again."""
+    k = key()
+    store.begin(k, "a", lease_s=10, now=1000)
+    store.complete(k, "a", b"1", ttl_s=100, now=1000)
+    assert store.begin(k, "b", lease_s=10, now=1099).status == "done"
+    assert store.begin(k, "b", lease_s=10, now=1101).status == "acquired"
+
+
+def test_one_key_is_acquired_once_among_racing_threads(store: Store):
+    """16 threads race for one key: exactly one acquires."""
+    k = key()
+    statuses: list[str] = []
+    start = threading.Barrier(16)
+
+    def race(i: int) -> None:
+        start.wait()
+        statuses.append(store.begin(k, f"t{i}", lease_s=10, now=1000).status)
+
+    threads = [threading.Thread(target=race, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == ["acquired"] + ["running"] * 15
+
+
+def test_open_store_specs(tmp_path: Path, redis_url: str):
+    """Spec strings choose the store; a typo is a clear error."""
+    assert isinstance(open_store("memory"), MemoryStore)
+    assert isinstance(open_store(f"sqlite:{tmp_path / 'x.db'}"), SQLiteStore)
+    assert isinstance(open_store(redis_url), RedisStore)
+    with pytest.raises(ValueError, match="unknown store"):
+        open_store("postgres://x")
+
+
+# --- the decorator ---------------------------------------------------------------------------
+
+
+def test_the_work_runs_once_and_later_calls_get_the_stored_result(
+    store_spec: str, spans: CapturedSpans
+):
+    """Same key: the effect runs once; the second call is a hit, marked on its span."""
+    runs: list[str] = []
+    ns = key()
+
+    @traced("export_document")
+    @idempotent(key=lambda doc: f"export:{doc}", store=store_spec, namespace=ns)
+    def export(doc: str) -> dict:
+        runs.append(doc)
+        return {"doc": doc, "url": f"https://example.org/{doc}"}
+
+    first = export("d1")
+    second = export("d1")
+    export("d2")
+    assert first == second == {"doc": "d1", "url": "https://example.org/d1"}
+    assert runs == ["d1", "d2"]
+    hits = [s.attributes["blameset.idempotency.hit"] for s in spans.named("export_document")]
+    assert hits == [False, True, False]
+
+
+def test_action_id_in_context_is_the_default_key():
+    """Without key=, the request's action_id keys the call; none at all is INVALID_INPUT."""
+    runs = []
+
+    @idempotent(store=MemoryStore())
+    def generate_outline(topic: str) -> str:
+        runs.append(topic)
+        return topic.upper()
+
+    with request_context(action_id="act-1"):
+        assert generate_outline("a") == "A"
+        assert generate_outline("a") == "A"
+    assert runs == ["a"]
+    with pytest.raises(InvalidInput, match="action_id"):
+        generate_outline("b")
+
+
+def test_failures_are_not_stored_unless_asked():
+    """A failed first call leaves the key free; with store_failures the error is replayed."""
+    attempts = []
+
+    @idempotent(key=lambda: "k", store=MemoryStore())
+    def flaky() -> str:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise QuotaExceeded("throttled")
+        return "ok"
+
+    with pytest.raises(QuotaExceeded):
+        flaky()
+    assert flaky() == "ok"
+    assert len(attempts) == 2
+
+    @idempotent(key=lambda: "k2", store=MemoryStore(), store_failures=True)
+    def refused() -> str:
+        attempts.append(2)
+        raise QuotaExceeded("no")
+
+    for _ in range(2):
+        with pytest.raises(QuotaExceeded, match="no"):
+            refused()
+    assert attempts.count(2) == 1
+
+
+def test_a_duplicate_during_the_first_call_gets_in_progress():
+    """With wait_s=0, a duplicate arriving mid-call gets IN_PROGRESS (409) at once."""
+    store = MemoryStore()
+    inside = threading.Event()
+    release = threading.Event()
+
+    @idempotent(key=lambda: "busy", store=store, wait_s=0)
+    def slow() -> str:
+        inside.set()
+        release.wait(10)
+        return "done"
+
+    first = threading.Thread(target=slow)
+    first.start()
+    assert inside.wait(10)
+    with pytest.raises(DuplicateInProgress) as info:
+        slow()
+    assert info.value.to_response()["code"] == "IN_PROGRESS"
+    assert info.value.http_status == 409
+    release.set()
+    first.join()
+    assert slow() == "done"
+
+
+def test_a_duplicate_waits_for_the_first_call_when_allowed():
+    """With wait_s, the duplicate blocks until the first finishes and returns its result."""
+    store = MemoryStore()
+    inside = threading.Event()
+    release = threading.Event()
+    runs = []
+
+    @idempotent(key=lambda: "w", store=store, wait_s=10, poll_s=0.005)
+    def slow() -> str:
+        runs.append(1)
+        inside.set()
+        release.wait(10)
+        return "done"
+
+    results: list[str] = []
+    first = threading.Thread(target=lambda: results.append(slow()))
+    first.start()
+    assert inside.wait(10)
+    second = threading.Thread(target=lambda: results.append(slow()))
+    second.start()
+    release.set()
+    first.join()
+    second.join()
+    assert results == ["done", "done"]
+    assert runs == [1]
+
+
+def test_dedupe_key_is_stable_and_sensitive():
+    """The model-call key ignores config key order and changes with prompt, config or action."""
+    a = dedupe_key("outline X", {"model": "gpt-4o", "temperature": 0.7}, "act-1")
+    assert a == dedupe_key("outline X", {"temperature": 0.7, "model": "gpt-4o"}, "act-1")
+    assert a != dedupe_key("outline Y", {"model": "gpt-4o", "temperature": 0.7}, "act-1")
+    assert a != dedupe_key("outline X", {"model": "gpt-4o", "temperature": 0.2}, "act-1")
+    assert a != dedupe_key("outline X", {"model": "gpt-4o", "temperature": 0.7}, "act-2")
+    assert len(a) == 64
+
+
+# --- across processes --------------------------------------------------------------------------
+
+
+def _spec(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if backend == "sqlite":
+        return f"sqlite:{tmp_path / 'guard.db'}"
+    return str(request.getfixturevalue("redis_url"))
+
+
+def _workers(spec: str, k: str, out: Path, procs: int, threads: int, lease_s: float, mode: str):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    return [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), spec, k, str(out), str(threads), str(lease_s), mode],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(procs)
+    ]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_four_processes_of_eight_threads_run_the_effect_once(backend: str, tmp_path: Path, request):
+    """4 processes x 8 threads, one key: the side effect's file gets exactly one line."""
+    spec = _spec(backend, tmp_path, request)
+    out = tmp_path / "effects.txt"
+    procs = _workers(spec, key(), out, procs=4, threads=8, lease_s=30, mode="work")
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    assert out.read_text().splitlines() == ["ran"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_a_killed_holder_loses_its_lease_and_one_later_call_runs(
+    backend: str, tmp_path: Path, request
+):
+    """SIGKILL the holder mid-call; after its lease runs out exactly one later call runs."""
+    spec = _spec(backend, tmp_path, request)
+    out = tmp_path / "effects.txt"
+    k = key()
+    (holder,) = _workers(spec, k, out, procs=1, threads=1, lease_s=1.0, mode="hang")
+    for _ in range(3000):  # until the holder is inside the effect (bounded: ~30 s)
+        if out.exists() and out.read_text() == "started\n":
+            break
+        assert holder.poll() is None, holder.stderr.read() if holder.stderr else ""
+        threading.Event().wait(0.01)
+    else:
+        pytest.fail("the holder never started its work")
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait(10)
+    later = _workers(spec, k, out, procs=4, threads=2, lease_s=30, mode="work")
+    for p in later:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    assert out.read_text().splitlines() == ["started", "ran"]
