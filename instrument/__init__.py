@@ -6,8 +6,10 @@ genai-prices load only when configure() or the first priced call needs them.
 from instrument._runtime import configure, force_flush, shutdown
 from instrument.context import RequestContext, bind_context, current_context, request_context
 from instrument.cost import ModelPrice
+from instrument.idempotency import dedupe_key, idempotent
 from instrument.logs import emit_event, setup_logging
 from instrument.queue import QueueStamp, dequeued, stamp
+from instrument.retry import RetryBudget, retry
 from instrument.tracing import (
     Traced,
     current_span,
@@ -25,21 +27,25 @@ __all__ = [
     "ModelPrice",
     "QueueStamp",
     "RequestContext",
+    "RetryBudget",
     "Traced",
     "VersionSet",
     "bind_context",
     "configure",
     "current_context",
     "current_span",
+    "dedupe_key",
     "dequeued",
     "emit_event",
     "error_code",
     "force_flush",
+    "idempotent",
     "record_content",
     "record_first_token",
     "record_queue_time",
     "record_usage",
     "request_context",
+    "retry",
     "set_final_status",
     "setup_logging",
     "shutdown",

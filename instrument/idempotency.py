@@ -15,7 +15,6 @@ elsewhere (the store then refuses the first one's result, and says so in a warni
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import inspect
@@ -199,6 +198,7 @@ def idempotent(
             clock,
         )
         if inspect.iscoroutinefunction(fn):
+            import asyncio
 
             @functools.wraps(fn)
             async def run_once_async(*args: Any, **kwargs: Any) -> Any:

@@ -31,13 +31,13 @@ class Redactor:
     """Replaces every match of its patterns in a string; built once, called per value."""
 
     def __init__(self, extra: Iterable[str | re.Pattern[str]] = ()) -> None:
-        self._patterns: list[tuple[str, re.Pattern[str]]] = [
-            (kind, re.compile(pattern)) for kind, pattern in _DEFAULTS
-        ]
-        for pattern in extra:
-            self._patterns.append(("custom", re.compile(pattern)))
+        self._extra = [re.compile(pattern) for pattern in extra]
+        self._patterns: list[tuple[str, re.Pattern[str]]] | None = None
 
     def __call__(self, text: str) -> str:
+        if self._patterns is None:  # compiled on first use: configure() and imports stay quick
+            self._patterns = [(kind, re.compile(p)) for kind, p in _DEFAULTS]
+            self._patterns += [("custom", p) for p in self._extra]
         for kind, pattern in self._patterns:
             text = pattern.sub(f"[REDACTED:{kind}]", text)
         return text

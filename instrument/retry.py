@@ -11,7 +11,6 @@ Each retried failure is a ``blameset.retry`` event on the current span; the span
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import random
@@ -162,6 +161,8 @@ def retry(
 
     def decorate(func: F) -> F:
         if inspect.iscoroutinefunction(func):
+            import asyncio  # only for coroutines: services that never retry one do not load it
+
             async_sleep = sleep or asyncio.sleep
 
             @functools.wraps(func)
