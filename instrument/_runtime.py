@@ -59,23 +59,43 @@ class State:
     pricer: Pricer = field(default_factory=Pricer)
     redactor: Redactor = field(default_factory=Redactor)
     capture_content: bool = False
+    export_timeout_s: float = 10.0
     generation: int = field(default_factory=lambda: next(_generation))
 
-    def shutdown(self, timeout_millis: int = 30_000) -> None:
-        """Flush and close this configuration's pipelines (never raises)."""
-        for provider in (self.provider, self.logger_provider):
-            if provider is None:
-                continue
-            try:
-                provider.force_flush(timeout_millis)
-            except Exception:
-                logger.exception("blameset: flushing telemetry at shutdown failed")
+    def shutdown(self, timeout_millis: int | None = None) -> None:
+        """Close this configuration's pipelines (never raises).
+
+        Spans and logs shut down side by side under one deadline, the export timeout plus a
+        small margin: each makes a last attempt to export, and what is still unsent by then is
+        spilled. Then the spill folder gets up to two more seconds to take it.
+        """
+        import contextvars
+
+        from instrument.pipeline import SHUTDOWN_MARGIN_S, _shutdown_deadline
+
+        budget_s = (
+            timeout_millis / 1000 if timeout_millis is not None else self.export_timeout_s
+        ) + SHUTDOWN_MARGIN_S
+        deadline = time.monotonic() + budget_s
+
+        def close(provider: Any) -> None:
+            _shutdown_deadline.set(deadline)
             try:
                 provider.shutdown()
             except Exception:
                 logger.exception("blameset: shutting down a telemetry pipeline failed")
+
+        providers = [p for p in (self.provider, self.logger_provider) if p is not None]
+        threads = [
+            threading.Thread(target=contextvars.copy_context().run, args=(close, p), daemon=True)
+            for p in providers
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()) + 0.1)
         if self.spill is not None:  # last: both signals may spill while shutting down
-            self.spill.close()
+            self.spill.close(2.0)
 
 
 STATE: State = State(off=True, version_set=VersionSet())
@@ -248,11 +268,13 @@ def _resource(options: Options) -> Any:
 
 def _build(options: Options, pricer: Pricer, redactor: Redactor) -> State:
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
     from instrument import export
+    from instrument.pipeline import exporter_timeout_s
 
     resource = _resource(options)
+    export_timeout = exporter_timeout_s("traces", options.timeout)
     # shutdown_on_exit=False: we register one atexit hook for whichever State is in force, not
     # one per configure() call (those would pile up, and re-run shutdowns that already failed).
     provider = TracerProvider(
@@ -278,8 +300,10 @@ def _build(options: Options, pricer: Pricer, redactor: Redactor) -> State:
         if name == "jsonl":
             if not arg:
                 raise ValueError("exporter 'jsonl:PATH' needs a path, e.g. 'jsonl:spans.jsonl'")
-            span_processor: SpanProcessor = BatchSpanProcessor(
-                export.JsonlSpanExporter(arg), schedule_delay_millis=1000
+            # Through the spilling processor too: a full queue (a burst) spills, never drops.
+            spill = _spill_writer(options)
+            span_processor: SpanProcessor = _spilling(
+                export.JsonlSpanExporter(arg), spill, settings
             )
             log_exporter = export.JsonlLogExporter(export.sibling_log_path(arg))
         elif name == "console":
@@ -322,6 +346,7 @@ def _build(options: Options, pricer: Pricer, redactor: Redactor) -> State:
         pricer=pricer,
         redactor=redactor,
         capture_content=options.capture_content,
+        export_timeout_s=export_timeout,
     )
 
 
@@ -411,8 +436,11 @@ def _warm_prices() -> None:
     threading.Thread(target=load, name="blameset-prices-warmup", daemon=True).start()
 
 
-def shutdown(timeout_millis: int = 30_000) -> None:
-    """Flush what is pending and turn telemetry off (also runs at interpreter exit)."""
+def shutdown(timeout_millis: int | None = None) -> None:
+    """Export what is pending and turn telemetry off (also runs at interpreter exit).
+
+    Returns within the export timeout (or ``timeout_millis``) plus a small margin; what could not
+    go out by then is in the spill folder."""
     previous = install(State(off=True, version_set=STATE.version_set, service=STATE.service))
     previous.shutdown(timeout_millis)
 

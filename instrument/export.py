@@ -214,9 +214,11 @@ class OtlpSettings:
     def header_dict(self) -> dict[str, str] | None:
         if self.headers is None:
             return None
-        if isinstance(self.headers, str):
+        if isinstance(self.headers, str):  # as OTEL_EXPORTER_OTLP_HEADERS: URL-encoded values
+            from urllib.parse import unquote
+
             pairs = (item.split("=", 1) for item in self.headers.split(",") if "=" in item)
-            return {k.strip(): v.strip() for k, v in pairs}
+            return {unquote(k.strip()).lower(): unquote(v.strip()) for k, v in pairs}
         return dict(self.headers)
 
 
@@ -231,10 +233,8 @@ def otlp_exporter(signal: str, settings: OtlpSettings) -> Any:
         kwargs["timeout"] = settings.timeout
     if protocol == "grpc":
         if settings.endpoint:
-            endpoint = settings.endpoint
-            if endpoint.startswith("http://"):
-                kwargs["insecure"] = True
-            kwargs["endpoint"] = endpoint.split("://", 1)[-1]
+            # Passed as given: the exporter reads the scheme (http -> plaintext, https -> TLS).
+            kwargs["endpoint"] = settings.endpoint
         if signal == "traces":
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 

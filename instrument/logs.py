@@ -65,7 +65,17 @@ _RESERVED = (
         contract.LOG_TENANT_ID,
     }
 )
-_OWN_LOGGERS = ("opentelemetry", "blameset")  # the exporters' own complaints must not loop back
+# Loggers whose records never go out: our own, and the transports the exporters use, whose debug
+# lines about each export would otherwise become records to export (a feedback loop).
+_QUIET_LOGGERS = ("opentelemetry", "blameset", "urllib3", "requests", "grpc", "httpx", "httpcore")
+
+
+def _quiet(record: logging.LogRecord) -> bool:
+    name = record.name
+    if any(name == q or name.startswith(q + ".") for q in _QUIET_LOGGERS):
+        return True
+    thread = record.threadName or ""
+    return thread.startswith(("blameset-", "OtelBatch"))  # logged by an export worker
 
 
 def _severity(levelno: int) -> int:
@@ -95,17 +105,16 @@ class BlamesetLogHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         state = _runtime.STATE
         provider = state.logger_provider
-        if provider is None or record.name.startswith(_OWN_LOGGERS):
+        if provider is None or _quiet(record):
             return
         try:
             from opentelemetry._logs import SeverityNumber
-            from opentelemetry.context import get_current
 
             attributes = _log_attributes(state, record)
             provider.get_logger(record.name).emit(
                 timestamp=int(record.created * 1e9),
                 observed_timestamp=state.clock(),
-                context=get_current(),
+                context=_record_context(record),
                 severity_number=SeverityNumber(_severity(record.levelno)),
                 severity_text=_SEVERITY_TEXT.get(record.levelname, record.levelname),
                 body=record.getMessage(),
@@ -117,6 +126,29 @@ class BlamesetLogHandler(logging.Handler):
             _internal_error("log record")
 
 
+def _record_context(record: logging.LogRecord) -> Any:
+    """The trace context the record was made in: the ids our LogRecord factory stamped on it
+    (right even when a QueueHandler hands the record to another thread), else the current one."""
+    from opentelemetry.context import get_current
+
+    trace_id = getattr(record, contract.LOG_TRACE_ID, "")
+    span_id = getattr(record, contract.LOG_SPAN_ID, "")
+    if not trace_id or not span_id:
+        return get_current()
+    current = trace.get_current_span().get_span_context()
+    if current.is_valid and f"{current.trace_id:032x}" == trace_id:
+        return get_current()
+    span = trace.NonRecordingSpan(
+        trace.SpanContext(
+            int(trace_id, 16),
+            int(span_id, 16),
+            is_remote=False,
+            trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
+        )
+    )
+    return trace.set_span_in_context(span)
+
+
 def _log_attributes(state: _runtime.State, record: logging.LogRecord) -> dict[str, Any]:
     ctx = current_context()
     versions = resolve_versions(state.version_set, ctx) if ctx.versions is not None else None
@@ -124,12 +156,15 @@ def _log_attributes(state: _runtime.State, record: logging.LogRecord) -> dict[st
         "code.file.path": record.pathname,
         "code.function.name": record.funcName,
         "code.line.number": record.lineno,
-        contract.VERSION_SET_ID: (versions or state.version_set).id,
+        # Stamped at creation by our factory, so right on whichever thread handles the record.
+        contract.VERSION_SET_ID: getattr(record, contract.LOG_VERSION_SET_ID, None)
+        or (versions or state.version_set).id,
     }
     if versions is not None:
         attributes[contract.VERSION_SET] = versions.canonical
-    if ctx.tenant:
-        attributes[contract.TENANT_ID] = ctx.tenant
+    tenant = getattr(record, contract.LOG_TENANT_ID, None) or ctx.tenant
+    if tenant:
+        attributes[contract.TENANT_ID] = tenant
     if ctx.action_id:
         attributes[contract.ACTION_ID] = ctx.action_id
     attributes.update(  # the `extra={...}` fields the user added
@@ -149,11 +184,13 @@ def _log_attributes(state: _runtime.State, record: logging.LogRecord) -> dict[st
 
 
 def setup_logging(
-    level: int | str = logging.INFO, logger: logging.Logger | str | None = None
+    level: int | str = logging.NOTSET, logger: logging.Logger | str | None = None
 ) -> BlamesetLogHandler:
     """One line to send a logger's records (the root logger's by default) out with the spans.
 
-    Safe to call again: the handler is added once per logger.
+    Adds a handler and changes no logger's level: what the logger lets through (WARNING and up
+    for an unconfigured root logger) goes out, filtered further by ``level``. Safe to call
+    again: the handler is added once per logger.
     """
     target = logger if isinstance(logger, logging.Logger) else logging.getLogger(logger)
     for handler in target.handlers:
@@ -162,8 +199,6 @@ def setup_logging(
             return handler
     handler = BlamesetLogHandler(level)
     target.addHandler(handler)
-    if target.level == logging.NOTSET or target.level > handler.level:
-        target.setLevel(handler.level)
     return handler
 
 

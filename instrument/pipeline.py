@@ -12,6 +12,7 @@ the collector and the spill folder both hold it, and ingest keeps one copy (same
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -53,12 +54,17 @@ class SpillingBatcher(Generic[T]):
         batch_size: int = 512,
         delay_s: float = 1.0,
     ) -> None:
+        self._name = name
         self._export = export
         self._spill = spill
         self.export_timeout_s = export_timeout_s
         self._max_queue = max_queue
         self._batch_size = batch_size
         self._delay_s = delay_s
+        self._start()
+        _forks.add(self)
+
+    def _start(self) -> None:
         self._queue: deque[T] = deque()
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -67,8 +73,16 @@ class SpillingBatcher(Generic[T]):
         self._stopping = False
         self._abandoned = False  # shutdown took the in-flight batch: the worker must not spill it
         self._flush_requested = 0
-        self._worker = threading.Thread(target=self._run, name=f"blameset-{name}", daemon=True)
+        self._worker = threading.Thread(
+            target=self._run, name=f"blameset-{self._name}", daemon=True
+        )
         self._worker.start()
+
+    def _after_fork(self) -> None:
+        # The worker thread did not survive fork(); what the parent queued is the parent's to
+        # export, so the child starts empty (else both would send it).
+        if not self._stopping:
+            self._start()
 
     # -- the caller's side: never blocks on the network ---------------------------------------
     def add(self, item: T) -> None:
@@ -98,9 +112,11 @@ class SpillingBatcher(Generic[T]):
                 self._idle.wait(left)
         return True
 
-    def shutdown(self) -> None:
-        """Stop, trying the queue once more; what is still unsent at the deadline is spilled."""
-        deadline = time.monotonic() + self.export_timeout_s + SHUTDOWN_MARGIN_S
+    def shutdown(self, deadline: float | None = None) -> None:
+        """Stop, trying the queue once more; what is still unsent at the deadline (monotonic;
+        default: now + export timeout + margin) is spilled."""
+        if deadline is None:
+            deadline = time.monotonic() + self.export_timeout_s + SHUTDOWN_MARGIN_S
         with self._lock:
             self._stopping = True
         self._wake.set()
@@ -192,11 +208,12 @@ class SpillingSpanProcessor(SpanProcessor):
             self._batcher.add(span)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        deadline = time.monotonic() + timeout_millis / 1000
         done = self._batcher.force_flush(timeout_millis / 1000)
-        return self._spill_writer.flush(timeout_millis / 1000) and done
+        return self._spill_writer.flush(max(0.0, deadline - time.monotonic())) and done
 
     def shutdown(self) -> None:
-        self._batcher.shutdown()
+        self._batcher.shutdown(_shutdown_deadline.get(None))
         try:
             self._exporter.shutdown()
         except Exception:
@@ -237,17 +254,43 @@ def spilling_log_processor(
             self._batcher.add(log_record)
 
         def force_flush(self, timeout_millis: int = 30_000) -> bool:
+            deadline = time.monotonic() + timeout_millis / 1000
             done = self._batcher.force_flush(timeout_millis / 1000)
-            return spill.flush(timeout_millis / 1000) and done
+            return spill.flush(max(0.0, deadline - time.monotonic())) and done
 
         def shutdown(self) -> None:
-            self._batcher.shutdown()
+            self._batcher.shutdown(_shutdown_deadline.get(None))
             try:
                 exporter.shutdown()
             except Exception:
                 logger.exception("blameset: log exporter failed to shut down")
 
     return SpillingLogProcessor()
+
+
+class _ForkRegistry:
+    """Restarts live batchers' workers in a forked child."""
+
+    def __init__(self) -> None:
+        import os
+        import weakref
+
+        self._batchers: weakref.WeakSet[SpillingBatcher[Any]] = weakref.WeakSet()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._in_child)
+
+    def add(self, batcher: SpillingBatcher[Any]) -> None:
+        self._batchers.add(batcher)
+
+    def _in_child(self) -> None:
+        for batcher in list(self._batchers):
+            batcher._after_fork()
+
+
+_forks = _ForkRegistry()
+
+_shutdown_deadline: contextvars.ContextVar[float] = contextvars.ContextVar("blameset_deadline")
+"""Set by State.shutdown: one deadline (monotonic) shared by the span and log pipelines."""
 
 
 def batch_settings(prefix: str) -> tuple[int, int, float]:

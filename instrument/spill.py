@@ -58,25 +58,35 @@ def log_to_dict(record: Any) -> dict[str, Any]:
 
 
 class SpillWriter:
-    """Appends records to ``<folder>/<signal>-<host>-<pid>-<start>.jsonl`` on its own thread."""
+    """Appends records to ``<folder>/<signal>-<host>-<pid>-<start>.jsonl`` on its own thread.
+
+    After :meth:`close`, late records (a span ending after shutdown) are written at once on the
+    caller's thread: rare, and better than losing them. Across ``fork()`` the child gets its own
+    thread, queue and file names.
+    """
 
     def __init__(self, folder: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.folder = folder
         self.max_bytes = max_bytes
+        self.spilled: dict[str, int] = {}
+        self.dropped: dict[tuple[str, str], int] = {}  # (signal, reason) -> count
+        self._announced = False
+        self._reset()
+        _after_fork.add(self)
+
+    def _reset(self) -> None:
         self._pending: deque[tuple[str, Any, Callable[[Any], dict[str, Any]]]] = deque()
         self._cond = threading.Condition()
+        self._write_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._files: dict[str, IO[str]] = {}
         self._stamp = f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
         self._used: int | None = None  # bytes in the folder, read when first needed
         self._busy = False
         self._closed = False
-        self.spilled: dict[str, int] = {}
-        self.dropped: dict[str, int] = {}
-        self._announced = False
-        self._cap_warned = False
+        self._warned: set[str] = set()
 
-    # -- callers' side (never blocks on the disk) ----------------------------------------------
+    # -- callers' side (never blocks on the disk while open) ------------------------------------
     def spill(
         self,
         signal: str,
@@ -88,15 +98,28 @@ class SpillWriter:
         items = list(records)
         if not items:
             return
+        late = False
         with self._cond:
-            room = _MAX_PENDING - len(self._pending)
-            if room < len(items) or self._closed:
-                kept = max(0, room) if not self._closed else 0
-                self._count_dropped(signal, len(items) - kept)
-                items = items[:kept]
-            self._pending.extend((signal, item, to_dict) for item in items)
-            self._start_thread()
-            self._cond.notify()
+            if self._closed:
+                late = True
+            else:
+                room = _MAX_PENDING - len(self._pending)
+                if room < len(items):
+                    self._count_dropped(signal, "spill queue full", len(items) - max(0, room))
+                    items = items[: max(0, room)]
+                self._pending.extend((signal, item, to_dict) for item in items)
+                self._start_thread()
+                self._cond.notify()
+        if late:
+            self._write([(signal, item, to_dict) for item in items])
+            self._say_once(
+                "late",
+                "blameset: %d %s ended after telemetry shut down; written to %s",
+                len(items),
+                signal,
+                self.folder,
+            )
+            return
         if items and not self._announced:
             self._announced = True
             logger.warning(
@@ -119,21 +142,30 @@ class SpillWriter:
                 self._cond.wait(left)
         return True
 
-    def close(self, timeout_s: float = 10.0) -> None:
-        """Write what is queued, close the files, and say what was spilled or dropped."""
+    def close(self, timeout_s: float = 2.0) -> None:
+        """Write what is queued (waiting at most ``timeout_s``), then say what was dropped.
+
+        A disk too slow to take the rest in time: what is still queued is counted as dropped,
+        and a batch still being written is reported as unconfirmed, never silently lost.
+        """
         self.flush(timeout_s)
         with self._cond:
             self._closed = True
+            for signal, _, _ in self._pending:
+                self._count_dropped(signal, "spill disk too slow at shutdown", 1)
+            self._pending.clear()
+            busy = self._busy
             self._cond.notify_all()
-            for handle in self._files.values():
-                handle.close()
-            self._files.clear()
-        if any(self.dropped.values()):
+        if busy:
             logger.warning(
-                "blameset: spill folder %s full (cap %d bytes): dropped %s",
+                "blameset: the spill folder %s is still being written at shutdown; the last "
+                "batch may be incomplete",
                 self.folder,
-                self.max_bytes,
-                ", ".join(f"{n} {signal}" for signal, n in self.dropped.items() if n),
+            )
+        if self.dropped:
+            logger.warning(
+                "blameset: telemetry dropped: %s",
+                ", ".join(f"{n} {sig} ({why})" for (sig, why), n in self.dropped.items()),
             )
 
     # -- the writer thread ---------------------------------------------------------------------
@@ -147,24 +179,30 @@ class SpillWriter:
             with self._cond:
                 while not self._pending and not self._closed:
                     self._cond.wait()
-                if self._closed and not self._pending:
+                if not self._pending:
+                    self._close_files()
                     return
                 batch = list(self._pending)
                 self._pending.clear()
                 self._busy = True
             try:
                 self._write(batch)
-            except Exception:
-                logger.exception("blameset: writing to the spill folder %s failed", self.folder)
-                with self._cond:
-                    for signal, _, _ in batch:
-                        self._count_dropped(signal, 1)
             finally:
                 with self._cond:
                     self._busy = False
                     self._cond.notify_all()
 
     def _write(self, batch: list[tuple[str, Any, Callable[[Any], dict[str, Any]]]]) -> None:
+        with self._write_lock:
+            try:
+                self._write_locked(batch)
+            except Exception:
+                logger.exception("blameset: writing to the spill folder %s failed", self.folder)
+                with self._cond:
+                    for signal, _, _ in batch:
+                        self._count_dropped(signal, "spill write failed", 1)
+
+    def _write_locked(self, batch: list[tuple[str, Any, Callable[[Any], dict[str, Any]]]]) -> None:
         if self._used is None:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._used = sum(p.stat().st_size for p in self.folder.glob("*.jsonl"))
@@ -174,7 +212,7 @@ class SpillWriter:
             size = len(line.encode("utf-8"))
             if self._used + size > self.max_bytes:
                 with self._cond:
-                    self._count_dropped(signal, 1)
+                    self._count_dropped(signal, f"spill folder full, cap {self.max_bytes} bytes", 1)
                 continue
             self._used += size
             lines.setdefault(signal, []).append(line)
@@ -187,17 +225,46 @@ class SpillWriter:
             handle.flush()
             self.spilled[signal] = self.spilled.get(signal, 0) + len(chunk)
 
-    def _count_dropped(self, signal: str, n: int) -> None:
-        # Called with self._cond held.
+    def _close_files(self) -> None:
+        with self._write_lock:
+            for handle in self._files.values():
+                handle.close()
+            self._files.clear()
+
+    def _count_dropped(self, signal: str, reason: str, n: int) -> None:
+        # Called with self._cond held; the warning goes out once per reason.
         if n <= 0:
             return
-        self.dropped[signal] = self.dropped.get(signal, 0) + n
-        if not self._cap_warned:
-            self._cap_warned = True
-            logger.warning(
-                "blameset: spill folder %s is full (cap %d bytes) or its queue is: dropping "
-                "%s from now on, counted; the count is logged at shutdown",
-                self.folder,
-                self.max_bytes,
-                signal,
-            )
+        self.dropped[(signal, reason)] = self.dropped.get((signal, reason), 0) + n
+        self._say_once(
+            reason,
+            "blameset: dropping %s: %s (counted; the count is logged at shutdown)",
+            signal,
+            reason,
+        )
+
+    def _say_once(self, key: str, message: str, *args: object) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            logger.warning(message, *args)
+
+
+class _ForkRegistry:
+    """Re-initialises live writers in a forked child (their threads did not survive the fork)."""
+
+    def __init__(self) -> None:
+        import weakref
+
+        self._writers: weakref.WeakSet[SpillWriter] = weakref.WeakSet()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._in_child)
+
+    def add(self, writer: SpillWriter) -> None:
+        self._writers.add(writer)
+
+    def _in_child(self) -> None:
+        for writer in list(self._writers):
+            writer._reset()  # the parent's queue stays the parent's to write
+
+
+_after_fork = _ForkRegistry()

@@ -23,9 +23,12 @@ def _restore_configuration() -> Iterator[None]:
     previous = _runtime.current_state()
     yield
     _runtime.install(previous).shutdown()
-    app = logging.getLogger("app")
-    for handler in list(app.handlers):
-        app.removeHandler(handler)
+    for name in ("app", None):
+        target = logging.getLogger(name)
+        for handler in list(target.handlers):
+            if isinstance(handler, instrument.logs.BlamesetLogHandler):
+                target.removeHandler(handler)
+    logging.getLogger("app").setLevel(logging.NOTSET)
 
 
 @traced.tool("search_web")
@@ -222,7 +225,7 @@ def test_the_spill_folder_is_capped_and_says_what_it_dropped(
     assert 0 < size <= 5_000
     kept = len(spilled(tmp_path))
     messages = " ".join(r.getMessage() for r in caplog.records)
-    assert f"dropped {100 - kept} spans" in messages
+    assert f"telemetry dropped: {100 - kept} spans (spill folder full" in messages
     assert "spilling them to" in messages and str(tmp_path) in messages
 
 
@@ -231,6 +234,7 @@ def test_jsonl_mode_writes_logs_to_a_sibling_file(tmp_path: Path):
     out = tmp_path / "spans.jsonl"
     instrument.configure(version_set=VS, exporter=f"jsonl:{out}")
     instrument.setup_logging(logger="app")
+    logging.getLogger("app").setLevel(logging.INFO)  # the logger's level decides what goes out
     with request_context(tenant="acme", versions={"prompt": "outline@v5"}):
         handler("files")
     logging.getLogger("app").info("outside any span")
