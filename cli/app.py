@@ -32,6 +32,8 @@ if typer is not None:
     )
     audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
     app.add_typer(audit_app, name="audit")
+    budget_app = typer.Typer(help="Budgets and the spend breaker.", no_args_is_help=True)
+    app.add_typer(budget_app, name="budget")
 
     def _print_version(value: bool) -> None:
         if value:
@@ -88,6 +90,50 @@ if typer is not None:
         where = f"line {result.line}" if result.line is not None else "end of file"
         typer.echo(f"{path}: {where}: {result.problem}", err=True)
         raise typer.Exit(1)
+
+    @budget_app.command("status")
+    def budget_status(
+        store: Annotated[str, typer.Option(help="sqlite:PATH or redis://HOST:PORT/DB")],
+        tenant: Annotated[list[str], typer.Option(help="Tenant to show (repeat for several).")],
+        at: Annotated[
+            float | None, typer.Option(help="Unix time to look at (default: now).")
+        ] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
+    ) -> None:
+        """Spend per tenant and window (settled, held, limit) and the global breaker's state."""
+        from instrument.budget import Budget
+
+        try:
+            budget = Budget(store)
+        except Exception as exc:  # a bad spec or an unreachable store: say which, no traceback
+            typer.echo(f"blameset budget status: cannot open store {store!r}: {exc}", err=True)
+            raise typer.Exit(2) from None
+        status = budget.status(tenant, now=at)
+        if as_json:
+            typer.echo(json.dumps(status, indent=2))
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"budgets in {store}")
+        for column in ("tenant", "window", "settled $", "held $", "limit $"):
+            table.add_column(column, justify="left" if column in ("tenant", "window") else "right")
+        for row in status["tenants"]:
+            limit = "-" if row["limit_usd"] is None else f"{row['limit_usd']:.2f}"
+            table.add_row(
+                row["tenant"],
+                row["window"],
+                f"{row['settled_usd']:.4f}",
+                f"{row['held_usd']:.4f}",
+                limit,
+            )
+        console = Console()
+        console.print(table)
+        b = status["breaker"]
+        console.print(
+            f"global breaker: {b['state']} (last hour ${b['last_hour_usd']:.2f}, baseline "
+            f"${b['baseline_usd_per_hour']:.2f}/h, opens above {b['spike_ratio']}x)"
+        )
 
     @app.command()
     def gate(

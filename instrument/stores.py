@@ -17,7 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-__all__ = ["Claim", "MemoryStore", "RedisStore", "SQLiteStore", "Store", "open_store"]
+__all__ = [
+    "Claim",
+    "Ledger",
+    "MemoryStore",
+    "RedisStore",
+    "SQLiteStore",
+    "Store",
+    "Window",
+    "open_store",
+]
 
 Status = Literal["acquired", "done", "running"]
 
@@ -28,6 +37,40 @@ class Claim:
 
     status: Status
     value: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One budget window: spend in it (settled plus live holds) may not pass ``limit``
+    (micro-USD; None: counted, never refused). The record goes away ``ttl_s`` after ``now``."""
+
+    key: str
+    limit: int | None
+    ttl_s: float
+
+
+class Ledger(Protocol):
+    """Budget windows: money held by reservations, then settled. Amounts are integer micro-USD
+    (a float sum of 100 x $0.01 is not $1.00)."""
+
+    def budget_reserve(
+        self, windows: list[Window], hold: str, amount: int, hold_ttl_s: float, now: float
+    ) -> str | None:
+        """Atomically hold ``amount`` in every window, or in none: returns None when held, else
+        the key of the first window it would push past its limit. Expired holds do not count."""
+        ...
+
+    def budget_settle(self, keys: list[str], hold: str, actual: int) -> None:
+        """Replace the hold with the actual amount, in every window."""
+        ...
+
+    def budget_release(self, keys: list[str], hold: str) -> None:
+        """Drop the hold: nothing was spent."""
+        ...
+
+    def budget_spent(self, keys: list[str], now: float) -> list[tuple[int, int]]:
+        """(settled, live held) per window."""
+        ...
 
 
 class Store(Protocol):
@@ -54,6 +97,9 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._records: dict[str, tuple[str, str, float, bytes | None]] = {}
+        self._ledger: dict[
+            str, list[Any]
+        ] = {}  # key -> [settled, {hold: (amount, expires)}, expires]
         self._lock = threading.Lock()
 
     def begin(self, key: str, owner: str, lease_s: float, now: float) -> Claim:
@@ -85,16 +131,77 @@ class MemoryStore:
     def close(self) -> None:
         return None
 
+    # -- ledger ----------------------------------------------------------------------------------
+    def budget_reserve(
+        self, windows: list[Window], hold: str, amount: int, hold_ttl_s: float, now: float
+    ) -> str | None:
+        with self._lock:
+            ledger = self._ledger
+            entries = []
+            for window in windows:
+                entry = ledger.get(window.key)
+                if entry is None or entry[2] <= now:  # new, or the window's record expired
+                    entry = ledger[window.key] = [0, {}, now + window.ttl_s]
+                entries.append(entry)
+                if window.limit is not None:
+                    holds = entry[1]
+                    held = sum(a for a, until in holds.values() if until > now) if holds else 0
+                    if entry[0] + held + amount > window.limit:
+                        return window.key
+            until = now + hold_ttl_s
+            for entry in entries:
+                entry[1][hold] = (amount, until)
+            return None
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS blameset_idempotency (
-    key TEXT PRIMARY KEY,
-    state TEXT NOT NULL,
-    owner TEXT NOT NULL,
-    until REAL NOT NULL,
-    value BLOB
+    def budget_settle(self, keys: list[str], hold: str, actual: int) -> None:
+        with self._lock:
+            for key in keys:
+                entry = self._ledger.get(key)
+                if entry is not None:
+                    entry[1].pop(hold, None)
+                    entry[0] += actual
+
+    def budget_release(self, keys: list[str], hold: str) -> None:
+        with self._lock:
+            for key in keys:
+                entry = self._ledger.get(key)
+                if entry is not None:
+                    entry[1].pop(hold, None)
+
+    def budget_spent(self, keys: list[str], now: float) -> list[tuple[int, int]]:
+        with self._lock:
+            out = []
+            for key in keys:
+                settled, holds = self._window(key, now, create=False)
+                out.append((settled, sum(a for a, e in holds.values() if e > now)))
+            return out
+
+    def _window(
+        self, key: str, now: float, ttl_s: float | None = None, create: bool = True
+    ) -> tuple[int, dict[str, tuple[int, float]]]:
+        entry = self._ledger.get(key)
+        if entry is not None and entry[2] <= now:  # the window's record expired
+            del self._ledger[key]
+            entry = None
+        if entry is None:
+            if not create:
+                return 0, {}
+            entry = self._ledger[key] = [0, {}, now + (ttl_s or 0)]
+        elif ttl_s is not None and entry[2] < now + ttl_s:
+            entry[2] = now + ttl_s
+        return entry[0], entry[1]
+
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS blameset_idempotency (
+        key TEXT PRIMARY KEY, state TEXT NOT NULL, owner TEXT NOT NULL, until REAL NOT NULL,
+        value BLOB)""",
+    """CREATE TABLE IF NOT EXISTS blameset_budget (
+        window TEXT PRIMARY KEY, settled INTEGER NOT NULL, expires REAL NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS blameset_budget_holds (
+        window TEXT NOT NULL, hold TEXT NOT NULL, amount INTEGER NOT NULL, expires REAL NOT NULL,
+        PRIMARY KEY (window, hold))""",
 )
-"""
 
 
 class SQLiteStore:
@@ -107,7 +214,8 @@ class SQLiteStore:
         self._local = threading.local()
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         with self._transaction() as db:
-            db.execute(_SCHEMA)
+            for statement in _SCHEMA:
+                db.execute(statement)
 
     def _connection(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
@@ -156,6 +264,63 @@ class SQLiteStore:
                 (key, owner),
             )
 
+    # -- ledger ----------------------------------------------------------------------------------
+    def budget_reserve(
+        self, windows: list[Window], hold: str, amount: int, hold_ttl_s: float, now: float
+    ) -> str | None:
+        with self._transaction() as db:
+            for window in windows:
+                if window.limit is None:
+                    continue
+                settled, held = self._totals(db, window.key, now)
+                if settled + held + amount > window.limit:
+                    return window.key
+            for window in windows:
+                db.execute(
+                    "INSERT INTO blameset_budget (window, settled, expires) VALUES (?, 0, ?) "
+                    "ON CONFLICT(window) DO UPDATE SET expires = max(expires, excluded.expires)",
+                    (window.key, now + window.ttl_s),
+                )
+                db.execute(
+                    "INSERT OR REPLACE INTO blameset_budget_holds VALUES (?, ?, ?, ?)",
+                    (window.key, hold, amount, now + hold_ttl_s),
+                )
+            return None
+
+    def budget_settle(self, keys: list[str], hold: str, actual: int) -> None:
+        with self._transaction() as db:
+            for key in keys:
+                db.execute(
+                    "DELETE FROM blameset_budget_holds WHERE window = ? AND hold = ?", (key, hold)
+                )
+                db.execute(
+                    "UPDATE blameset_budget SET settled = settled + ? WHERE window = ?",
+                    (actual, key),
+                )
+
+    def budget_release(self, keys: list[str], hold: str) -> None:
+        with self._transaction() as db:
+            db.executemany(
+                "DELETE FROM blameset_budget_holds WHERE window = ? AND hold = ?",
+                [(key, hold) for key in keys],
+            )
+
+    def budget_spent(self, keys: list[str], now: float) -> list[tuple[int, int]]:
+        db = self._connection()
+        return [self._totals(db, key, now) for key in keys]
+
+    @staticmethod
+    def _totals(db: sqlite3.Connection, key: str, now: float) -> tuple[int, int]:
+        row = db.execute(
+            "SELECT settled FROM blameset_budget WHERE window = ? AND expires > ?", (key, now)
+        ).fetchone()
+        held = db.execute(
+            "SELECT COALESCE(SUM(amount), 0) FROM blameset_budget_holds "
+            "WHERE window = ? AND expires > ?",
+            (key, now),
+        ).fetchone()[0]
+        return (int(row[0]) if row else 0), int(held)
+
     def close(self) -> None:
         db = getattr(self._local, "db", None)
         if db is not None:
@@ -199,6 +364,62 @@ local h = redis.call('HMGET', KEYS[1], 'state', 'owner')
 if h[1] == 'running' and h[2] == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
 """
+_RESERVE = """
+local hold, amount, hold_until, now = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+for i, key in ipairs(KEYS) do
+  local limit = tonumber(ARGV[3 + 2 * i])
+  if limit >= 0 then
+    local fields = redis.call('HGETALL', key)
+    local used = 0
+    for j = 1, #fields, 2 do
+      local f, v = fields[j], fields[j + 1]
+      if f == 'settled' then
+        used = used + tonumber(v)
+      else
+        local a, e = string.match(v, '([^:]+):([^:]+)')
+        if tonumber(e) > now then used = used + tonumber(a) else redis.call('HDEL', key, f) end
+      end
+    end
+    if used + amount > limit then return i end
+  end
+end
+for i, key in ipairs(KEYS) do
+  redis.call('HSETNX', key, 'settled', 0)
+  redis.call('HSET', key, 'h:' .. hold, ARGV[2] .. ':' .. hold_until)
+  if redis.call('PTTL', key) < tonumber(ARGV[4 + 2 * i]) then
+    redis.call('PEXPIRE', key, ARGV[4 + 2 * i])
+  end
+end
+return 0
+"""
+_SETTLE = """
+for _, key in ipairs(KEYS) do
+  if redis.call('HDEL', key, 'h:' .. ARGV[1]) == 1 or ARGV[3] == '1' then
+    redis.call('HINCRBY', key, 'settled', ARGV[2])
+  end
+end
+return 1
+"""
+_SPENT = """
+local now = tonumber(ARGV[1])
+local out = {}
+for i, key in ipairs(KEYS) do
+  local fields = redis.call('HGETALL', key)
+  local settled, held = 0, 0
+  for j = 1, #fields, 2 do
+    local f, v = fields[j], fields[j + 1]
+    if f == 'settled' then settled = tonumber(v)
+    else
+      local a, e = string.match(v, '([^:]+):([^:]+)')
+      if tonumber(e) > now then held = held + tonumber(a) end
+    end
+  end
+  out[2 * i - 1] = settled
+  out[2 * i] = held
+end
+return out
+"""
+
 # Keys also carry a Redis TTL (the logical expiry plus this grace), so abandoned keys go away.
 _GRACE_MS = 60_000
 
@@ -211,10 +432,14 @@ class RedisStore:
 
         self.url = url
         self.prefix = prefix
+        self.budget_prefix = "blameset:budget:"
         self._client = redis.Redis.from_url(url)
         self._begin = self._client.register_script(_BEGIN)
         self._complete = self._client.register_script(_COMPLETE)
         self._release = self._client.register_script(_RELEASE)
+        self._reserve = self._client.register_script(_RESERVE)
+        self._settle = self._client.register_script(_SETTLE)
+        self._spent = self._client.register_script(_SPENT)
 
     def begin(self, key: str, owner: str, lease_s: float, now: float) -> Claim:
         ttl_ms = int(lease_s * 1000) + _GRACE_MS
@@ -234,6 +459,31 @@ class RedisStore:
 
     def release(self, key: str, owner: str) -> None:
         self._release(keys=[self.prefix + key], args=[owner])
+
+    # -- ledger ----------------------------------------------------------------------------------
+    def budget_reserve(
+        self, windows: list[Window], hold: str, amount: int, hold_ttl_s: float, now: float
+    ) -> str | None:
+        args: list[Any] = [hold, amount, repr(now + hold_ttl_s), repr(now)]
+        for window in windows:
+            args += [-1 if window.limit is None else window.limit, int(window.ttl_s * 1000)]
+        tripped: Any = self._reserve(keys=[self.budget_prefix + w.key for w in windows], args=args)
+        return None if int(tripped) == 0 else windows[int(tripped) - 1].key
+
+    def budget_settle(self, keys: list[str], hold: str, actual: int) -> None:
+        self._settle(keys=[self.budget_prefix + k for k in keys], args=[hold, actual, "0"])
+
+    def budget_release(self, keys: list[str], hold: str) -> None:
+        pipe = self._client.pipeline(transaction=True)
+        for key in keys:
+            pipe.hdel(self.budget_prefix + key, "h:" + hold)
+        pipe.execute()
+
+    def budget_spent(self, keys: list[str], now: float) -> list[tuple[int, int]]:
+        if not keys:
+            return []
+        flat: Any = self._spent(keys=[self.budget_prefix + k for k in keys], args=[repr(now)])
+        return [(int(flat[2 * i]), int(flat[2 * i + 1])) for i in range(len(keys))]
 
     def close(self) -> None:
         self._client.close()

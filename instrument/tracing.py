@@ -27,6 +27,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from instrument import _runtime, contract
+from instrument._guard import request_guard as _request_guard
 from instrument.context import _current as _request_context
 from instrument.context import resolve_versions
 from instrument.cost import Usage
@@ -207,6 +208,9 @@ class _Recorder:
                 attrs[contract.ERROR_RETRYABLE] = retryable
             if getattr(exc, "alert", False) is True:
                 attrs[contract.ERROR_ALERT] = True
+            extra = getattr(exc, "span_attributes", None)  # e.g. which budget limit tripped
+            if isinstance(extra, dict):
+                attrs.update(extra)
             if getattr(exc, "audited", False) is True:
                 from instrument.audit import record_error
 
@@ -318,7 +322,7 @@ class Traced:
     Build one with :data:`traced`; it is immutable and safe to share.
     """
 
-    __slots__ = ("_cache", "_entered", "_last", "fixed", "kind", "name", "otel_kind")
+    __slots__ = ("_cache", "_entered", "_last", "_tool_check", "fixed", "kind", "name", "otel_kind")
 
     def __init__(
         self,
@@ -335,6 +339,8 @@ class Traced:
         self._cache: dict[tuple[int, str, str], dict[str, Any]] = {}
         self._entered: list[_Recorder | None] = []
         self._last: tuple[Any, VersionSet, str, dict[str, Any]] | None = None
+        # Tool calls count against the request's budget (Budget.request()), telemetry on or off.
+        self._tool_check = _tool_check(name) if kind == "tool" else None
 
     def __repr__(self) -> str:
         return f"traced<{self.kind}>({self.name!r})"
@@ -426,8 +432,11 @@ class Traced:
 
     def _wrap_function(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         start = self._start
+        guard_tool = self._tool_check
 
         def traced_call(*args: Any, **kwargs: Any) -> Any:
+            if guard_tool is not None:
+                guard_tool()
             state = _runtime.STATE
             if state.off:
                 return fn(*args, **kwargs)
@@ -449,8 +458,11 @@ class Traced:
 
     def _wrap_coroutine(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         start = self._start
+        guard_tool = self._tool_check
 
         async def traced_coroutine(*args: Any, **kwargs: Any) -> Any:
+            if guard_tool is not None:
+                guard_tool()
             state = _runtime.STATE
             if state.off:
                 return await fn(*args, **kwargs)
@@ -589,6 +601,8 @@ class Traced:
     # finishes in another task or thread still ends its own span. One object shared by
     # overlapping blocks (a module-level `op = traced.step(...)`) ends them last-in, first-out.
     def __enter__(self) -> Span:
+        if self._tool_check is not None:
+            self._tool_check()
         state = _runtime.STATE
         rec = None if state.off else self._start(state, True)
         self._entered.append(rec)
@@ -750,6 +764,7 @@ def record_usage(
     (source ``reported``) instead of computing one. An unknown model gets no cost and one warning.
     Called again in the same span, the latest values replace the earlier ones.
     """
+    _count_tokens(input_tokens, output_tokens)
     rec = _innermost("llm")
     if rec is None:
         # No span (telemetry off, or outside any): still price what can be priced, since
@@ -830,6 +845,22 @@ def record_content(
     except Exception:
         _internal_error("record_content")
         return False
+
+
+def _tool_check(name: str) -> Callable[[], None]:
+    def check() -> None:
+        guard = _request_guard.get()
+        if guard is not None:
+            guard.tool_call(name)  # raises BudgetExhausted past the limit, before the tool runs
+
+    return check
+
+
+def _count_tokens(input_tokens: int, output_tokens: int) -> None:
+    """Per-request token budget (``Budget.request()``): may raise BudgetExhausted, on purpose."""
+    guard = _request_guard.get()
+    if guard is not None and isinstance(input_tokens, int) and isinstance(output_tokens, int):
+        guard.add_tokens(input_tokens + output_tokens)
 
 
 def record_first_token() -> None:

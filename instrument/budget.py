@@ -1,0 +1,452 @@
+"""Cost gating: spend is capped before it happens, on three levels (the book's breakers).
+
+    budget = Budget(store="redis://127.0.0.1:6379/0")       # or memory, sqlite:PATH
+    with budget.reserve(tenant="acme", estimate_usd=budget.estimate("gpt-4o", 1200, 800)) as hold:
+        reply = call_model(...)
+        hold.settle(actual_usd=record_usage(input_tokens=..., output_tokens=...))
+
+- **Per request**: at most ``request_max_tool_calls`` tool calls (10) and ``request_max_tokens``
+  tokens (100k) inside ``with budget.request():``; the next tool call or the usage record that
+  crosses the line raises ``BudgetExhausted`` (level ``request``).
+- **Per tenant**: ``tenant_per_minute_usd`` ($1) and ``tenant_per_day_usd`` ($10) in *fixed* UTC
+  windows (the minute and the day a reservation is made in). Fixed windows are atomic and cheap;
+  the price is that a burst across a boundary can spend up to twice the per-minute limit within
+  60 seconds (never twice the daily one within a day).
+- **Global**: when settled spend over the last 60 minutes exceeds ``spike_ratio`` (5x, +500%)
+  times the average hourly spend of the ``baseline_hours`` (24) before, the breaker opens: only
+  core routes run. After ``breaker_cooldown_s`` it is half-open: one in ``probe_every`` other
+  requests goes through while the spike lasts; once spend is back under the line it closes.
+
+**Reserve, then settle.** A reservation holds its estimate in every window it touches
+(atomically in the store); ``settle`` replaces it with the actual. A reservation that would cross a
+limit raises before any money is spent. Leaving the block by an exception, or without settling,
+settles at the estimate: a budget should count money it cannot prove unspent (call
+``hold.release()`` when you know nothing was spent). A hold whose process died expires after
+``hold_ttl_s``.
+
+**Bound.** When every actual is at most its estimate, settled spend in a window never exceeds its
+limit. An actual above its estimate can push a window past its limit by at most the sum of the
+excesses (actual - estimate) of the holds in flight in that window, since each hold was admitted
+against spend that counted only its estimate.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar, cast
+
+from opentelemetry import trace
+
+from instrument import _runtime, contract
+from instrument._guard import request_guard as _request_guard
+from instrument.cost import Usage
+from instrument.errors import BudgetExhausted
+from instrument.stores import Ledger, Window, open_store
+from instrument.tracing import _current as _current_recorder
+
+__all__ = ["Budget", "Hold", "RequestGuard", "degrade", "usd_to_micros"]
+
+MICROS = 1_000_000
+F = TypeVar("F", bound=Callable[..., Any])
+BreakerState = Literal["closed", "open", "half_open"]
+
+
+# Hold ids: unique across hosts and processes (a random prefix per process), cheap per hold.
+_HOLD_PREFIX = uuid.uuid4().hex[:12]
+_hold_seq = itertools.count()
+
+
+def usd_to_micros(usd: float) -> int:
+    return round(usd * MICROS)
+
+
+def _refuse(level: str, limit: str, detail: str, **attrs: Any) -> BudgetExhausted:
+    err = BudgetExhausted(detail)
+    err.span_attributes = {  # type: ignore[attr-defined]
+        contract.BUDGET_LEVEL: level,
+        contract.BUDGET_LIMIT: limit,
+        **attrs,
+    }
+    return err
+
+
+# --- per request ----------------------------------------------------------------------------
+
+
+class RequestGuard:
+    """Counts one request's tool calls and tokens against its limits."""
+
+    def __init__(self, max_tool_calls: int, max_tokens: int) -> None:
+        self.max_tool_calls = max_tool_calls
+        self.max_tokens = max_tokens
+        self.tool_calls = 0
+        self.tokens = 0
+        self._lock = threading.Lock()
+
+    def tool_call(self, name: str) -> None:
+        with self._lock:
+            self.tool_calls += 1
+            calls = self.tool_calls
+        if calls > self.max_tool_calls:
+            raise _refuse(
+                "request",
+                "request_max_tool_calls",
+                f"tool call {calls} ({name}) is past this request's limit of {self.max_tool_calls}",
+            )
+
+    def add_tokens(self, n: int) -> None:
+        with self._lock:
+            self.tokens += n
+            tokens = self.tokens
+        if tokens > self.max_tokens:
+            raise _refuse(
+                "request",
+                "request_max_tokens",
+                f"{tokens} tokens is past this request's limit of {self.max_tokens}",
+            )
+
+
+def current_guard() -> RequestGuard | None:
+    guard: RequestGuard | None = _request_guard.get()
+    return guard
+
+
+# --- reservations -----------------------------------------------------------------------------
+
+
+class Hold:
+    """One reservation: settle it with the actual cost, or release it if nothing was spent."""
+
+    def __init__(self, budget: Budget, keys: list[str], hold_id: str, estimate: int) -> None:
+        self._budget = budget
+        self._keys = keys
+        self.id = hold_id
+        self.estimate_usd = estimate / MICROS
+        self._estimate = estimate
+        self.actual_usd: float | None = None
+        self._done = False
+
+    def settle(self, actual_usd: float | None = None) -> None:
+        """Record what was actually spent (the estimate when None)."""
+        if self._done:
+            return
+        actual = self._estimate if actual_usd is None else round(actual_usd * MICROS)
+        self._budget._ledger.budget_settle(self._keys, self.id, actual)
+        self._done = True
+        self.actual_usd = actual / MICROS
+        _event("blameset.budget.settle", {"blameset.budget.actual_usd": self.actual_usd})
+
+    def release(self) -> None:
+        """Nothing was spent: free the reservation."""
+        if self._done:
+            return
+        self._budget._ledger.budget_release(self._keys, self.id)
+        self._done = True
+        _event("blameset.budget.release", {})
+
+    def __enter__(self) -> Hold:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.settle()  # conservative: what cannot be proven unspent counts at the estimate
+
+
+def _event(name: str, attributes: dict[str, Any]) -> None:
+    """A budget decision as an event on the current blameset span (found through our own
+    contextvar: nanoseconds, where OTel's current-span lookup costs a microsecond)."""
+    rec = _current_recorder.get()
+    if rec is not None and rec.span.is_recording():
+        rec.span.add_event(name, attributes)
+
+
+# --- the budget ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Breaker:
+    state: BreakerState = "closed"
+    since: float = 0.0
+    checked_at: float = float("-inf")
+    last_hour_usd: float = 0.0
+    baseline_usd: float = 0.0
+
+
+class Budget:
+    """Budgets on three levels over one store (``memory``, ``sqlite:PATH``, ``redis://...``)."""
+
+    def __init__(
+        self,
+        store: Any = "memory",
+        *,
+        tenant_per_minute_usd: float | None = 1.0,
+        tenant_per_day_usd: float | None = 10.0,
+        request_max_tool_calls: int = 10,
+        request_max_tokens: int = 100_000,
+        spike_ratio: float = 5.0,
+        baseline_hours: int = 24,
+        min_baseline_usd_per_hour: float = 1.0,
+        breaker_cooldown_s: float = 300.0,
+        breaker_check_s: float = 5.0,
+        probe_every: int = 10,
+        core_routes: Sequence[str] = (),
+        hold_ttl_s: float = 600.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._ledger = cast(Ledger, open_store(store))
+        self.tenant_per_minute = (
+            usd_to_micros(tenant_per_minute_usd) if tenant_per_minute_usd is not None else None
+        )
+        self.tenant_per_day = (
+            usd_to_micros(tenant_per_day_usd) if tenant_per_day_usd is not None else None
+        )
+        self.request_max_tool_calls = request_max_tool_calls
+        self.request_max_tokens = request_max_tokens
+        self.spike_ratio = spike_ratio
+        self.baseline_hours = baseline_hours
+        self.min_baseline = min_baseline_usd_per_hour
+        self.cooldown_s = breaker_cooldown_s
+        self.check_s = breaker_check_s
+        self.probe_every = max(1, probe_every)
+        self.core_routes = frozenset(core_routes)
+        self.hold_ttl_s = hold_ttl_s
+        self.clock = clock
+        self._breaker = _Breaker()
+        self._window_cache: dict[tuple[str, int], tuple[list[Window], list[str]]] = {}
+        self._probes = itertools.count()
+        self._lock = threading.Lock()
+
+    # -- windows -----------------------------------------------------------------------------------
+    @staticmethod
+    def tenant_windows(tenant: str, now: float) -> tuple[str, str]:
+        minute, day = int(now // 60), int(now // 86_400)
+        return f"t:{tenant}:m:{minute}", f"t:{tenant}:d:{day}"
+
+    def _windows(self, tenant: str, now: float) -> tuple[list[Window], list[str]]:
+        minute = int(now // 60)
+        cached = self._window_cache.get((tenant, minute))
+        if cached is not None:  # the same tenant in the same minute: the same four windows
+            return cached
+        minute_key, day_key = self.tenant_windows(tenant, now)
+        windows = [
+            Window(minute_key, self.tenant_per_minute, 120),
+            Window(day_key, self.tenant_per_day, 2 * 86_400),
+            Window(f"g:m:{minute}", None, 2 * 3600),
+            Window(f"g:h:{int(now // 3600)}", None, (self.baseline_hours + 2) * 3600),
+        ]
+        if len(self._window_cache) > 4096:
+            self._window_cache.clear()
+        entry = self._window_cache[(tenant, minute)] = (windows, [w.key for w in windows])
+        return entry
+
+    # -- levels 2 and 3: reserve -----------------------------------------------------------
+    def reserve(
+        self, *, tenant: str, estimate_usd: float, route: str | None = None, core: bool = False
+    ) -> Hold:
+        """Hold ``estimate_usd`` for ``tenant`` in its minute and day windows, after the global
+        breaker agreed; raises ``BudgetExhausted`` (nothing held) when a limit would be crossed."""
+        now = self.clock()
+        is_core = core or (route is not None and route in self.core_routes)
+        if not is_core:
+            self._check_breaker(now, route)
+        amount = round(estimate_usd * MICROS)
+        windows, keys = self._windows(tenant, now)
+        hold_id = f"{_HOLD_PREFIX}{next(_hold_seq):x}"
+        tripped = self._ledger.budget_reserve(windows, hold_id, amount, self.hold_ttl_s, now)
+        if tripped is not None:
+            which = "tenant_per_minute_usd" if ":m:" in tripped else "tenant_per_day_usd"
+            _event("blameset.budget.refused", {"blameset.budget.limit": which})
+            raise _refuse(
+                "tenant",
+                which,
+                f"tenant {tenant!r}: ${estimate_usd:.4f} more would cross {which}",
+                **{contract.TENANT_ID: tenant},
+            )
+        _event(
+            "blameset.budget.reserve",
+            {"blameset.budget.estimate_usd": amount / MICROS, contract.TENANT_ID: tenant},
+        )
+        return Hold(self, keys, hold_id, amount)
+
+    def estimate(
+        self,
+        model: str,
+        input_tokens: int,
+        max_output_tokens: int,
+        provider: str | None = None,
+    ) -> float:
+        """Upper cost of a call: its input plus the most output it may produce, priced with the
+        same table as ``record_usage`` (the user's overrides, then genai-prices). 0 if unknown."""
+        cost, _ = _runtime.STATE.pricer.price(
+            model, provider, Usage(input_tokens=input_tokens, output_tokens=max_output_tokens)
+        )
+        return cost or 0.0
+
+    # -- level 3: the global breaker --------------------------------------------------------------
+    def breaker_state(self, now: float | None = None) -> BreakerState:
+        """The breaker's state now (re-evaluated at most every ``breaker_check_s``)."""
+        now = self.clock() if now is None else now
+        b = self._breaker
+        if b.state == "closed" and now - b.checked_at < self.check_s:
+            return "closed"  # the common case, without the lock
+        with self._lock:
+            self._evaluate(now)
+            return self._breaker.state
+
+    def _check_breaker(self, now: float, route: str | None) -> None:
+        state = self.breaker_state(now)
+        if state == "closed":
+            return
+        if state == "half_open" and next(self._probes) % self.probe_every == 0:
+            return  # a probe: see whether spend has come down
+        b = self._breaker
+        raise _refuse(
+            "global",
+            "spike_ratio",
+            f"global spend ${b.last_hour_usd:.2f} in the last hour is over {self.spike_ratio}x "
+            f"the ${b.baseline_usd:.2f}/h baseline; only core routes run"
+            + (f" (route {route!r} is not core)" if route else ""),
+            **{contract.BUDGET_BREAKER: state},
+        )
+
+    def _evaluate(self, now: float) -> None:
+        b = self._breaker
+        if now - b.checked_at < self.check_s and b.state != "open":
+            return
+        spiking = self._spiking(now)
+        b.checked_at = now
+        if b.state == "closed":
+            if spiking:
+                b.state, b.since = "open", now
+        elif b.state == "open":
+            if now - b.since >= self.cooldown_s:
+                b.state, b.since = ("half_open", now) if spiking else ("closed", now)
+        elif not spiking:  # half-open and spend is back under the line
+            b.state, b.since = "closed", now
+        elif now - b.since >= self.cooldown_s:
+            b.state, b.since = "open", now
+
+    def _spiking(self, now: float) -> bool:
+        minute, hour = int(now // 60), int(now // 3600)
+        recent = [f"g:m:{m}" for m in range(minute - 59, minute + 1)]
+        before = [f"g:h:{h}" for h in range(hour - self.baseline_hours - 1, hour - 1)]
+        totals = self._ledger.budget_spent(recent + before, now)
+        last_hour = sum(s for s, _ in totals[: len(recent)]) / MICROS
+        baseline = sum(s for s, _ in totals[len(recent) :]) / MICROS / self.baseline_hours
+        self._breaker.last_hour_usd, self._breaker.baseline_usd = last_hour, baseline
+        return baseline >= self.min_baseline and last_hour > self.spike_ratio * baseline
+
+    # -- level 1: per request ----------------------------------------------------------------
+    @contextmanager
+    def request(self) -> Iterator[RequestGuard]:
+        """Count this request's tool calls (``traced.tool`` spans) and tokens (``record_usage``)
+        against the per-request limits."""
+        guard = RequestGuard(self.request_max_tool_calls, self.request_max_tokens)
+        token = _request_guard.set(guard)
+        try:
+            yield guard
+        finally:
+            _request_guard.reset(token)
+
+    # -- status -----------------------------------------------------------------------------------
+    def status(self, tenants: Sequence[str], now: float | None = None) -> dict[str, Any]:
+        """Spend per tenant and window (settled, held, limit) and the breaker's state."""
+        now = self.clock() if now is None else now
+        rows = []
+        for tenant in tenants:
+            minute_key, day_key = self.tenant_windows(tenant, now)
+            (m_settled, m_held), (d_settled, d_held) = self._ledger.budget_spent(
+                [minute_key, day_key], now
+            )
+            for window, settled, held, limit in (
+                ("minute", m_settled, m_held, self.tenant_per_minute),
+                ("day", d_settled, d_held, self.tenant_per_day),
+            ):
+                rows.append(
+                    {
+                        "tenant": tenant,
+                        "window": window,
+                        "settled_usd": settled / MICROS,
+                        "held_usd": held / MICROS,
+                        "limit_usd": None if limit is None else limit / MICROS,
+                    }
+                )
+        state = self.breaker_state(now)
+        b = self._breaker
+        return {
+            "tenants": rows,
+            "breaker": {
+                "state": state,
+                "last_hour_usd": b.last_hour_usd,
+                "baseline_usd_per_hour": b.baseline_usd,
+                "spike_ratio": self.spike_ratio,
+            },
+        }
+
+
+# --- degrade instead of fail ----------------------------------------------------------------------
+
+
+def degrade(
+    fallback: Callable[..., Any],
+    *,
+    on: tuple[type[BaseException], ...] = (BudgetExhausted,),
+) -> Callable[[F], F]:
+    """Run ``fallback`` (same arguments) when the call is refused by a budget or an upstream
+    (``on``), instead of failing; the request span then says ``degraded`` and why."""
+    from instrument.tracing import set_final_status
+
+    def decorate(fn: F) -> F:
+        def mark(exc: BaseException) -> None:
+            set_final_status("degraded", boundary="degraded")
+            attrs = getattr(exc, "span_attributes", None)
+            span = trace.get_current_span()
+            if span.is_recording():
+                span.set_attribute(
+                    contract.ERROR_TYPE, getattr(exc, "error_code", type(exc).__name__)
+                )
+                if isinstance(attrs, dict):
+                    span.set_attributes(attrs)
+
+        if _is_coroutine(fn):
+
+            @functools.wraps(fn)
+            async def degrading_async(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    return await fn(*args, **kwargs)
+                except on as exc:
+                    mark(exc)
+                    result = fallback(*args, **kwargs)
+                    return await result if _is_awaitable(result) else result
+
+            return cast(F, degrading_async)
+
+        @functools.wraps(fn)
+        def degrading(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except on as exc:
+                mark(exc)
+                return fallback(*args, **kwargs)
+
+        return cast(F, degrading)
+
+    return decorate
+
+
+def _is_coroutine(fn: Callable[..., Any]) -> bool:
+    import inspect
+
+    return inspect.iscoroutinefunction(fn)
+
+
+def _is_awaitable(value: Any) -> bool:
+    import inspect
+
+    return inspect.isawaitable(value)

@@ -1,0 +1,347 @@
+"""Budgets: reserve then settle, three levels, degrade, window roll-over, across processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from typer.testing import CliRunner
+
+from cli.app import app
+from instrument import record_usage, traced
+from instrument.budget import MICROS, Budget, degrade, usd_to_micros
+from instrument.errors import BudgetExhausted
+from instrument.stores import MemoryStore
+from instrument.testing import CapturedSpans
+
+NOON = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC).timestamp()
+
+
+class Clock:
+    def __init__(self, t: float = NOON) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: Path):
+    if request.param == "memory":
+        return MemoryStore()
+    if request.param == "sqlite":
+        return f"sqlite:{tmp_path / 'budget.db'}"
+    return request.getfixturevalue("redis_url")
+
+
+def tenant() -> str:
+    return f"t-{uuid.uuid4().hex[:8]}"
+
+
+def test_reserve_settle_and_refuse_before_spending(store):
+    """Holds count against the limit; one that would cross it is refused, nothing held."""
+    clock, who = Clock(), tenant()
+    budget = Budget(store, tenant_per_minute_usd=1.00, tenant_per_day_usd=10, clock=clock)
+    with budget.reserve(tenant=who, estimate_usd=0.60) as first:
+        with pytest.raises(BudgetExhausted) as info:
+            budget.reserve(tenant=who, estimate_usd=0.50)  # 0.60 held + 0.50 > 1.00
+        assert info.value.span_attributes["blameset.budget.limit"] == "tenant_per_minute_usd"
+        first.settle(actual_usd=0.30)
+    with budget.reserve(tenant=who, estimate_usd=0.70) as second:
+        second.release()  # nothing spent
+    row = budget.status([who])["tenants"][0]
+    assert row["settled_usd"] == pytest.approx(0.30)
+    assert row["held_usd"] == 0
+
+
+@pytest.mark.parametrize("boundary", ["minute", "day"])
+def test_windows_roll_over_at_utc_boundaries(store, boundary: str):
+    """Fixed UTC windows: a full minute (or day) frees up exactly at the next one."""
+    clock, who = Clock(), tenant()
+    if boundary == "minute":
+        clock.t = datetime(2026, 3, 1, 12, 0, 59, tzinfo=UTC).timestamp()
+        budget = Budget(store, tenant_per_minute_usd=1.00, tenant_per_day_usd=None, clock=clock)
+    else:
+        clock.t = datetime(2026, 3, 1, 23, 59, 59, tzinfo=UTC).timestamp()
+        budget = Budget(store, tenant_per_minute_usd=None, tenant_per_day_usd=1.00, clock=clock)
+    budget.reserve(tenant=who, estimate_usd=1.00).settle(1.00)
+    with pytest.raises(BudgetExhausted):
+        budget.reserve(tenant=who, estimate_usd=0.01)
+    clock.t += 0.999
+    with pytest.raises(BudgetExhausted):
+        budget.reserve(tenant=who, estimate_usd=0.01)
+    clock.t += 0.001  # exactly the next minute / day
+    budget.reserve(tenant=who, estimate_usd=1.00).settle(1.00)
+
+
+def test_minute_spend_still_counts_in_the_day(store):
+    """A new minute frees the minute limit, not the day's."""
+    clock, who = Clock(), tenant()
+    budget = Budget(store, tenant_per_minute_usd=1.00, tenant_per_day_usd=1.50, clock=clock)
+    budget.reserve(tenant=who, estimate_usd=1.00).settle()
+    clock.t += 60
+    with pytest.raises(BudgetExhausted) as info:
+        budget.reserve(tenant=who, estimate_usd=0.60)
+    assert info.value.span_attributes["blameset.budget.limit"] == "tenant_per_day_usd"
+
+
+def test_a_hold_left_behind_by_a_dead_process_expires(store):
+    """A hold never settled or released stops counting after hold_ttl_s."""
+    clock, who = Clock(), tenant()
+    budget = Budget(
+        store, tenant_per_minute_usd=None, tenant_per_day_usd=1.00, hold_ttl_s=30, clock=clock
+    )
+    budget.reserve(tenant=who, estimate_usd=1.00)  # the process "dies" holding it
+    with pytest.raises(BudgetExhausted):
+        budget.reserve(tenant=who, estimate_usd=0.10)
+    clock.t += 31
+    budget.reserve(tenant=who, estimate_usd=0.10).settle()
+
+
+def test_leaving_the_block_by_an_exception_settles_at_the_estimate():
+    """Money that cannot be proven unspent counts: an exception settles at the estimate."""
+    budget = Budget(MemoryStore(), clock=Clock())
+    with pytest.raises(RuntimeError), budget.reserve(tenant="acme", estimate_usd=0.25):
+        raise RuntimeError("connection reset after the call")
+    assert budget.status(["acme"])["tenants"][0]["settled_usd"] == pytest.approx(0.25)
+
+
+# --- the state machine ---------------------------------------------------------------------------
+
+
+class BudgetMachine(RuleBasedStateMachine):
+    """Any interleaving of reserve / settle / release / clock moves keeps settled spend in each
+    window within limit + the excesses (actual - estimate) settled in it."""
+
+    @initialize()
+    def setup(self) -> None:
+        self.clock = Clock()
+        self.budget = Budget(
+            MemoryStore(),
+            tenant_per_minute_usd=1.00,
+            tenant_per_day_usd=3.00,
+            hold_ttl_s=90,
+            clock=self.clock,
+        )
+        self.holds: list = []
+        self.settled: dict[str, int] = {}
+        self.excess: dict[str, int] = {}
+
+    @rule(cents=st.integers(1, 60))
+    def reserve(self, cents: int) -> None:
+        try:
+            hold = self.budget.reserve(tenant="acme", estimate_usd=cents / 100)
+        except BudgetExhausted:
+            return
+        self.holds.append(hold)
+
+    @precondition(lambda self: self.holds)
+    @rule(pick=st.integers(0, 100), factor=st.sampled_from([0, 0.5, 1, 1, 1.2, 2]))
+    def settle(self, pick: int, factor: float) -> None:
+        hold = self.holds.pop(pick % len(self.holds))
+        actual = usd_to_micros(hold.estimate_usd * factor)
+        hold.settle(actual_usd=actual / MICROS)
+        for key in hold._keys:
+            if key.startswith("t:"):
+                self.settled[key] = self.settled.get(key, 0) + actual
+                self.excess[key] = self.excess.get(key, 0) + max(0, actual - hold._estimate)
+
+    @precondition(lambda self: self.holds)
+    @rule(pick=st.integers(0, 100))
+    def release(self, pick: int) -> None:
+        self.holds.pop(pick % len(self.holds)).release()
+
+    @rule(seconds=st.sampled_from([1, 10, 30, 59, 60, 120, 3600, 86_400]))
+    def tick(self, seconds: int) -> None:
+        self.clock.t += seconds
+
+    @invariant()
+    def within_limits(self) -> None:
+        for key, settled in self.settled.items():
+            limit = usd_to_micros(1.00) if ":m:" in key else usd_to_micros(3.00)
+            assert settled <= limit + self.excess.get(key, 0), (key, settled, self.excess)
+
+
+TestBudgetMachine = BudgetMachine.TestCase
+TestBudgetMachine.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+
+
+# --- across processes ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_sixteen_workers_settle_exactly_one_hundred_cents(backend, tmp_path: Path, request):
+    """4 processes x 4 threads reserving $0.01 against $1.00/day: exactly 100 settle."""
+    spec = (
+        f"sqlite:{tmp_path / 'budget.db'}"
+        if backend == "sqlite"
+        else str(request.getfixturevalue("redis_url"))
+    )
+    now = NOON + (hash(backend) % 1000) * 86_400 + (uuid.uuid4().int % 10_000) * 86_400
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    worker = Path(__file__).with_name("budget_worker.py")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(worker), spec, "4", "12", str(now)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    settled = 0
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        settled += int(out)
+    assert settled == 100
+    budget = Budget(spec, tenant_per_minute_usd=None, tenant_per_day_usd=1.00, clock=lambda: now)
+    day = next(r for r in budget.status(["acme"])["tenants"] if r["window"] == "day")
+    assert day["settled_usd"] == pytest.approx(1.00)
+
+
+# --- per request, degrade, breaker -------------------------------------------------------------
+
+
+def test_the_eleventh_tool_call_interrupts_the_request(spans: CapturedSpans):
+    """Per request: ten tool calls run; the eleventh raises BUDGET_EXHAUSTED before it runs."""
+    budget = Budget(MemoryStore())
+    ran = []
+
+    @traced.tool("search")
+    def search(i: int) -> None:
+        ran.append(i)
+
+    @traced("agent_loop")
+    def agent() -> None:
+        with budget.request():
+            for i in range(20):
+                search(i)
+
+    with pytest.raises(BudgetExhausted) as info:
+        agent()
+    assert ran == list(range(10))
+    assert info.value.span_attributes["blameset.budget.limit"] == "request_max_tool_calls"
+    a = spans.attributes("agent_loop")
+    assert a["blameset.final_status"] == "blocked"
+    assert a["error.type"] == "BUDGET_EXHAUSTED"
+    assert a["blameset.budget.level"] == "request"
+
+
+def test_a_token_overrun_interrupts_the_request():
+    """Per request: usage past 100k tokens raises at the record that crosses the line."""
+    budget = Budget(MemoryStore())
+
+    @traced.llm(model="gpt-4o-2024-08-06", provider="openai")
+    def complete(tokens: int) -> None:
+        record_usage(input_tokens=tokens, output_tokens=0)
+
+    with budget.request() as guard:
+        complete(60_000)
+        with pytest.raises(BudgetExhausted, match="100000"):
+            complete(50_000)
+    assert guard.tokens == 110_000
+
+
+def test_degrade_runs_the_fallback_and_says_so(spans: CapturedSpans):
+    """A refused call runs its fallback; the request is degraded, naming the limit that tripped."""
+    budget = Budget(MemoryStore(), tenant_per_minute_usd=0.01, clock=Clock())
+
+    def cached_answer(topic: str) -> str:
+        return f"cached outline for {topic}"
+
+    @traced("generate_outline")
+    @degrade(cached_answer)
+    def generate(topic: str) -> str:
+        with budget.reserve(tenant="acme", estimate_usd=0.05):
+            return "fresh outline"
+
+    assert generate("otel") == "cached outline for otel"
+    a = spans.attributes("generate_outline")
+    assert a["blameset.final_status"] == "degraded"
+    assert a["blameset.boundary"] == "degraded"
+    assert a["blameset.budget.level"] == "tenant"
+    assert a["blameset.budget.limit"] == "tenant_per_minute_usd"
+
+
+def _spend(budget: Budget, clock: Clock, at: float, usd: float) -> None:
+    saved, clock.t = clock.t, at
+    budget.reserve(tenant="bulk", estimate_usd=usd, core=True).settle()
+    clock.t = saved
+
+
+def test_the_global_breaker_opens_on_a_spike_and_closes_after(spans: CapturedSpans):
+    """+500% over the trailing baseline opens the breaker: only core routes run; half-open after
+    the cooldown lets probes through; back under the line it closes."""
+    clock = Clock()
+    budget = Budget(
+        MemoryStore(),
+        tenant_per_minute_usd=None,
+        tenant_per_day_usd=None,
+        spike_ratio=5,
+        baseline_hours=24,
+        breaker_cooldown_s=300,
+        breaker_check_s=0,
+        probe_every=4,
+        core_routes=["/v1/export"],
+        clock=clock,
+    )
+    for h in range(2, 26):  # $2/h baseline over the 24 hours before the last one
+        _spend(budget, clock, NOON - h * 3600 + 10, 2.0)
+    assert budget.breaker_state() == "closed"
+    _spend(budget, clock, NOON - 600, 11.0)  # $11 in the last hour > 5 x $2
+    assert budget.breaker_state() == "open"
+    with pytest.raises(BudgetExhausted) as info:
+        budget.reserve(tenant="acme", estimate_usd=0.01, route="/v1/outline")
+    assert info.value.span_attributes["blameset.budget.level"] == "global"
+    budget.reserve(tenant="acme", estimate_usd=0.01, route="/v1/export").settle()  # core runs
+    clock.t += 301
+    assert budget.breaker_state() == "half_open"
+    outcomes = []
+    for _ in range(8):
+        try:
+            budget.reserve(tenant="acme", estimate_usd=0.0, route="/v1/outline").release()
+            outcomes.append("probe")
+        except BudgetExhausted:
+            outcomes.append("refused")
+    assert outcomes.count("probe") == 2  # one in four
+    clock.t += 3600  # the spike leaves the last-hour window
+    assert budget.breaker_state() == "closed"
+    budget.reserve(tenant="acme", estimate_usd=0.01, route="/v1/outline").settle()
+
+
+def test_estimate_prices_input_plus_the_most_output():
+    """The estimate uses the same price table as record_usage: gpt-4o 1000 in + 500 out max."""
+    assert Budget(MemoryStore()).estimate("gpt-4o-2024-08-06", 1000, 500, "openai") == (
+        pytest.approx(0.0075)
+    )
+    assert Budget(MemoryStore()).estimate("no-such-model-zz", 1000, 500) == 0.0
+
+
+def test_budget_status_command(tmp_path: Path):
+    """blameset budget status shows spend per tenant and window, and the breaker state."""
+    spec = f"sqlite:{tmp_path / 'b.db'}"
+    Budget(spec, clock=Clock()).reserve(tenant="acme", estimate_usd=0.40).settle(0.25)
+    result = CliRunner().invoke(
+        app, ["budget", "status", "--store", spec, "--tenant", "acme", "--at", str(NOON), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.output)
+    minute = next(r for r in status["tenants"] if r["window"] == "minute")
+    assert minute["settled_usd"] == pytest.approx(0.25)
+    assert status["breaker"]["state"] == "closed"
+    table = CliRunner().invoke(
+        app, ["budget", "status", "--store", spec, "--tenant", "acme", "--at", str(NOON)]
+    )
+    assert table.exit_code == 0
+    assert "acme" in table.output and "closed" in table.output
