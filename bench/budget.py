@@ -90,7 +90,7 @@ def main() -> int:
             samples = measure(budget, n if not args.quick else n // 5, rounds)
             results[name] = statistics.median(samples)
             spread = (max(samples) - min(samples)) / results[name] * 100
-            print(f"  {name:<7} {results[name]:10.1f} us per reserve+settle  (spread {spread:.0f}%)")
+            print(f"  {name:<7} {results[name]:10.1f} us per reserve+settle (spread {spread:.0f}%)")
     print()
     for name, us in results.items():
         target = TARGETS_US[name]

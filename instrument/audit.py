@@ -28,7 +28,7 @@ from opentelemetry import trace
 from instrument import _runtime, contract
 from instrument.context import current_context, resolve_versions
 
-__all__ = ["AuditLog", "Verification", "record_error", "set_default", "verify"]
+__all__ = ["AuditLog", "AuditLogDamaged", "Verification", "record_error", "set_default", "verify"]
 
 GENESIS = "0" * 64
 
@@ -108,6 +108,11 @@ class AuditLog:
         return record
 
 
+class AuditLogDamaged(ValueError):
+    """The log's last line is not a whole record (a crash mid-write?): nothing more is appended
+    until someone repairs it, since a record after it could not chain to it."""
+
+
 def _tail(handle: Any) -> tuple[int, str]:
     """(seq, hash) of the last record in an open file, or (0, genesis)."""
     handle.seek(0, os.SEEK_END)
@@ -127,8 +132,15 @@ def _tail(handle: Any) -> tuple[int, str]:
         if data.rstrip(b"\n").count(b"\n") >= 1:
             break
     last = data.rstrip(b"\n").rsplit(b"\n", 1)[-1]
-    record = json.loads(last)
-    return int(record["seq"]), str(record["hash"])
+    try:
+        record = json.loads(last)
+        return int(record["seq"]), str(record["hash"])
+    except (ValueError, KeyError, TypeError) as exc:
+        name = getattr(handle, "name", "the audit log")
+        raise AuditLogDamaged(
+            f"{name}: the last line is not a whole audit record ({exc}); repair or move the "
+            "file before recording more"
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,19 +153,29 @@ class Verification:
     problem: str | None = None
 
 
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    if len(keys) != len(set(keys)):
+        # JSON readers keep one of two equal keys: a second "result" could hide an edit.
+        raise ValueError("a key appears twice")
+    return dict(pairs)
+
+
 def verify(path: str | Path, expect_last: str | None = None) -> Verification:
     """Walk the chain; the first line whose content, order or link is wrong is reported."""
     prev = GENESIS
     seq = 0
     count = 0
-    with Path(path).open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
+    with Path(path).open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
                 continue
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                return Verification(False, count, number, f"not a JSON record ({exc.msg})")
+                record = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+            except UnicodeDecodeError:
+                return Verification(False, count, number, "not UTF-8 text")
+            except ValueError as exc:
+                return Verification(False, count, number, f"not a JSON record ({exc})")
             if not isinstance(record, dict) or "hash" not in record:
                 return Verification(False, count, number, "not an audit record (no hash)")
             claimed = record.pop("hash")
@@ -187,18 +209,27 @@ def set_default(log: AuditLog | None) -> None:
 
 
 def record_error(exc: BaseException, operation: str) -> None:
-    """Audit an error whose code says so (called by instrument.tracing; never raises)."""
-    code = getattr(exc, "error_code", type(exc).__name__)
-    ctx = current_context()
-    fields = {
-        "actor": ctx.actor or ctx.user or "unknown",
-        "action": operation,
-        "target": ctx.action_id or "",
-        "result": str(code),
-    }
-    if _default is not None:
-        _default.record(**fields, detail=str(exc))
-    else:
-        from instrument.logs import emit_event
+    """Audit an error whose code says so, once, at the span it was raised in (called by
+    instrument.tracing; never raises: a broken audit log is logged, the span is still written)."""
+    if getattr(exc, "_blameset_audited", False):
+        return
+    try:
+        exc._blameset_audited = True  # type: ignore[attr-defined]
+        code = getattr(exc, "error_code", type(exc).__name__)
+        ctx = current_context()
+        fields = {
+            "actor": ctx.actor or ctx.user or "unknown",
+            "action": operation,
+            "target": ctx.action_id or "",
+            "result": str(code),
+        }
+        if _default is not None:
+            _default.record(**fields, detail=str(exc))
+        else:
+            from instrument.logs import emit_event
 
-        emit_event("blameset.audit", {f"blameset.audit.{k}": v for k, v in fields.items()})
+            emit_event("blameset.audit", {f"blameset.audit.{k}": v for k, v in fields.items()})
+    except Exception:
+        import logging
+
+        logging.getLogger("blameset").exception("blameset: auditing %s failed", operation)

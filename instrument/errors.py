@@ -189,6 +189,11 @@ def register(
             if existing != spec:
                 raise ValueError(f"error code {code!r} is already registered with another row")
             return _CLASSES[code]
+        if code in _ALIASES:
+            raise ValueError(f"error code {code!r} is already an alias of {_ALIASES[code]!r}")
+        for alias in aliases:
+            if alias in CODES or alias in _ALIASES or alias == code:
+                raise ValueError(f"alias {alias!r} is already a code or an alias")
         cls_name = name or "".join(part.title() for part in code.split("_"))
         cls = type(cls_name, (base,), {"spec": spec, "__module__": __name__})
         CODES[code] = spec

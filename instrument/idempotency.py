@@ -32,7 +32,13 @@ from opentelemetry import trace
 
 from instrument import contract
 from instrument.context import current_context
-from instrument.errors import BlamesetError, DuplicateInProgress, InvalidInput, exception_class
+from instrument.errors import (
+    BlamesetError,
+    DuplicateInProgress,
+    Internal,
+    InvalidInput,
+    exception_class,
+)
 from instrument.stores import Claim, Store, open_store
 
 __all__ = ["JsonSerializer", "Serializer", "dedupe_key", "idempotent"]
@@ -132,10 +138,43 @@ class _Idempotency:
             raise exception_class(value["code"])(value.get("message"))
         return value
 
+    def begin(self, key: str, owner: str) -> Claim:
+        """The store's answer; a store that cannot answer fails the call closed (INTERNAL):
+        running the effect without the guard could repeat it."""
+        try:
+            return self.store.begin(key, owner, self.lease_s, self.clock())
+        except BlamesetError:
+            raise
+        except Exception as exc:
+            raise Internal(f"idempotency store unavailable for {key!r}: {exc}") from exc
+
     def store_result(self, key: str, owner: str, value: Any) -> None:
-        if not self.store.complete(
-            key, owner, self.serializer.dumps(value), self.ttl_s, self.clock()
-        ):
+        """Store the result of work that ran. Never raises: the work is done, and its caller
+        gets its result; what could not be stored is logged (and kept from running again)."""
+        try:
+            data = self.serializer.dumps(value)
+        except Exception as exc:
+            logger.error(
+                "blameset: idempotency key %r: the result (%s) cannot be serialised (%s); "
+                "repeats will get an INTERNAL error instead of running the work again "
+                "(give idempotent(serializer=...) one that can store it)",
+                key,
+                type(value).__name__,
+                exc,
+            )
+            data = self.serializer.dumps(
+                {_FAILURE: True, "code": "INTERNAL", "message": f"result of {key!r} not stored"}
+            )
+        try:
+            stored = self.store.complete(key, owner, data, self.ttl_s, self.clock())
+        except Exception:
+            logger.exception(
+                "blameset: idempotency key %r: storing the result failed; repeats within the "
+                "lease get IN_PROGRESS, later ones run the work again",
+                key,
+            )
+            return
+        if not stored:
             logger.warning(
                 "blameset: idempotency key %r: lease of %.1f s ran out before the work finished; "
                 "its result was not stored (raise lease_s above the longest call)",
@@ -144,11 +183,19 @@ class _Idempotency:
             )
 
     def failed(self, key: str, owner: str, exc: BaseException) -> None:
-        if self.store_failures and isinstance(exc, Exception):
-            code = exc.error_code if isinstance(exc, BlamesetError) else "INTERNAL"
-            self.store_result(key, owner, {_FAILURE: True, "code": code, "message": str(exc)})
-        else:
-            self.store.release(key, owner)
+        """The work raised: free the key (or store the failure). Never raises over ``exc``."""
+        try:
+            if self.store_failures and isinstance(exc, Exception):
+                # Replayed as its taxonomy code; an exception without one replays as INTERNAL.
+                code = exc.error_code if isinstance(exc, BlamesetError) else "INTERNAL"
+                message = (
+                    str(exc) if isinstance(exc, BlamesetError) else f"{type(exc).__name__}: {exc}"
+                )
+                self.store_result(key, owner, {_FAILURE: True, "code": code, "message": message})
+            else:
+                self.store.release(key, owner)
+        except Exception:
+            logger.exception("blameset: idempotency key %r: releasing it failed", key)
 
     def in_progress(self, key: str) -> DuplicateInProgress:
         error: DuplicateInProgress = DuplicateInProgress(
@@ -205,8 +252,10 @@ def idempotent(
                 k = guard.key_of(args, kwargs)
                 owner = _owner()
                 deadline = time.monotonic() + guard.wait_s
+                # Store calls run in a thread: a busy SQLite file or a slow Redis must not stall
+                # the event loop.
                 while True:
-                    claim = guard.store.begin(k, owner, guard.lease_s, guard.clock())
+                    claim = await asyncio.to_thread(guard.begin, k, owner)
                     if claim.status == "done":
                         return guard.outcome(k, claim)
                     if claim.status == "acquired":
@@ -218,9 +267,9 @@ def idempotent(
                 try:
                     result = await fn(*args, **kwargs)
                 except BaseException as exc:
-                    guard.failed(k, owner, exc)
+                    await asyncio.to_thread(guard.failed, k, owner, exc)
                     raise
-                guard.store_result(k, owner, result)
+                await asyncio.to_thread(guard.store_result, k, owner, result)
                 return result
 
             return cast(F, run_once_async)
@@ -231,7 +280,7 @@ def idempotent(
             owner = _owner()
             deadline = time.monotonic() + guard.wait_s
             while True:
-                claim = guard.store.begin(k, owner, guard.lease_s, guard.clock())
+                claim = guard.begin(k, owner)
                 if claim.status == "done":
                     return guard.outcome(k, claim)
                 if claim.status == "acquired":

@@ -32,13 +32,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 class RetryBudget:
     """A token bucket shared by every retrying call in the process.
 
-    Each call deposits ``ratio`` tokens (up to ``max_tokens``); each retry takes one. With
-    ratio 0.1, retries stay under ~10% of calls once the floor of ``min_tokens`` is spent, so a
-    dead upstream gets at most 1.1x its normal traffic, not 3x or 4x.
+    Each call deposits ``ratio`` tokens (the bucket holds at most ``max_tokens``); each retry
+    takes one. The bucket starts with ``min_tokens``. So over any stretch of N calls, retries
+    are at most ``max_tokens + ratio * N``: with the defaults, a dead upstream gets about 1.1x
+    its normal traffic plus a burst of 10, not 3x or 4x.
     """
 
     def __init__(
-        self, ratio: float = 0.1, min_tokens: float = 10.0, max_tokens: float = 100.0
+        self, ratio: float = 0.1, min_tokens: float = 10.0, max_tokens: float = 10.0
     ) -> None:
         if not 0 <= ratio <= 1:
             raise ValueError("ratio must be between 0 and 1")
@@ -93,11 +94,15 @@ class _Policy:
         spec = self.classify(exc)
         if spec.retry_policy is RetryPolicy.NONE or retries_so_far >= spec.retry_budget:
             return None
+        cap = self.silent if spec.retry_policy is RetryPolicy.SILENT else self.max
+        asked = getattr(exc, "retry_after_s", None)  # the upstream said when (Retry-After)
+        if isinstance(asked, int | float) and asked > self.max:
+            return None  # it wants longer than we may wait: give up now rather than hammer it
         if not self.budget.try_spend():
             return None
-        cap = self.silent if spec.retry_policy is RetryPolicy.SILENT else self.max
         # Full jitter (AWS architecture blog): uniform in [0, min(cap, base * 2^n)].
-        return float(self.rng() * min(cap, self.base * (2**retries_so_far)))
+        delay = float(self.rng() * min(cap, self.base * (2**retries_so_far)))
+        return max(delay, float(asked)) if isinstance(asked, int | float) else delay
 
     @staticmethod
     def note(exc: Exception, attempt: int, delay_s: float) -> None:

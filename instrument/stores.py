@@ -97,13 +97,16 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._records: dict[str, tuple[str, str, float, bytes | None]] = {}
-        self._ledger: dict[
-            str, list[Any]
-        ] = {}  # key -> [settled, {hold: (amount, expires)}, expires]
+        # budget window key -> [settled, {hold: (amount, expires)}, expires]
+        self._ledger: dict[str, list[Any]] = {}
+        self._ops = 0
         self._lock = threading.Lock()
 
     def begin(self, key: str, owner: str, lease_s: float, now: float) -> Claim:
         with self._lock:
+            self._ops += 1
+            if self._ops % 4096 == 0:  # now and then, forget what has expired
+                self._sweep(now)
             record = self._records.get(key)
             if record is not None:
                 state, _, until, value = record
@@ -130,6 +133,12 @@ class MemoryStore:
 
     def close(self) -> None:
         return None
+
+    def _sweep(self, now: float) -> None:
+        for key in [k for k, r in self._records.items() if r[2] <= now]:
+            del self._records[key]
+        for key in [k for k, e in self._ledger.items() if e[2] <= now]:
+            del self._ledger[key]
 
     # -- ledger ----------------------------------------------------------------------------------
     def budget_reserve(
@@ -210,7 +219,13 @@ class SQLiteStore:
     never both acquire a key. One connection per thread; WAL, so readers do not block."""
 
     def __init__(self, path: str | Path) -> None:
+        if str(path) in (":memory:", "") or str(path).startswith("file::memory:"):
+            raise ValueError(
+                "an in-memory SQLite database is private to one connection: use the 'memory' "
+                "store for one process, or a file path for several"
+            )
         self.path = str(path)
+        self._ops = 0
         self._local = threading.local()
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         with self._transaction() as db:
@@ -231,6 +246,11 @@ class SQLiteStore:
 
     def begin(self, key: str, owner: str, lease_s: float, now: float) -> Claim:
         with self._transaction() as db:
+            self._ops += 1
+            if self._ops % 1024 == 0:  # now and then, delete what has expired
+                db.execute("DELETE FROM blameset_idempotency WHERE until <= ?", (now,))
+                db.execute("DELETE FROM blameset_budget_holds WHERE expires <= ?", (now,))
+                db.execute("DELETE FROM blameset_budget WHERE expires <= ?", (now,))
             row = db.execute(
                 "SELECT state, until, value FROM blameset_idempotency WHERE key = ?", (key,)
             ).fetchone()
@@ -422,6 +442,7 @@ return out
 
 # Keys also carry a Redis TTL (the logical expiry plus this grace), so abandoned keys go away.
 _GRACE_MS = 60_000
+_MAX_TTL_S = 10 * 365 * 86_400.0  # "keep forever" (inf) as ten years: Redis wants an integer
 
 
 class RedisStore:
@@ -446,11 +467,13 @@ class RedisStore:
         reply: Any = self._begin(
             keys=[self.prefix + key], args=[owner, repr(now), repr(now + lease_s), ttl_ms]
         )
-        status = reply[0].decode()
+        raw: Any = reply[0]
+        status: Any = raw.decode() if isinstance(raw, bytes) else str(raw)
         value = reply[1] if len(reply) > 1 else None
         return Claim(status, value)
 
     def complete(self, key: str, owner: str, value: bytes, ttl_s: float, now: float) -> bool:
+        ttl_s = min(ttl_s, _MAX_TTL_S)
         ttl_ms = int(ttl_s * 1000) + _GRACE_MS
         done: Any = self._complete(
             keys=[self.prefix + key], args=[owner, value, repr(now + ttl_s), ttl_ms]

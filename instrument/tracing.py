@@ -211,10 +211,10 @@ class _Recorder:
             extra = getattr(exc, "span_attributes", None)  # e.g. which budget limit tripped
             if isinstance(extra, dict):
                 attrs.update(extra)
-            if getattr(exc, "audited", False) is True:
-                from instrument.audit import record_error
+        if exc is not None and getattr(exc, "audited", False) is True:
+            from instrument.audit import record_error
 
-                record_error(exc, span.name if hasattr(span, "name") else "")
+            record_error(exc, getattr(span, "name", ""))  # never raises
         if not span.is_recording():  # sampled out: roll-ups done, nothing to write
             return
         span.set_attributes(attrs)
