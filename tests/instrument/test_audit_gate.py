@@ -167,3 +167,15 @@ def test_gate_accepts_chinese_or_english_and_names_what_is_missing(tmp_path, tex
     assert result.exit_code == (1 if missing else 0)
     for name in missing:
         assert f"- {name}:" in result.output
+
+
+def test_the_idempotency_card_matches_the_code():
+    """The card's promises (wait time, conflict code) are the decorator's defaults."""
+    import inspect
+
+    from instrument.idempotency import idempotent
+
+    card = (DOCS / "idempotency.md").read_text(encoding="utf-8")
+    wait = inspect.signature(idempotent).parameters["wait_s"].default
+    assert f"waits up to {wait:g} s" in card
+    assert "`IN_PROGRESS` (409)" in card
