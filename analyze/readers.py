@@ -1,0 +1,494 @@
+"""Readers: every trace file blameset meets, into one shape of span record.
+
+Formats, told apart by content (not only by name): the flat JSONL of blameset's exporters and
+spill folder; OTLP JSON (a request per line as the Collector's file exporter writes it, one
+pretty-printed request, ``{"result": ...}`` wrappers; ids hex in any case or base64, int64 as
+strings or numbers, kind and status as numbers or enum names); OTLP protobuf (one message, or the
+file exporter's 4-byte big-endian length-prefixed frames); each of them gzip or zstd compressed
+(one stream, or zstd per frame); folders and globs of such files.
+
+A line or frame that cannot be read raises :class:`BadInput` naming the file, the line (or byte
+offset) and the problem; with ``skip_bad=True`` it is counted per file and reason instead.
+Lines of other signals (metrics, logs) are counted, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import glob
+import gzip
+import json
+import re
+import struct
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["BadInput", "ReadReport", "SpanRecord", "expand_inputs", "read_file"]
+
+SpanRecord = dict[str, Any]
+"""trace_id, span_id, parent_span_id (hex or None), name, kind, start_ns, end_ns, status,
+status_message, resource (dict), attributes (dict), events (list)."""
+
+_KINDS = {
+    0: "internal",  # UNSPECIFIED reads as internal, as the SDKs treat it
+    1: "internal",
+    2: "server",
+    3: "client",
+    4: "producer",
+    5: "consumer",
+}
+_KIND_NAMES = {
+    "SPAN_KIND_UNSPECIFIED": "internal",
+    "SPAN_KIND_INTERNAL": "internal",
+    "SPAN_KIND_SERVER": "server",
+    "SPAN_KIND_CLIENT": "client",
+    "SPAN_KIND_PRODUCER": "producer",
+    "SPAN_KIND_CONSUMER": "consumer",
+}
+_FLAT_KINDS = {"internal", "server", "client", "producer", "consumer"}
+_STATUS = {0: "unset", 1: "ok", 2: "error"}
+_STATUS_NAMES = {"STATUS_CODE_UNSET": "unset", "STATUS_CODE_OK": "ok", "STATUS_CODE_ERROR": "error"}
+_HEX = re.compile(r"[0-9a-fA-F]*")
+
+
+class BadInput(ValueError):
+    """Input that cannot be read: ``str()`` is ``FILE:LINE: problem`` (or ``FILE@BYTE``)."""
+
+    def __init__(self, file: str, where: str, problem: str) -> None:
+        super().__init__(f"{file}{where}: {problem}")
+        self.file = file
+        self.where = where
+        self.problem = problem
+
+
+@dataclass
+class ReadReport:
+    """What was read and what was not: nothing is dropped without being counted here."""
+
+    files: int = 0
+    spans: int = 0
+    skipped: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """(file, reason) -> lines or frames skipped (only with skip_bad)."""
+    other_signals: Counter[str] = field(default_factory=Counter)
+    """Signal ("metrics", "logs") -> lines of it seen and passed over."""
+
+    @property
+    def skipped_lines(self) -> int:
+        return sum(self.skipped.values())
+
+
+def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
+    """Files named, globbed, or found in folders (recursively), in a stable order."""
+    out: list[Path] = []
+    for item in inputs:
+        text = str(item)
+        path = Path(text)
+        if path.is_dir():
+            out += sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        elif any(ch in text for ch in "*?["):
+            out += sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+        else:
+            if not path.exists():
+                raise BadInput(text, "", "no such file or folder")
+            out.append(path)
+    return out
+
+
+# --- bytes ---------------------------------------------------------------------------------
+
+
+def _decompress(data: bytes, name: str) -> bytes:
+    if data[:2] == b"\x1f\x8b":
+        try:
+            return gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise BadInput(name, "", f"not a readable gzip stream ({exc})") from None
+    if data[:4] == b"\x28\xb5\x2f\xfd":
+        return _zstd(data, name)
+    return data
+
+
+def _zstd(data: bytes, name: str) -> bytes:
+    try:
+        import zstandard
+    except ImportError:  # pragma: no cover - a dependency of the analyze extra
+        raise BadInput(name, "", "zstd input needs the 'zstandard' package") from None
+    try:
+        reader = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True)
+        return bytes(reader.read())
+    except zstandard.ZstdError as exc:
+        raise BadInput(name, "", f"not a readable zstd stream ({exc})") from None
+
+
+# --- values --------------------------------------------------------------------------------
+
+
+def _id(value: Any, size: int, name: str, where: str, what: str) -> str | None:
+    """An OTLP id as lower-case hex: hex in any case, or base64 (protobuf's JSON mapping)."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise BadInput(name, where, f"{what} is not a string: {value!r}")
+    if len(value) == size * 2 and _HEX.fullmatch(value):
+        return value.lower()
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != size:
+        raise BadInput(
+            name,
+            where,
+            f"{what} {value!r} is neither {size * 2} hex digits nor base64 of {size} bytes",
+        )
+    return raw.hex()
+
+
+def _any_value(value: Any) -> Any:
+    """OTLP JSON AnyValue -> a plain value."""
+    if not isinstance(value, dict) or not value:
+        return None
+    kind, inner = next(iter(value.items()))
+    if kind == "stringValue":
+        return inner
+    if kind == "intValue":
+        return int(inner)
+    if kind == "doubleValue":
+        return float(inner)
+    if kind == "boolValue":
+        return bool(inner)
+    if kind == "bytesValue":
+        return inner  # base64 text, kept as is
+    if kind == "arrayValue":
+        return [_any_value(v) for v in (inner or {}).get("values", [])]
+    if kind == "kvlistValue":
+        return {
+            kv.get("key"): _any_value(kv.get("value")) for kv in (inner or {}).get("values", [])
+        }
+    return None
+
+
+def _attributes(items: Any) -> dict[str, Any]:
+    if not items:
+        return {}
+    return {kv["key"]: _any_value(kv.get("value")) for kv in items if "key" in kv}
+
+
+def _int(value: Any, name: str, where: str, what: str) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise BadInput(name, where, f"{what} is not an integer: {value!r}") from None
+
+
+def _kind(value: Any, name: str, where: str) -> str:
+    if value is None:
+        return "internal"
+    if isinstance(value, int):
+        if value in _KINDS:
+            return _KINDS[value]
+    elif isinstance(value, str):
+        if value in _KIND_NAMES:
+            return _KIND_NAMES[value]
+        if value.lower() in _FLAT_KINDS:
+            return value.lower()
+    raise BadInput(name, where, f"span kind {value!r} is not an OTLP SpanKind")
+
+
+def _status(status: Any) -> tuple[str, str | None]:
+    if not isinstance(status, dict):
+        return "unset", None
+    code = status.get("code", 0)
+    text = _STATUS.get(code) if isinstance(code, int) else _STATUS_NAMES.get(str(code), "unset")
+    return text or "unset", status.get("message") or None
+
+
+# --- OTLP JSON ------------------------------------------------------------------------------
+
+
+def _otlp_json_spans(doc: Any, name: str, where: str) -> Iterator[SpanRecord]:
+    for rs in doc.get("resourceSpans") or doc.get("resource_spans") or []:
+        resource = _attributes((rs.get("resource") or {}).get("attributes"))
+        for ss in rs.get("scopeSpans") or rs.get("scope_spans") or []:
+            scope = ss.get("scope") or {}
+            for span in ss.get("spans") or []:
+                status, message = _status(span.get("status"))
+                yield {
+                    "trace_id": _id(span.get("traceId"), 16, name, where, "traceId"),
+                    "span_id": _id(span.get("spanId"), 8, name, where, "spanId"),
+                    "parent_span_id": _id(span.get("parentSpanId"), 8, name, where, "parentSpanId"),
+                    "name": span.get("name", ""),
+                    "kind": _kind(span.get("kind"), name, where),
+                    "start_ns": _int(
+                        span.get("startTimeUnixNano"), name, where, "startTimeUnixNano"
+                    ),
+                    "end_ns": _int(span.get("endTimeUnixNano"), name, where, "endTimeUnixNano"),
+                    "status": status,
+                    "status_message": message,
+                    "resource": resource,
+                    "scope": scope.get("name"),
+                    "attributes": _attributes(span.get("attributes")),
+                    "events": [
+                        {
+                            "name": e.get("name", ""),
+                            "time_unix_nano": _int(
+                                e.get("timeUnixNano"), name, where, "event time"
+                            ),
+                            "attributes": _attributes(e.get("attributes")),
+                        }
+                        for e in span.get("events") or []
+                    ],
+                }
+
+
+def _other_signal(doc: dict[str, Any]) -> str | None:
+    for key, signal in (
+        ("resourceMetrics", "metrics"),
+        ("resource_metrics", "metrics"),
+        ("resourceLogs", "logs"),
+        ("resource_logs", "logs"),
+        ("resourceProfiles", "profiles"),
+    ):
+        if key in doc:
+            return signal
+    return None
+
+
+def _unwrap(doc: Any) -> Any:
+    while (
+        isinstance(doc, dict)
+        and "result" in doc
+        and len(doc) <= 2
+        and isinstance(doc["result"], dict)
+    ):
+        doc = doc["result"]
+    return doc
+
+
+# --- flat JSONL -----------------------------------------------------------------------------
+
+
+def _flat_span(doc: dict[str, Any], name: str, where: str) -> SpanRecord:
+    for required in ("trace_id", "span_id", "start_time_unix_nano"):
+        if required not in doc:
+            raise BadInput(name, where, f"flat span without {required!r}")
+    kind = doc.get("kind") or "internal"
+    if kind not in _FLAT_KINDS:
+        raise BadInput(name, where, f"span kind {kind!r} is not one of {sorted(_FLAT_KINDS)}")
+    return {
+        "trace_id": _id(doc.get("trace_id"), 16, name, where, "trace_id"),
+        "span_id": _id(doc.get("span_id"), 8, name, where, "span_id"),
+        "parent_span_id": _id(doc.get("parent_span_id"), 8, name, where, "parent_span_id"),
+        "name": doc.get("name", ""),
+        "kind": kind,
+        "start_ns": _int(doc.get("start_time_unix_nano"), name, where, "start_time_unix_nano"),
+        "end_ns": _int(doc.get("end_time_unix_nano"), name, where, "end_time_unix_nano"),
+        "status": doc.get("status") or "unset",
+        "status_message": doc.get("status_message"),
+        "resource": doc.get("resource") or {},
+        "scope": None,
+        "attributes": doc.get("attributes") or {},
+        "events": doc.get("events") or [],
+    }
+
+
+def _is_flat(doc: dict[str, Any]) -> bool:
+    return "span_id" in doc and "trace_id" in doc
+
+
+def _is_flat_log(doc: dict[str, Any]) -> bool:
+    return "severity_text" in doc or ("body" in doc and "time_unix_nano" in doc)
+
+
+# --- protobuf --------------------------------------------------------------------------------
+
+
+def _proto_spans(data: bytes, name: str, where: str) -> Iterator[SpanRecord]:
+    from google.protobuf.message import DecodeError
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    try:
+        request = ExportTraceServiceRequest.FromString(data)
+    except DecodeError as exc:
+        raise BadInput(name, where, f"not an OTLP ExportTraceServiceRequest ({exc})") from None
+    for rs in request.resource_spans:
+        resource = _proto_attributes(rs.resource.attributes)
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                yield {
+                    "trace_id": span.trace_id.hex() or None,
+                    "span_id": span.span_id.hex() or None,
+                    "parent_span_id": span.parent_span_id.hex() or None,
+                    "name": span.name,
+                    "kind": _KINDS.get(span.kind, "internal"),
+                    "start_ns": span.start_time_unix_nano,
+                    "end_ns": span.end_time_unix_nano,
+                    "status": _STATUS.get(span.status.code, "unset"),
+                    "status_message": span.status.message or None,
+                    "resource": resource,
+                    "scope": ss.scope.name or None,
+                    "attributes": _proto_attributes(span.attributes),
+                    "events": [
+                        {
+                            "name": e.name,
+                            "time_unix_nano": e.time_unix_nano,
+                            "attributes": _proto_attributes(e.attributes),
+                        }
+                        for e in span.events
+                    ],
+                }
+
+
+def _proto_value(value: Any) -> Any:
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [_proto_value(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: _proto_value(kv.value) for kv in value.kvlist_value.values}
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode()
+    return getattr(value, kind)
+
+
+def _proto_attributes(items: Any) -> dict[str, Any]:
+    return {kv.key: _proto_value(kv.value) for kv in items}
+
+
+def _frames(data: bytes) -> list[tuple[int, bytes]] | None:
+    """The file exporter's ``<4-byte big-endian length><message>`` frames, if ``data`` is
+    exactly a sequence of them; None otherwise."""
+    frames = []
+    offset = 0
+    while offset < len(data):
+        if offset + 4 > len(data):
+            return None
+        (size,) = struct.unpack_from(">I", data, offset)
+        if size == 0 or offset + 4 + size > len(data):
+            return None
+        frames.append((offset, data[offset + 4 : offset + 4 + size]))
+        offset += 4 + size
+    return frames or None
+
+
+# --- the entry point -------------------------------------------------------------------------
+
+
+def read_file(path: Path, report: ReadReport, *, skip_bad: bool = False) -> Iterator[SpanRecord]:
+    """The spans in one file, whatever its format; counts what it skips in ``report``."""
+    name = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise BadInput(name, "", f"cannot read ({exc.strerror})") from None
+    report.files += 1
+    data = _decompress(raw, name)
+    head = data.lstrip()[:1]
+    if head in (b"{", b"["):
+        yield from _read_json(data, name, report, skip_bad)
+    elif not data.strip():
+        return
+    else:
+        yield from _read_proto(data, name, report, skip_bad)
+
+
+def _bad(report: ReadReport, skip_bad: bool, error: BadInput) -> None:
+    if not skip_bad:
+        raise error
+    report.skipped[(error.file, error.problem.split(" (")[0][:80])] += 1
+
+
+def _read_json(data: bytes, name: str, report: ReadReport, skip_bad: bool) -> Iterator[SpanRecord]:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_no = data[: exc.start].count(b"\n") + 1
+        _bad(report, skip_bad, BadInput(name, f":{line_no}", "not UTF-8 text"))
+        text = data.decode("utf-8", errors="replace")
+    lines = text.splitlines()
+    first = next((ln for ln in lines if ln.strip()), "")
+    single_document = first.strip() in ("{", "[") or (len(lines) > 1 and not _parses(first))
+    if single_document:  # one pretty-printed document
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            _bad(report, skip_bad, BadInput(name, f":{exc.lineno}", f"invalid JSON ({exc.msg})"))
+            return
+        yield from _json_doc(doc, name, ":1", report, skip_bad)
+        return
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f":{number}"
+        try:
+            doc = json.loads(line)
+        except json.JSONDecodeError as exc:
+            _bad(
+                report,
+                skip_bad,
+                BadInput(name, where, f"invalid JSON ({exc.msg} at column {exc.colno})"),
+            )
+            continue
+        yield from _json_doc(doc, name, where, report, skip_bad)
+
+
+def _parses(line: str) -> bool:
+    try:
+        json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
+def _json_doc(
+    doc: Any, name: str, where: str, report: ReadReport, skip_bad: bool
+) -> Iterator[SpanRecord]:
+    doc = _unwrap(doc)
+    if isinstance(doc, list):
+        for item in doc:
+            yield from _json_doc(item, name, where, report, skip_bad)
+        return
+    if not isinstance(doc, dict):
+        _bad(report, skip_bad, BadInput(name, where, "not a JSON object"))
+        return
+    try:
+        if "resourceSpans" in doc or "resource_spans" in doc:
+            spans = list(_otlp_json_spans(doc, name, where))
+        elif _is_flat(doc):
+            spans = [_flat_span(doc, name, where)]
+        else:
+            signal = _other_signal(doc) or ("logs" if _is_flat_log(doc) else None)
+            if signal is None:
+                raise BadInput(name, where, "neither a span nor an OTLP request")
+            report.other_signals[signal] += 1
+            return
+    except BadInput as error:
+        _bad(report, skip_bad, error)
+        return
+    report.spans += len(spans)
+    yield from spans
+
+
+def _read_proto(data: bytes, name: str, report: ReadReport, skip_bad: bool) -> Iterator[SpanRecord]:
+    frames = _frames(data)
+    if frames is None:
+        frames = [(0, data)]
+    for offset, payload in frames:
+        if payload[:4] == b"\x28\xb5\x2f\xfd":  # the file exporter's older per-frame zstd
+            payload = _zstd(payload, name)
+        try:
+            spans = list(_proto_spans(payload, name, f"@{offset}"))
+        except BadInput as error:
+            _bad(report, skip_bad, error)
+            continue
+        report.spans += len(spans)
+        yield from spans
