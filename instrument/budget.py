@@ -24,10 +24,12 @@ settles at the estimate: a budget should count money it cannot prove unspent (ca
 ``hold.release()`` when you know nothing was spent). A hold whose process died expires after
 ``hold_ttl_s``.
 
-**Bound.** When every actual is at most its estimate, settled spend in a window never exceeds its
-limit. An actual above its estimate can push a window past its limit by at most the sum of the
-excesses (actual - estimate) of the holds in flight in that window, since each hold was admitted
-against spend that counted only its estimate.
+**Bound.** When every actual is at most its estimate and every hold is settled within
+``hold_ttl_s``, settled spend in a window never exceeds its limit. Otherwise a window can pass its
+limit by at most the sum of the excesses (actual - estimate) of the holds in flight in it, plus
+the amounts settled after their hold expired: each hold was admitted against spend that counted
+other holds only at their estimates, and only while they lived. Keep ``hold_ttl_s`` above the
+longest call.
 """
 
 from __future__ import annotations
