@@ -136,6 +136,64 @@ if typer is not None:
         )
 
     @app.command()
+    def ingest(
+        inputs: Annotated[
+            list[str],
+            typer.Argument(help="Trace files, folders or globs (JSONL, OTLP JSON/proto)."),
+        ],
+        out: Annotated[Path, typer.Option("--out", help="The Parquet dataset folder.")],
+        skip_bad_lines: Annotated[
+            bool,
+            typer.Option("--skip-bad-lines", help="Count unreadable lines and go on."),
+        ] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+    ) -> None:
+        """Read trace files into a Parquet dataset partitioned by day (appends; no duplicates)."""
+        from analyze.ingest import ingest as run_ingest
+        from analyze.readers import BadInput
+
+        progress = None
+        if sys.stderr.isatty() and not as_json:
+            from rich.progress import Progress
+
+            progress = Progress(transient=True)
+        task = None
+
+        def on_file(path: Path, done: int, total: int) -> None:
+            nonlocal task
+            if progress is None:
+                return
+            if task is None:
+                progress.start()
+                task = progress.add_task("ingesting", total=total)
+            progress.update(task, completed=done, description=f"ingesting {path.name}")
+
+        try:
+            summary = run_ingest(inputs, out, skip_bad=skip_bad_lines, on_file=on_file)
+        except BadInput as exc:
+            typer.echo(f"blameset ingest: {exc}", err=True)
+            if not skip_bad_lines:
+                typer.echo("  (--skip-bad-lines counts such lines and goes on)", err=True)
+            raise typer.Exit(2) from None
+        finally:
+            if progress is not None and task is not None:
+                progress.stop()
+        if as_json:
+            typer.echo(json.dumps(summary.as_dict(), indent=2))
+            return
+        typer.echo(
+            f"{summary.spans} spans ({summary.requests} requests, {summary.duplicates} already "
+            f"stored) from {summary.files} files into {summary.out}; "
+            f"tokens {summary.input_tokens} in / {summary.output_tokens} out, "
+            f"cost ${summary.cost_usd:.4f}"
+        )
+        for file, reasons in summary.skipped.items():
+            for reason, n in reasons.items():
+                typer.echo(f"  skipped {n} line(s) of {file}: {reason}")
+        for signal, n in summary.other_signal_lines.items():
+            typer.echo(f"  passed over {n} line(s) of {signal}")
+
+    @app.command()
     def gate(
         files: Annotated[list[Path], typer.Argument(help="Backend design documents (Markdown).")],
     ) -> None:

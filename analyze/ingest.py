@@ -1,0 +1,129 @@
+"""Ingest: trace files in, a Parquet dataset out, partitioned by day (hive: ``day=YYYY-MM-DD``)
+so polars, DuckDB and Spark read it as it is. Appending works; a span already in the dataset
+(same trace_id and span_id) is not stored again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from analyze.readers import ReadReport, SpanRecord, expand_inputs, read_file
+from analyze.table import requests, spans_frame
+
+__all__ = ["IngestSummary", "ingest", "load"]
+
+BATCH_SPANS = 50_000
+"""Spans per batch: memory stays bounded by this, not by the size of the input."""
+
+
+@dataclass
+class IngestSummary:
+    """What an ingest read and wrote (``blameset ingest --json`` prints it)."""
+
+    files: int = 0
+    spans: int = 0
+    duplicates: int = 0
+    requests: int = 0
+    skipped_lines: int = 0
+    skipped: dict[str, dict[str, int]] = field(default_factory=dict)
+    other_signal_lines: dict[str, int] = field(default_factory=dict)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    out: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _batches(records: Iterable[SpanRecord], size: int) -> Iterator[list[SpanRecord]]:
+    batch: list[SpanRecord] = []
+    for record in records:
+        batch.append(record)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _existing_keys(out: Path, days: list[str]) -> pl.DataFrame | None:
+    files = [f for day in days for f in (out / f"day={day}").glob("*.parquet")]
+    if not files:
+        return None
+    return pl.scan_parquet(files).select("trace_id", "span_id").collect()
+
+
+def ingest(
+    inputs: Iterable[str | Path],
+    out: str | Path,
+    *,
+    skip_bad: bool = False,
+    on_file: Callable[[Path, int, int], None] | None = None,
+) -> IngestSummary:
+    """Read ``inputs`` (files, folders, globs) and append their spans to the dataset at ``out``.
+
+    Raises ``BadInput`` on the first unreadable line or frame unless ``skip_bad``.
+    ``on_file(path, done, total)`` reports progress.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = expand_inputs(inputs)
+    report = ReadReport()
+    summary = IngestSummary(out=str(out))
+
+    def records() -> Iterator[SpanRecord]:
+        for done, path in enumerate(files):
+            yield from read_file(path, report, skip_bad=skip_bad)
+            if on_file is not None:
+                on_file(path, done + 1, len(files))
+
+    for batch in _batches(records(), BATCH_SPANS):
+        frame = spans_frame(batch).unique(["trace_id", "span_id"], keep="first")
+        frame = frame.with_columns(day=pl.col("start").dt.strftime("%Y-%m-%d").fill_null("unknown"))
+        days = frame.get_column("day").unique().to_list()
+        existing = _existing_keys(out, days)
+        before = frame.height
+        if existing is not None:
+            frame = frame.join(existing, on=["trace_id", "span_id"], how="anti")
+        summary.duplicates += before - frame.height + (len(batch) - before)
+        if frame.height == 0:
+            continue
+        for (day,), part in frame.group_by(["day"]):
+            folder = out / f"day={day}"
+            folder.mkdir(exist_ok=True)
+            part.drop("day").write_parquet(
+                folder / f"part-{uuid.uuid4().hex}.parquet", compression="zstd"
+            )
+        summary.spans += frame.height
+        rolled = requests(frame.drop("day").lazy()).collect()
+        summary.requests += rolled.height
+        sums = rolled.select(
+            pl.col("input_tokens").sum(), pl.col("output_tokens").sum(), pl.col("cost_usd").sum()
+        ).row(0)
+        summary.input_tokens += int(sums[0] or 0)
+        summary.output_tokens += int(sums[1] or 0)
+        summary.cost_usd += float(sums[2] or 0.0)
+    summary.files = report.files
+    summary.skipped_lines = report.skipped_lines
+    for (file, reason), n in report.skipped.items():
+        summary.skipped.setdefault(file, {})[reason] = n
+    summary.other_signal_lines = dict(report.other_signals)
+    return summary
+
+
+def load(path: str | Path) -> pl.LazyFrame:
+    """The span table of an ingested dataset (a folder written by :func:`ingest`)."""
+    root = Path(path)
+    files = sorted(root.rglob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"{root}: no Parquet files (run `blameset ingest` first)")
+    return pl.scan_parquet(
+        str(root / "**" / "*.parquet"), hive_partitioning=True, missing_columns="insert"
+    )

@@ -1,0 +1,102 @@
+"""blameset ingest: files in, a day-partitioned Parquet dataset out, nothing lost or doubled."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+from typer.testing import CliRunner
+
+from analyze.ingest import load
+from cli.app import app
+
+OTLP = Path(__file__).parents[1] / "fixtures" / "otlp"
+runner = CliRunner()
+
+
+def ingest(*args: str):
+    return runner.invoke(app, ["ingest", *args])
+
+
+def test_ingest_writes_a_hive_partitioned_dataset(tmp_path: Path):
+    """The demo capture lands as day=YYYY-MM-DD/*.parquet; polars reads it back with the day."""
+    out = tmp_path / "ds"
+    result = ingest(str(OTLP / "otel-demo-capture.jsonl"), "--out", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["spans"] == 547
+    assert summary["files"] == 1
+    assert summary["other_signal_lines"] == {"metrics": 40, "logs": 16}
+    for key in ("requests", "skipped_lines", "input_tokens", "output_tokens", "cost_usd"):
+        assert key in summary
+    assert all(p.name.startswith("day=") for p in out.iterdir())
+    frame = load(out).collect()
+    assert frame.height == 547
+    assert "day" in frame.columns
+    assert frame.get_column("start").dtype == pl.Datetime("ns", "UTC")
+
+
+def test_appending_stores_each_span_once(tmp_path: Path):
+    """A second batch appends; the same spans again (here gzip and zstd copies) are not doubled."""
+    out = tmp_path / "ds"
+    assert ingest(str(OTLP / "trace.pb"), "--out", str(out)).exit_code == 0
+    again = ingest(
+        str(OTLP / "otel-demo-capture.jsonl.gz"),
+        str(OTLP / "otel-demo-capture.jsonl.zst"),
+        str(OTLP / "trace.pb"),
+        "--out",
+        str(out),
+        "--json",
+    )
+    summary = json.loads(again.output)
+    assert summary["spans"] == 547
+    assert summary["duplicates"] == 547 + 2
+    frame = load(out).collect()
+    assert frame.height == 549
+    assert frame.select(pl.struct("trace_id", "span_id").n_unique()).item() == 549
+
+
+def test_bad_input_exits_2_naming_file_and_line(tmp_path: Path):
+    """An unreadable line stops the ingest: exit 2, file and line, no traceback."""
+    result = ingest(str(OTLP / "invalid" / "malformed.json"), "--out", str(tmp_path / "ds"))
+    assert result.exit_code == 2
+    assert "malformed.json:21: invalid JSON" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_skip_bad_lines_reports_per_file_and_reason(tmp_path: Path):
+    """--skip-bad-lines goes on and says, per file, how many lines were skipped and why."""
+    bad = tmp_path / "mixed.jsonl"
+    good = (OTLP / "python-style-base64-ids.jsonl").read_text().splitlines()[0]
+    bad.write_text(f"{good}\n{{broken\n")
+    result = ingest(str(bad), "--out", str(tmp_path / "ds"), "--skip-bad-lines")
+    assert result.exit_code == 0, result.output
+    assert f"skipped 1 line(s) of {bad}: invalid JSON" in result.output
+    as_json = ingest(str(bad), "--out", str(tmp_path / "ds2"), "--skip-bad-lines", "--json")
+    assert json.loads(as_json.output)["skipped_lines"] == 1
+
+
+def test_a_spill_folder_ingests_with_its_spans(tmp_path: Path):
+    """The export pipeline's spill folder (flat JSONL) ingests like any input."""
+    import instrument
+    from instrument import VersionSet, _runtime, traced
+
+    spill = tmp_path / "spill"
+    previous = _runtime.current_state()
+    instrument.configure(
+        version_set=VersionSet(code="x"),
+        exporter="otlp",
+        endpoint="http://127.0.0.1:9",
+        timeout=0.2,
+        spill_dir=spill,
+    )
+    try:
+        for _ in range(5):
+            traced("op")(lambda: None)()
+        instrument.shutdown()
+    finally:
+        _runtime.install(previous)
+    summary = json.loads(ingest(str(spill), "--out", str(tmp_path / "ds"), "--json").output)
+    assert summary["spans"] == 5
+    assert summary["requests"] == 5
