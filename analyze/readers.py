@@ -75,6 +75,9 @@ class ReadReport:
     """(file, reason) -> lines or frames skipped (only with skip_bad)."""
     other_signals: Counter[str] = field(default_factory=Counter)
     """Signal ("metrics", "logs") -> lines of it seen and passed over."""
+    keep_logs: bool = False
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    """Flat log records seen, when ``keep_logs`` (``blameset check`` looks at them)."""
 
     @property
     def skipped_lines(self) -> int:
@@ -303,7 +306,9 @@ def _is_flat(doc: dict[str, Any]) -> bool:
 
 
 def _is_flat_log(doc: dict[str, Any]) -> bool:
-    return "severity_text" in doc or ("body" in doc and "time_unix_nano" in doc)
+    return "start_time_unix_nano" not in doc and (
+        "severity_text" in doc or ("body" in doc and "time_unix_nano" in doc)
+    )
 
 
 # --- protobuf --------------------------------------------------------------------------------
@@ -463,13 +468,15 @@ def _json_doc(
     try:
         if "resourceSpans" in doc or "resource_spans" in doc:
             spans = list(_otlp_json_spans(doc, name, where))
-        elif _is_flat(doc):
+        elif _is_flat(doc) and not _is_flat_log(doc):
             spans = [_flat_span(doc, name, where)]
         else:
             signal = _other_signal(doc) or ("logs" if _is_flat_log(doc) else None)
             if signal is None:
                 raise BadInput(name, where, "neither a span nor an OTLP request")
             report.other_signals[signal] += 1
+            if report.keep_logs and _is_flat_log(doc):
+                report.logs.append(doc)
             return
     except BadInput as error:
         _bad(report, skip_bad, error)

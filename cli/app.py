@@ -194,6 +194,69 @@ if typer is not None:
             typer.echo(f"  passed over {n} line(s) of {signal}")
 
     @app.command()
+    def check(
+        inputs: Annotated[
+            list[str], typer.Argument(help="Span files (and *.logs.jsonl) to check.")
+        ],
+        min_coverage: Annotated[
+            float, typer.Option(help="Percent of spans that must carry each required field.")
+        ] = 100.0,
+        as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
+    ) -> None:
+        """Check telemetry against the contract: per service and span kind, the share of spans
+        carrying each required field; exit 1 naming the gaps under --min-coverage."""
+        from analyze.check import coverage, log_coverage
+        from analyze.readers import BadInput, ReadReport, expand_inputs, read_file
+        from analyze.table import spans_frame
+
+        report = ReadReport(keep_logs=True)
+        try:
+            records = [r for p in expand_inputs(inputs) for r in read_file(p, report)]
+        except BadInput as exc:
+            typer.echo(f"blameset check: {exc}", err=True)
+            raise typer.Exit(2) from None
+        rows = coverage(spans_frame(records).lazy()) if records else []
+        rows += log_coverage(report.logs)
+        gaps = [r for r in rows if r.share * 100 < min_coverage]
+        if as_json:
+            typer.echo(
+                json.dumps(
+                    {
+                        "min_coverage": min_coverage,
+                        "rows": [
+                            {
+                                "service": r.service,
+                                "kind": r.kind,
+                                "field": r.field,
+                                "spans": r.spans,
+                                "covered": r.covered,
+                                "share": r.share,
+                            }
+                            for r in rows
+                        ],
+                        "gaps": len(gaps),
+                    },
+                    indent=2,
+                )
+            )
+        else:
+            for r in rows:
+                mark = "GAP" if r in gaps else "ok "
+                typer.echo(
+                    f"{mark} {r.service:<24} {r.kind:<10} {r.field:<38} "
+                    f"{r.share * 100:6.1f}% of {r.spans}"
+                )
+            if not rows:
+                typer.echo("no spans or log records found")
+        if gaps:
+            typer.echo(
+                f"FAIL: {len(gaps)} field(s) under {min_coverage:g}% coverage: "
+                + "; ".join(f"{g.service}/{g.kind}: {g.field}" for g in gaps[:10]),
+                err=True,
+            )
+            raise typer.Exit(1)
+
+    @app.command()
     def gate(
         files: Annotated[list[Path], typer.Argument(help="Backend design documents (Markdown).")],
     ) -> None:

@@ -1,0 +1,91 @@
+"""blameset check: contract coverage per service and span kind, a gate for users' CI."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+import instrument
+from cli.app import app
+from instrument import VersionSet, _runtime, record_usage, traced
+
+OTLP = Path(__file__).parents[1] / "fixtures" / "otlp"
+runner = CliRunner()
+
+
+def _our_telemetry(out: Path) -> None:
+    previous = _runtime.current_state()
+    instrument.configure(
+        service="writer", version_set=VersionSet(code="c1", prompt="p1"), exporter=f"jsonl:{out}"
+    )
+    app_log = logging.getLogger("checked-app")
+    handler = instrument.setup_logging(logger=app_log)
+    app_log.setLevel(logging.INFO)
+    try:
+
+        @traced.llm(model="gpt-4o-2024-08-06", provider="openai")
+        def llm() -> None:
+            record_usage(input_tokens=10, output_tokens=5)
+
+        @traced.tool("search")
+        def tool() -> None:
+            pass
+
+        @traced("handler")
+        def handler_fn() -> None:
+            app_log.info("working")
+            tool()
+            llm()
+
+        @traced("fails")
+        def fails() -> None:
+            raise KeyError("x")
+
+        handler_fn()
+        with contextlib.suppress(KeyError):
+            fails()
+        instrument.shutdown()
+    finally:
+        _runtime.install(previous)
+        app_log.removeHandler(handler)
+
+
+def test_blamesets_own_telemetry_passes_at_full_coverage(tmp_path: Path):
+    """Spans and log records written by instrument carry every required field."""
+    out = tmp_path / "spans.jsonl"
+    _our_telemetry(out)
+    result = runner.invoke(app, ["check", str(out), str(tmp_path / "spans.logs.jsonl"), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["gaps"] == 0
+    fields = {(r["kind"], r["field"]) for r in doc["rows"]}
+    assert ("llm", "cost") in fields
+    assert ("request", "error code on failures") in fields
+    assert ("log", "trace_id") in fields
+
+
+def test_other_tools_telemetry_fails_naming_the_gaps():
+    """The OTel demo capture carries no version set: exit 1, naming service, kind and field."""
+    result = runner.invoke(app, ["check", str(OTLP / "otel-demo-capture.jsonl")])
+    assert result.exit_code == 1
+    assert "version_set" in result.output
+    assert "GAP" in result.output
+
+
+def test_min_coverage_relaxes_the_gate():
+    """--min-coverage 0 passes whatever is missing."""
+    result = runner.invoke(
+        app, ["check", str(OTLP / "otel-demo-capture.jsonl"), "--min-coverage", "0"]
+    )
+    assert result.exit_code == 0
+
+
+def test_unreadable_input_exits_2():
+    """A broken file is exit 2 with file and line, as for ingest."""
+    result = runner.invoke(app, ["check", str(OTLP / "invalid" / "malformed.json")])
+    assert result.exit_code == 2
+    assert "malformed.json:21" in result.output
