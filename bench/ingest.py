@@ -1,0 +1,220 @@
+"""Ingest throughput against the references issue 6 names, in one run.
+
+Generates N spans (seeded; default 2 million) as flat JSONL and as OTLP JSON (100 spans per line,
+like the Collector's file exporter), then times, each case in its own process so its peak RSS is
+its own: ``blameset ingest`` of each file; polars ``scan_ndjson`` with an explicit schema on the
+flat file (the parse floor); DuckDB ``read_json`` + unnest on the OTLP file (what a user would
+reach for). Prints spans/s, MB/s, peak RSS and the ratios.
+
+Targets on the 2-core machine: flat JSONL >= 0.8x the polars floor; OTLP JSON >= 1.5x DuckDB;
+peak RSS bounded by the batch size, not the file size.
+
+    .venv/bin/python bench/ingest.py [--spans 2000000] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROMPTS = ["outline@v3", "outline@v4", "expand@v2"]
+MODELS = ["gpt-4o-2024-08-06", "gpt-4o-mini-2024-07-18"]
+ROUTES = ["/v1/outline", "/v1/expand", "/v1/export"]
+
+
+def generate(n: int, folder: Path, seed: int = 7) -> tuple[Path, Path]:
+    """n spans as flat JSONL and as OTLP JSON (100 spans a line); three spans per trace."""
+    rng = random.Random(seed)
+    flat, otlp = folder / "spans.jsonl", folder / "spans.otlp.jsonl"
+    t0 = 1_767_225_600_000_000_000
+    with flat.open("w") as f_flat, otlp.open("w") as f_otlp:
+        pending: list[dict] = []
+        for i in range(n):
+            trace = f"{rng.getrandbits(128):032x}"
+            span = f"{rng.getrandbits(64):016x}"
+            parent = None if i % 3 == 0 else f"{rng.getrandbits(64):016x}"
+            start = t0 + i * 1_000_000
+            end = start + rng.randint(1_000_000, 900_000_000)
+            prompt, model, route = rng.choice(PROMPTS), rng.choice(MODELS), rng.choice(ROUTES)
+            canonical = f"code=3f2a91c;model={model};prompt={prompt}"
+            attrs = {
+                "blameset.span.kind": "request" if parent is None else "llm",
+                "blameset.version_set": canonical,
+                "http.route": route,
+                "gen_ai.request.model": model,
+                "gen_ai.usage.input_tokens": rng.randint(100, 4000),
+                "gen_ai.usage.output_tokens": rng.randint(10, 800),
+                "blameset.cost.usd": rng.random() / 100,
+                "blameset.tenant.id": f"tenant-{rng.randint(1, 50)}",
+            }
+            f_flat.write(
+                json.dumps(
+                    {
+                        "trace_id": trace,
+                        "span_id": span,
+                        "parent_span_id": parent,
+                        "name": route,
+                        "kind": "server",
+                        "start_time_unix_nano": start,
+                        "end_time_unix_nano": end,
+                        "status": "unset",
+                        "status_message": None,
+                        "resource": {"service.name": "writer-api"},
+                        "attributes": attrs,
+                        "events": [],
+                    }
+                )
+                + "\n"
+            )
+            pending.append(
+                {
+                    "traceId": trace,
+                    "spanId": span,
+                    "parentSpanId": parent or "",
+                    "name": route,
+                    "kind": 2,
+                    "startTimeUnixNano": str(start),
+                    "endTimeUnixNano": str(end),
+                    "status": {},
+                    "attributes": [{"key": k, "value": _any(v)} for k, v in attrs.items()],
+                }
+            )
+            if len(pending) == 100 or i == n - 1:
+                f_otlp.write(
+                    json.dumps(
+                        {
+                            "resourceSpans": [
+                                {
+                                    "resource": {
+                                        "attributes": [
+                                            {
+                                                "key": "service.name",
+                                                "value": {"stringValue": "writer-api"},
+                                            }
+                                        ]
+                                    },
+                                    "scopeSpans": [
+                                        {"scope": {"name": "blameset"}, "spans": pending}
+                                    ],
+                                }
+                            ]
+                        }
+                    )
+                    + "\n"
+                )
+                pending = []
+    return flat, otlp
+
+
+def _any(value: object) -> dict:
+    if isinstance(value, bool):
+        return {"boolValue": value}
+    if isinstance(value, int):
+        return {"intValue": str(value)}
+    if isinstance(value, float):
+        return {"doubleValue": value}
+    return {"stringValue": value}
+
+
+CASES = {
+    "blameset_ingest": (
+        "from analyze.ingest import ingest\n"
+        "import sys\n"
+        "s = ingest([sys.argv[1]], sys.argv[2])\n"
+        "print(s.spans)\n"
+    ),
+    "polars_floor": (
+        "import polars as pl, sys\n"
+        "attrs = pl.Struct({'blameset.version_set': pl.String, 'blameset.cost.usd': pl.Float64})\n"
+        "schema = {'trace_id': pl.String, 'span_id': pl.String, 'parent_span_id': pl.String,\n"
+        "  'name': pl.String, 'kind': pl.String, 'start_time_unix_nano': pl.Int64,\n"
+        "  'end_time_unix_nano': pl.Int64, 'status': pl.String, 'attributes': attrs}\n"
+        "vs = pl.col('attributes').struct.field('blameset.version_set')\n"
+        "df = pl.scan_ndjson(sys.argv[1], schema=schema).group_by(vs).agg(pl.len()).collect()\n"
+        "print(df.get_column('len').sum())\n"
+    ),
+    "duckdb_unnest": (
+        "import duckdb, sys\n"
+        "con = duckdb.connect()\n"
+        "q = ('SELECT count(*) FROM (SELECT unnest(ss.spans) AS s FROM '\n"
+        "     '(SELECT unnest(rs.scopeSpans) AS ss FROM (SELECT unnest(resourceSpans) AS rs '\n"
+        "     'FROM read_json(?, format=\\'newline_delimited\\', '\n"
+        "     'maximum_object_size=1000000000))))')\n"
+        "print(con.execute(q, [sys.argv[1]]).fetchone()[0])\n"
+    ),
+}
+
+
+def run_case(code: str, *args: str) -> tuple[float, int, int]:
+    """(seconds, peak RSS bytes, printed count) of one case in a fresh interpreter."""
+    wrapper = (
+        "import resource, time, runpy, sys\n"
+        "t0 = time.perf_counter()\n"
+        f"exec(compile({code!r}, 'case', 'exec'))\n"
+        "print('SECONDS', time.perf_counter() - t0)\n"
+        "print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", wrapper, *args], capture_output=True, text=True, check=True
+    ).stdout.split()
+    return float(out[out.index("SECONDS") + 1]), int(out[out.index("RSS") + 1]), int(out[0])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spans", type=int, default=2_000_000)
+    parser.add_argument("--keep", type=Path, help="keep the generated files here")
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="blameset-bench-"))
+    try:
+        t0 = time.perf_counter()
+        flat, otlp = generate(args.spans, folder)
+        print(
+            f"generated {args.spans} spans in {time.perf_counter() - t0:.1f} s: "
+            f"flat {flat.stat().st_size / 1e6:.0f} MB, OTLP JSON {otlp.stat().st_size / 1e6:.0f} MB"
+        )
+        results = {}
+        for label, case, path in (
+            ("ingest flat JSONL", "blameset_ingest", flat),
+            ("polars scan_ndjson (floor)", "polars_floor", flat),
+            ("ingest OTLP JSON", "blameset_ingest", otlp),
+            ("DuckDB read_json + unnest", "duckdb_unnest", otlp),
+        ):
+            extra = [str(folder / f"ds-{case}-{path.stem}")] if case == "blameset_ingest" else []
+            try:
+                seconds, rss, count = run_case(CASES[case], str(path), *extra)
+            except subprocess.CalledProcessError as exc:
+                print(f"  {label:<28} failed: {exc.stderr.strip().splitlines()[-1:]}")
+                continue
+            size = path.stat().st_size / 1e6
+            results[label] = seconds
+            print(
+                f"  {label:<28} {seconds:7.2f} s  {count / seconds / 1e3:8.0f}k spans/s  "
+                f"{size / seconds:6.0f} MB/s  peak RSS {rss / 1e6:6.0f} MB  ({count} spans)"
+            )
+        if "ingest flat JSONL" in results and "polars scan_ndjson (floor)" in results:
+            ratio = results["polars scan_ndjson (floor)"] / results["ingest flat JSONL"]
+            print(f"flat JSONL: ingest at {ratio:.2f}x the polars floor (target >= 0.8x)")
+        if "ingest OTLP JSON" in results and "DuckDB read_json + unnest" in results:
+            ratio = results["DuckDB read_json + unnest"] / results["ingest OTLP JSON"]
+            print(f"OTLP JSON: ingest at {ratio:.2f}x DuckDB (target >= 1.5x)")
+    finally:
+        if args.keep:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            for f in folder.glob("*.jsonl"):
+                shutil.copy(f, args.keep)
+        shutil.rmtree(folder, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("POLARS_MAX_THREADS", "2")
+    sys.exit(main())
