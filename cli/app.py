@@ -95,20 +95,39 @@ if typer is not None:
     def budget_status(
         store: Annotated[str, typer.Option(help="sqlite:PATH or redis://HOST:PORT/DB")],
         tenant: Annotated[list[str], typer.Option(help="Tenant to show (repeat for several).")],
+        per_minute_usd: Annotated[
+            float | None, typer.Option(help="The service's per-minute limit, to show beside it.")
+        ] = None,
+        per_day_usd: Annotated[
+            float | None, typer.Option(help="The service's per-day limit, to show beside it.")
+        ] = None,
         at: Annotated[
             float | None, typer.Option(help="Unix time to look at (default: now).")
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
     ) -> None:
-        """Spend per tenant and window (settled, held, limit) and the global breaker's state."""
+        """Spend per tenant and window (settled, held, limit) and the global breaker's state
+        as the store shows it now (the service's own breaker may be half-open)."""
         from instrument.budget import Budget
 
+        if store == "memory":
+            typer.echo(
+                "blameset budget status: the memory store lives inside one process; "
+                "point --store at the service's sqlite:PATH or redis:// store",
+                err=True,
+            )
+            raise typer.Exit(2)
+        if store.startswith("sqlite:") and not Path(store[len("sqlite:") :]).is_file():
+            typer.echo(f"blameset budget status: no SQLite store at {store[7:]}", err=True)
+            raise typer.Exit(2)
         try:
-            budget = Budget(store)
+            budget = Budget(
+                store, tenant_per_minute_usd=per_minute_usd, tenant_per_day_usd=per_day_usd
+            )
+            status = budget.status(tenant, now=at)
         except Exception as exc:  # a bad spec or an unreachable store: say which, no traceback
-            typer.echo(f"blameset budget status: cannot open store {store!r}: {exc}", err=True)
+            typer.echo(f"blameset budget status: cannot read store {store!r}: {exc}", err=True)
             raise typer.Exit(2) from None
-        status = budget.status(tenant, now=at)
         if as_json:
             typer.echo(json.dumps(status, indent=2))
             return

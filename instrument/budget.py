@@ -13,9 +13,11 @@
   the price is that a burst across a boundary can spend up to twice the per-minute limit within
   60 seconds (never twice the daily one within a day).
 - **Global**: when settled spend over the last 60 minutes exceeds ``spike_ratio`` (5x, +500%)
-  times the average hourly spend of the ``baseline_hours`` (24) before, the breaker opens: only
-  core routes run. After ``breaker_cooldown_s`` it is half-open: one in ``probe_every`` other
-  requests goes through while the spike lasts; once spend is back under the line it closes.
+  times the average hourly spend of the ``baseline_hours`` (24) before (hours with spend only;
+  at least ``min_history_hours``, 6, of them, and a baseline of at least
+  ``min_baseline_usd_per_hour``, $1), the breaker opens: only core routes run. After
+  ``breaker_cooldown_s`` it is half-open: one in ``probe_every`` other requests goes through;
+  once spend is back under the line it closes, else it opens again for another cooldown.
 
 **Reserve, then settle.** A reservation holds its estimate in every window it touches
 (atomically in the store); ``settle`` replaces it with the actual. A reservation that would cross a
@@ -36,6 +38,8 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
+import math
 import threading
 import time
 import uuid
@@ -44,16 +48,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, cast
 
-from opentelemetry import trace
-
 from instrument import _runtime, contract
 from instrument._guard import request_guard as _request_guard
 from instrument.cost import Usage
-from instrument.errors import BudgetExhausted
+from instrument.errors import BudgetExhausted, Internal, InvalidInput
 from instrument.stores import Ledger, Window, open_store
 from instrument.tracing import _current as _current_recorder
 
 __all__ = ["Budget", "Hold", "RequestGuard", "degrade", "usd_to_micros"]
+
+logger = logging.getLogger("blameset")
 
 MICROS = 1_000_000
 F = TypeVar("F", bound=Callable[..., Any])
@@ -66,6 +70,13 @@ _hold_seq = itertools.count()
 
 
 def usd_to_micros(usd: float) -> int:
+    return round(usd * MICROS)
+
+
+def _amount(usd: float, what: str) -> int:
+    """Micro-USD of a money amount, refusing what no budget can hold (negative, NaN, inf)."""
+    if not isinstance(usd, int | float) or not math.isfinite(usd) or usd < 0:
+        raise InvalidInput(f"{what} must be a finite amount of at least $0, not {usd!r}")
     return round(usd * MICROS)
 
 
@@ -134,23 +145,41 @@ class Hold:
         self._estimate = estimate
         self.actual_usd: float | None = None
         self._done = False
+        self._lock = threading.Lock()
 
     def settle(self, actual_usd: float | None = None) -> None:
-        """Record what was actually spent (the estimate when None)."""
-        if self._done:
-            return
-        actual = self._estimate if actual_usd is None else round(actual_usd * MICROS)
-        self._budget._ledger.budget_settle(self._keys, self.id, actual)
-        self._done = True
+        """Record what was actually spent (the estimate when None). Never raises over a spend
+        that happened: a store that cannot take it is logged (the hold expires)."""
+        actual = self._estimate if actual_usd is None else _amount(actual_usd, "actual_usd")
+        with self._lock:
+            if self._done:
+                return
+            self._done = True
         self.actual_usd = actual / MICROS
+        try:
+            self._budget._ledger.budget_settle(self._keys, self.id, actual)
+        except Exception:
+            logger.exception(
+                "blameset: settling $%.6f for hold %s failed; that spend is missing from the "
+                "budget store",
+                self.actual_usd,
+                self.id,
+            )
+            return
         _event("blameset.budget.settle", {"blameset.budget.actual_usd": self.actual_usd})
 
     def release(self) -> None:
-        """Nothing was spent: free the reservation."""
-        if self._done:
+        """Nothing was spent: free the reservation (never raises; a failure is logged and the
+        hold expires after ``hold_ttl_s``)."""
+        with self._lock:
+            if self._done:
+                return
+            self._done = True
+        try:
+            self._budget._ledger.budget_release(self._keys, self.id)
+        except Exception:
+            logger.exception("blameset: releasing hold %s failed; it expires on its own", self.id)
             return
-        self._budget._ledger.budget_release(self._keys, self.id)
-        self._done = True
         _event("blameset.budget.release", {})
 
     def __enter__(self) -> Hold:
@@ -194,6 +223,7 @@ class Budget:
         spike_ratio: float = 5.0,
         baseline_hours: int = 24,
         min_baseline_usd_per_hour: float = 1.0,
+        min_history_hours: int = 6,
         breaker_cooldown_s: float = 300.0,
         breaker_check_s: float = 5.0,
         probe_every: int = 10,
@@ -213,6 +243,7 @@ class Budget:
         self.spike_ratio = spike_ratio
         self.baseline_hours = baseline_hours
         self.min_baseline = min_baseline_usd_per_hour
+        self.min_history_hours = min_history_hours
         self.cooldown_s = breaker_cooldown_s
         self.check_s = breaker_check_s
         self.probe_every = max(1, probe_every)
@@ -257,12 +288,15 @@ class Budget:
         is_core = core or (route is not None and route in self.core_routes)
         if not is_core:
             self._check_breaker(now, route)
-        amount = round(estimate_usd * MICROS)
+        amount = _amount(estimate_usd, "estimate_usd")
         windows, keys = self._windows(tenant, now)
         hold_id = f"{_HOLD_PREFIX}{next(_hold_seq):x}"
-        tripped = self._ledger.budget_reserve(windows, hold_id, amount, self.hold_ttl_s, now)
+        try:
+            tripped = self._ledger.budget_reserve(windows, hold_id, amount, self.hold_ttl_s, now)
+        except Exception as exc:  # no store, no budget: fail closed, before any money is spent
+            raise Internal(f"budget store unavailable: {exc}") from exc
         if tripped is not None:
-            which = "tenant_per_minute_usd" if ":m:" in tripped else "tenant_per_day_usd"
+            which = "tenant_per_minute_usd" if tripped == keys[0] else "tenant_per_day_usd"
             _event("blameset.budget.refused", {"blameset.budget.limit": which})
             raise _refuse(
                 "tenant",
@@ -297,6 +331,8 @@ class Budget:
         b = self._breaker
         if b.state == "closed" and now - b.checked_at < self.check_s:
             return "closed"  # the common case, without the lock
+        if b.state == "open" and now - b.since < self.cooldown_s:
+            return "open"  # nothing changes before the cooldown ends: no store reads
         with self._lock:
             self._evaluate(now)
             return self._breaker.state
@@ -335,20 +371,38 @@ class Budget:
             b.state, b.since = "open", now
 
     def _spiking(self, now: float) -> bool:
+        """Last hour's spend over ``spike_ratio`` x the baseline: the average of the hours before
+        that had any spend (a young service is not compared with hours it did not exist), once
+        at least ``min_history_hours`` of them exist and the baseline is at least
+        ``min_baseline_usd_per_hour`` (a tiny baseline makes any traffic look like a spike)."""
         minute, hour = int(now // 60), int(now // 3600)
         recent = [f"g:m:{m}" for m in range(minute - 59, minute + 1)]
         before = [f"g:h:{h}" for h in range(hour - self.baseline_hours - 1, hour - 1)]
-        totals = self._ledger.budget_spent(recent + before, now)
+        try:
+            totals = self._ledger.budget_spent(recent + before, now)
+        except Exception:
+            logger.exception("blameset: reading spend for the breaker failed; it stays as it was")
+            return self._breaker.state != "closed"
         last_hour = sum(s for s, _ in totals[: len(recent)]) / MICROS
-        baseline = sum(s for s, _ in totals[len(recent) :]) / MICROS / self.baseline_hours
+        hours = [s for s, _ in totals[len(recent) :] if s > 0]
+        baseline = sum(hours) / MICROS / len(hours) if hours else 0.0
         self._breaker.last_hour_usd, self._breaker.baseline_usd = last_hour, baseline
-        return baseline >= self.min_baseline and last_hour > self.spike_ratio * baseline
+        return (
+            len(hours) >= self.min_history_hours
+            and baseline >= self.min_baseline
+            and last_hour > self.spike_ratio * baseline
+        )
 
     # -- level 1: per request ----------------------------------------------------------------
     @contextmanager
     def request(self) -> Iterator[RequestGuard]:
         """Count this request's tool calls (``traced.tool`` spans) and tokens (``record_usage``)
-        against the per-request limits."""
+        against the per-request limits. The count follows the context: tasks and
+        ``bind_context``-wrapped thread work count; a bare thread pool does not (wrap its work)."""
+        outer = _request_guard.get()
+        if outer is not None:  # nested: the outer request's counts go on (no fresh allowance)
+            yield outer
+            return
         guard = RequestGuard(self.request_max_tool_calls, self.request_max_tokens)
         token = _request_guard.set(guard)
         try:
@@ -402,19 +456,16 @@ def degrade(
 ) -> Callable[[F], F]:
     """Run ``fallback`` (same arguments) when the call is refused by a budget or an upstream
     (``on``), instead of failing; the request span then says ``degraded`` and why."""
-    from instrument.tracing import set_final_status
+    from instrument.tracing import set_final_status, set_request_attributes
 
     def decorate(fn: F) -> F:
         def mark(exc: BaseException) -> None:
             set_final_status("degraded", boundary="degraded")
-            attrs = getattr(exc, "span_attributes", None)
-            span = trace.get_current_span()
-            if span.is_recording():
-                span.set_attribute(
-                    contract.ERROR_TYPE, getattr(exc, "error_code", type(exc).__name__)
-                )
-                if isinstance(attrs, dict):
-                    span.set_attributes(attrs)
+            attrs = {contract.ERROR_TYPE: getattr(exc, "error_code", type(exc).__name__)}
+            extra = getattr(exc, "span_attributes", None)
+            if isinstance(extra, dict):
+                attrs.update(extra)
+            set_request_attributes(attrs)  # on the request span, however deep we are
 
         if _is_coroutine(fn):
 

@@ -61,7 +61,8 @@ class Ledger(Protocol):
         ...
 
     def budget_settle(self, keys: list[str], hold: str, actual: int) -> None:
-        """Replace the hold with the actual amount, in every window."""
+        """Replace the hold with the actual amount, in every window: always counted, even when
+        the hold (or the window's record) expired meanwhile, since the money was spent."""
         ...
 
     def budget_release(self, keys: list[str], hold: str) -> None:
@@ -166,9 +167,10 @@ class MemoryStore:
         with self._lock:
             for key in keys:
                 entry = self._ledger.get(key)
-                if entry is not None:
-                    entry[1].pop(hold, None)
-                    entry[0] += actual
+                if entry is None:  # swept meanwhile: the spend still counts
+                    entry = self._ledger[key] = [0, {}, float("inf")]
+                entry[1].pop(hold, None)
+                entry[0] += actual
 
     def budget_release(self, keys: list[str], hold: str) -> None:
         with self._lock:
@@ -314,8 +316,9 @@ class SQLiteStore:
                     "DELETE FROM blameset_budget_holds WHERE window = ? AND hold = ?", (key, hold)
                 )
                 db.execute(
-                    "UPDATE blameset_budget SET settled = settled + ? WHERE window = ?",
-                    (actual, key),
+                    "INSERT INTO blameset_budget (window, settled, expires) VALUES (?, ?, ?) "
+                    "ON CONFLICT(window) DO UPDATE SET settled = settled + excluded.settled",
+                    (key, actual, float("inf")),
                 )
 
     def budget_release(self, keys: list[str], hold: str) -> None:
@@ -414,9 +417,9 @@ return 0
 """
 _SETTLE = """
 for _, key in ipairs(KEYS) do
-  if redis.call('HDEL', key, 'h:' .. ARGV[1]) == 1 or ARGV[3] == '1' then
-    redis.call('HINCRBY', key, 'settled', ARGV[2])
-  end
+  redis.call('HDEL', key, 'h:' .. ARGV[1])
+  redis.call('HINCRBY', key, 'settled', ARGV[2])
+  if redis.call('PTTL', key) < 0 then redis.call('PEXPIRE', key, ARGV[3]) end
 end
 return 1
 """
@@ -494,7 +497,10 @@ class RedisStore:
         return None if int(tripped) == 0 else windows[int(tripped) - 1].key
 
     def budget_settle(self, keys: list[str], hold: str, actual: int) -> None:
-        self._settle(keys=[self.budget_prefix + k for k in keys], args=[hold, actual, "0"])
+        # A window whose key expired meanwhile is re-created: the spend still counts.
+        self._settle(
+            keys=[self.budget_prefix + k for k in keys], args=[hold, actual, 2 * 86_400_000]
+        )
 
     def budget_release(self, keys: list[str], hold: str) -> None:
         pipe = self._client.pipeline(transaction=True)

@@ -481,10 +481,13 @@ class Traced:
 
     def _wrap_generator(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         start = self._start
+        guard_tool = self._tool_check
 
         def traced_generator(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
             # The body runs at the consumer's first next(), so the span starts then, not when the
             # generator object is created; it ends when the consumer exhausts or closes it.
+            if guard_tool is not None:
+                guard_tool()
             state = _runtime.STATE
             if state.off:
                 return (yield from fn(*args, **kwargs))
@@ -537,10 +540,13 @@ class Traced:
 
     def _wrap_async_generator(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         start = self._start
+        guard_tool = self._tool_check
 
         async def traced_async_generator(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
             # Async generators have no `yield from`: delegate by hand (asend/athrow/aclose), the
             # same loop with or without telemetry.
+            if guard_tool is not None:
+                guard_tool()
             state = _runtime.STATE
             rec = None if state.off else start(state, False)
             if rec is not None:
@@ -764,7 +770,30 @@ def record_usage(
     (source ``reported``) instead of computing one. An unknown model gets no cost and one warning.
     Called again in the same span, the latest values replace the earlier ones.
     """
-    _count_tokens(input_tokens, output_tokens)
+    cost = _record_usage(
+        input_tokens,
+        output_tokens,
+        cache_read_tokens,
+        cache_write_tokens,
+        reasoning_tokens,
+        model,
+        provider,
+        cost_usd,
+    )
+    _count_tokens(input_tokens, output_tokens)  # after recording: an overrun still shows its usage
+    return cost
+
+
+def _record_usage(
+    input_tokens: int,
+    output_tokens: int,
+    cache_read_tokens: int | None,
+    cache_write_tokens: int | None,
+    reasoning_tokens: int | None,
+    model: str | None,
+    provider: str | None,
+    cost_usd: float | None,
+) -> float | None:
     rec = _innermost("llm")
     if rec is None:
         # No span (telemetry off, or outside any): still price what can be priced, since
@@ -869,6 +898,19 @@ def record_first_token() -> None:
     if rec is not None and rec.first_token_ns is None:
         rec.first_token_ns = rec.state.clock()
         rec.streaming = True
+
+
+def set_request_attributes(attributes: Mapping[str, Any]) -> None:
+    """Set attributes on the current request span (not the innermost step); never raises."""
+    rec = _current.get()
+    request = rec.request if rec is not None else None
+    if request is None:
+        return
+    try:
+        if request.span.is_recording():
+            request.span.set_attributes(dict(attributes))
+    except Exception:
+        _internal_error("request attributes")
 
 
 def set_final_status(status: str, *, boundary: str | None = None) -> None:
