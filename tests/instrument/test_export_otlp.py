@@ -156,6 +156,8 @@ def test_an_outage_neither_slows_the_service_nor_loses_a_span(outage: str, tmp_p
         def op(i: int) -> int:
             return i
 
+        for i in range(20):  # warm-up: first calls pay one-time imports and caches
+            op(i)
         durations = []
         for i in range(200):
             t0 = time.perf_counter()
@@ -175,7 +177,7 @@ def test_an_outage_neither_slows_the_service_nor_loses_a_span(outage: str, tmp_p
     assert shutdown_s < timeout_s + 1.5, f"shutdown took {shutdown_s:.2f} s"
     spans = spilled(tmp_path)
     assert sorted(s["span_id"] for s in spans) == sorted(ids.ids)
-    assert len(spans) == 200
+    assert len(spans) == 220
     assert all(s["attributes"]["blameset.version_set.id"] == VS.id for s in spans)
     assert spans[0]["resource"]["service.name"] == "svc"
 
