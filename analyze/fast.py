@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 
 from analyze.aliases import COLUMN_ALIASES, COST_ALIASES
-from analyze.table import DURATION_MS, SPAN_SCHEMA, _Pricer
+from analyze.table import SPAN_SCHEMA, _Pricer, with_derived_columns
 from instrument import contract
 
 __all__ = ["flat_frame"]
@@ -160,15 +160,7 @@ def flat_frame(path: Path) -> pl.DataFrame | None:
     )
     frame = _with_versions(frame)
     frame = _with_computed_costs(frame)
-    ids = frame.get_column("span_id")
-    frame = frame.with_columns(
-        duration_ms=DURATION_MS,
-        is_root=pl.col("parent_span_id").is_null() | ~pl.col("parent_span_id").is_in(ids.implode()),
-        route=pl.coalesce("route", pl.when(pl.col("parent_span_id").is_null()).then("name")),
-        error_code=pl.coalesce(
-            "error_code", pl.when(pl.col("status") == "error").then(pl.lit("ERROR"))
-        ),
-    )
+    frame = with_derived_columns(frame)
     version_columns = sorted(c for c in frame.columns if c.startswith("version."))
     columns = [pl.col(c).cast(t) for c, t in SPAN_SCHEMA.items()]
     return frame.select(columns + [pl.col(c) for c in version_columns])

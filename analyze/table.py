@@ -216,8 +216,13 @@ def spans_frame(records: Iterable[SpanRecord]) -> pl.DataFrame:
         schema={c: t for c, t in schema.items() if c != "is_root"},
         strict=False,
     )
-    ids = frame.select("span_id").to_series()
-    frame = frame.with_columns(
+    return with_derived_columns(frame).select(list(schema))
+
+
+def with_derived_columns(frame: pl.DataFrame) -> pl.DataFrame:
+    """Columns both readers derive the same way: duration, is_root, route, error_code."""
+    ids = frame.get_column("span_id")
+    return frame.with_columns(
         duration_ms=DURATION_MS,
         is_root=pl.col("parent_span_id").is_null() | ~pl.col("parent_span_id").is_in(ids.implode()),
         route=pl.coalesce("route", pl.when(pl.col("parent_span_id").is_null()).then("name")),
@@ -225,7 +230,6 @@ def spans_frame(records: Iterable[SpanRecord]) -> pl.DataFrame:
             "error_code", pl.when(pl.col("status") == "error").then(pl.lit("ERROR"))
         ),
     )
-    return frame.select(list(schema))
 
 
 def requests(spans: pl.LazyFrame) -> pl.LazyFrame:

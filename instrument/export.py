@@ -83,8 +83,8 @@ def _dumps(span: ReadableSpan) -> str:
     return json.dumps(span_to_dict(span), separators=(",", ":"), default=str, ensure_ascii=False)
 
 
-class JsonlSpanExporter(SpanExporter):
-    """Appends spans to a JSONL file. Runs on the batch processor's thread, never the caller's."""
+class _Appender:
+    """Appends text to a file opened on first use; each write is flushed. Thread-safe."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -92,31 +92,51 @@ class JsonlSpanExporter(SpanExporter):
         self._file: IO[str] | None = None
         self._closed = False
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+    def append(self, text: str, what: str) -> bool:
+        """True when written; a failure is logged (never raised: exporters must not throw)."""
         try:
-            lines = "".join(_dumps(span) + "\n" for span in spans)
             with self._lock:
                 if self._closed:
-                    return SpanExportResult.FAILURE
+                    return False
                 if self._file is None:
                     self.path.parent.mkdir(parents=True, exist_ok=True)
                     self._file = self.path.open("a", encoding="utf-8")
-                self._file.write(lines)
+                self._file.write(text)
                 self._file.flush()
         except Exception:
-            logger.exception("blameset: writing %d spans to %s failed", len(spans), self.path)
-            return SpanExportResult.FAILURE
-        return SpanExportResult.SUCCESS
+            logger.exception("blameset: writing %s to %s failed", what, self.path)
+            return False
+        return True
 
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return True  # every export() already flushed
-
-    def shutdown(self) -> None:
+    def close(self) -> None:
         with self._lock:
             self._closed = True
             if self._file is not None:
                 self._file.close()
                 self._file = None
+
+
+class JsonlSpanExporter(SpanExporter):
+    """Appends spans to a JSONL file. Runs on the batch processor's thread, never the caller's."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._out = _Appender(path)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            lines = "".join(_dumps(span) + "\n" for span in spans)
+        except Exception:
+            logger.exception("blameset: encoding %d spans failed", len(spans))
+            return SpanExportResult.FAILURE
+        ok = self._out.append(lines, f"{len(spans)} spans")
+        return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True  # every export() already flushed
+
+    def shutdown(self) -> None:
+        self._out.close()
 
 
 class ConsoleSpanExporter(SpanExporter):
@@ -141,8 +161,7 @@ class JsonlLogExporter:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._lock = threading.Lock()
-        self._file: IO[str] | None = None
+        self._out = _Appender(path)
 
     def export(self, batch: Sequence[Any]) -> Any:
         from opentelemetry.sdk._logs.export import LogRecordExportResult
@@ -153,25 +172,17 @@ class JsonlLogExporter:
             lines = "".join(
                 json.dumps(log_to_dict(r), separators=(",", ":"), default=str) + "\n" for r in batch
             )
-            with self._lock:
-                if self._file is None:
-                    self.path.parent.mkdir(parents=True, exist_ok=True)
-                    self._file = self.path.open("a", encoding="utf-8")
-                self._file.write(lines)
-                self._file.flush()
         except Exception:
-            logger.exception("blameset: writing %d log records to %s failed", len(batch), self.path)
+            logger.exception("blameset: encoding %d log records failed", len(batch))
             return LogRecordExportResult.FAILURE
-        return LogRecordExportResult.SUCCESS
+        ok = self._out.append(lines, f"{len(batch)} log records")
+        return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return True
 
     def shutdown(self) -> None:
-        with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+        self._out.close()
 
 
 def sibling_log_path(span_path: str | Path) -> Path:

@@ -87,3 +87,49 @@ def redis_url() -> Iterator[str]:
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
     proc.wait(10)
+
+
+@pytest.fixture
+def restore_configuration() -> Iterator[None]:
+    """Put back the telemetry configuration, the log handlers and the root level a test changed."""
+    import logging
+
+    import instrument
+    from instrument import _runtime
+
+    previous = _runtime.current_state()
+    root_level = logging.getLogger().level
+    yield
+    _runtime.install(previous).shutdown()
+    for name in ("app", None):
+        target = logging.getLogger(name)
+        for handler in list(target.handlers):
+            if isinstance(handler, instrument.logs.BlamesetLogHandler):
+                target.removeHandler(handler)
+    logging.getLogger("app").setLevel(logging.NOTSET)
+    logging.getLogger().setLevel(root_level)
+
+
+NOON = 1_772_366_400.0  # 2026-03-01 12:00:00 UTC
+
+
+class HandClock:
+    """Seconds since the epoch, moved by hand (budgets and idempotency take float seconds)."""
+
+    def __init__(self, t: float = NOON) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def ledger_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """The same budget tests against each store: a fresh memory store, a SQLite file, Redis."""
+    from instrument.stores import MemoryStore
+
+    if request.param == "memory":
+        return MemoryStore()
+    if request.param == "sqlite":
+        return f"sqlite:{tmp_path_factory.mktemp('ledger') / 'budget.db'}"
+    return request.getfixturevalue("redis_url")

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import math
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,25 +17,13 @@ from instrument.budget import Budget, degrade
 from instrument.errors import BudgetExhausted, Internal, InvalidInput
 from instrument.stores import MemoryStore
 from instrument.testing import CapturedSpans
-
-NOON = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC).timestamp()
-
-
-class Clock:
-    def __init__(self, t: float = NOON) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+from tests.conftest import NOON
+from tests.conftest import HandClock as Clock
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def store(request: pytest.FixtureRequest, tmp_path: Path):
-    if request.param == "memory":
-        return MemoryStore()
-    if request.param == "sqlite":
-        return f"sqlite:{tmp_path / 'budget.db'}"
-    return request.getfixturevalue("redis_url")
+@pytest.fixture
+def store(ledger_store):
+    return ledger_store
 
 
 def test_a_late_settle_still_counts_in_every_store(store):

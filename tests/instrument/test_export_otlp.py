@@ -6,29 +6,17 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from opentelemetry.sdk.trace import SpanProcessor
 
 import instrument
-from instrument import _runtime, record_usage, request_context, traced
+from instrument import record_usage, request_context, traced
 from tests.conftest import VS
 from tests.otlp_receiver import GrpcReceiver, HttpReceiver, closed_port
 
-
-@pytest.fixture(autouse=True)
-def _restore_configuration() -> Iterator[None]:
-    previous = _runtime.current_state()
-    yield
-    _runtime.install(previous).shutdown()
-    for name in ("app", None):
-        target = logging.getLogger(name)
-        for handler in list(target.handlers):
-            if isinstance(handler, instrument.logs.BlamesetLogHandler):
-                target.removeHandler(handler)
-    logging.getLogger("app").setLevel(logging.NOTSET)
+pytestmark = pytest.mark.usefixtures("restore_configuration")
 
 
 @traced.tool("search_web")

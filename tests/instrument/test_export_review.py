@@ -11,31 +11,18 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import instrument
-from instrument import _runtime, traced
+from instrument import traced
 from instrument.redact import Redactor
 from instrument.spill import SpillWriter
 from tests.conftest import VS
 from tests.otlp_receiver import GrpcReceiver, HttpReceiver
 
-
-@pytest.fixture(autouse=True)
-def _restore() -> Iterator[None]:
-    previous = _runtime.current_state()
-    root_level = logging.getLogger().level
-    yield
-    _runtime.install(previous).shutdown()
-    for name in ("app", None):
-        target = logging.getLogger(name)
-        for handler in list(target.handlers):
-            if isinstance(handler, instrument.logs.BlamesetLogHandler):
-                target.removeHandler(handler)
-    logging.getLogger().setLevel(root_level)
+pytestmark = pytest.mark.usefixtures("restore_configuration")
 
 
 def spilled(folder: Path, signal: str) -> list[dict]:
