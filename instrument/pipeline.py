@@ -208,16 +208,26 @@ class SpillingSpanProcessor(SpanProcessor):
             self._batcher.add(span)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        deadline = time.monotonic() + timeout_millis / 1000
-        done = self._batcher.force_flush(timeout_millis / 1000)
-        return self._spill_writer.flush(max(0.0, deadline - time.monotonic())) and done
+        return _flush(self._batcher, self._spill_writer, timeout_millis)
 
     def shutdown(self) -> None:
-        self._batcher.shutdown(_shutdown_deadline.get(None))
-        try:
-            self._exporter.shutdown()
-        except Exception:
-            logger.exception("blameset: span exporter failed to shut down")
+        _close(self._batcher, self._exporter, "span")
+
+
+def _flush(batcher: SpillingBatcher[Any], spill: SpillWriter, timeout_millis: int) -> bool:
+    """Export (or spill) what is queued and get the spill on disk, within one timeout."""
+    deadline = time.monotonic() + timeout_millis / 1000
+    done = batcher.force_flush(timeout_millis / 1000)
+    return spill.flush(max(0.0, deadline - time.monotonic())) and done
+
+
+def _close(batcher: SpillingBatcher[Any], exporter: Any, what: str) -> None:
+    """Last export attempt under the shared shutdown deadline, then close the exporter."""
+    batcher.shutdown(_shutdown_deadline.get(None))
+    try:
+        exporter.shutdown()
+    except Exception:
+        logger.exception("blameset: %s exporter failed to shut down", what)
 
 
 def spilling_log_processor(
@@ -254,16 +264,10 @@ def spilling_log_processor(
             self._batcher.add(log_record)
 
         def force_flush(self, timeout_millis: int = 30_000) -> bool:
-            deadline = time.monotonic() + timeout_millis / 1000
-            done = self._batcher.force_flush(timeout_millis / 1000)
-            return spill.flush(max(0.0, deadline - time.monotonic())) and done
+            return _flush(self._batcher, spill, timeout_millis)
 
         def shutdown(self) -> None:
-            self._batcher.shutdown(_shutdown_deadline.get(None))
-            try:
-                exporter.shutdown()
-            except Exception:
-                logger.exception("blameset: log exporter failed to shut down")
+            _close(self._batcher, exporter, "log")
 
     return SpillingLogProcessor()
 
