@@ -11,13 +11,14 @@ reader then reads the file and reports the exact line and problem. Both paths gi
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from analyze.aliases import COLUMN_ALIASES, COST_ALIASES
-from analyze.table import SPAN_SCHEMA, _Pricer, with_derived_columns
+from analyze.aliases import COLUMN_ALIASES, COST_ALIASES, VERSION_ALIASES
+from analyze.table import SPAN_SCHEMA, _Pricer, _versions, with_derived_columns
 from instrument import contract
 
 __all__ = ["flat_frame"]
@@ -52,6 +53,7 @@ _NUMERIC = {
 _ATTR_NAMES = sorted(
     {n for names in COLUMN_ALIASES.values() for n in names}
     | set(COST_ALIASES)
+    | set(VERSION_ALIASES)
     | {
         contract.SPAN_KIND,
         contract.VERSION_SET,
@@ -90,13 +92,21 @@ def flat_frame(path: Path) -> pl.DataFrame | None:
         return None
     try:
         raw = pl.read_ndjson(data, schema=_RAW_SCHEMA)
+    except Exception:  # not clean: the row reader names the line
+        return None
+    return table_from_raw(raw)
+
+
+def table_from_raw(raw: pl.DataFrame) -> pl.DataFrame | None:
+    """The span table from spans in the flat layout (attributes and resource as JSON text)."""
+    if raw.height == 0:
+        return None
+    try:
         decoded = raw.with_columns(
             a=pl.col("attributes").str.json_decode(_ATTRS),
             r=pl.col("resource").str.json_decode(_RESOURCE),
         )
-    except Exception:  # not clean: the row reader names the line
-        return None
-    if raw.height == 0:
+    except Exception:
         return None
     ok = decoded.select(
         pl.col("trace_id").str.contains(r"^[0-9a-f]{32}$").all(),
@@ -110,12 +120,11 @@ def flat_frame(path: Path) -> pl.DataFrame | None:
         .is_in(["internal", "server", "client", "producer", "consumer"])
         .all(),
         pl.col("start_time_unix_nano").is_not_null().all(),
-        pl.coalesce(
-            pl.col("a").struct.field(contract.VERSION_SET),
-            pl.col("r").struct.field(contract.VERSION_SET),
-        )
-        .is_not_null()
-        .all(),
+        # Span-level version components without a version set string: the row reader's case.
+        ~(
+            pl.col("attributes").str.contains('"blameset.version.', literal=True)
+            & pl.col("a").struct.field(contract.VERSION_SET).is_null()
+        ).any(),
     ).row(0)
     if not all(ok):
         return None
@@ -158,6 +167,7 @@ def flat_frame(path: Path) -> pl.DataFrame | None:
         resource="resource",
         start_ns="start_time_unix_nano",
     )
+    frame = _with_built_versions(frame, decoded)
     frame = _with_versions(frame)
     frame = _with_computed_costs(frame)
     frame = with_derived_columns(frame)
@@ -174,9 +184,33 @@ def _cost_source() -> pl.Expr:
     return expr
 
 
+def _with_built_versions(frame: pl.DataFrame, decoded: pl.DataFrame) -> pl.DataFrame:
+    """Version sets for spans that carry no canonical string, built from the resource and other
+    tools' version attributes exactly as the row reader does, once per distinct combination."""
+    if frame.get_column("version_set").null_count() == 0:
+        return frame
+    keys = decoded.select(
+        pl.col("resource").alias("resource_text"),
+        *[pl.col("a").struct.field(name).alias(f"alias:{name}") for name in VERSION_ALIASES],
+    )
+    combos = keys.unique()
+    built: list[str | None] = []
+    for row in combos.iter_rows(named=True):
+        resource = json.loads(row["resource_text"] or "{}")
+        attrs = {k[len("alias:") :]: v for k, v in row.items() if k.startswith("alias:") and v}
+        built.append(_versions(attrs, resource if isinstance(resource, dict) else {})[0])
+    combos = combos.with_columns(built_version_set=pl.Series(built, dtype=pl.String))
+    joined = pl.concat([frame, keys], how="horizontal").join(
+        combos, on=keys.columns, how="left", nulls_equal=True
+    )
+    return joined.with_columns(version_set=pl.coalesce("version_set", "built_version_set")).drop(
+        [*keys.columns, "built_version_set"]
+    )
+
+
 def _with_versions(frame: pl.DataFrame) -> pl.DataFrame:
     """Ids and one column per component, from the few distinct canonical strings."""
-    canonical = frame.get_column("version_set").unique().to_list()
+    canonical = [c for c in frame.get_column("version_set").unique().to_list() if c is not None]
     rows: list[dict[str, Any]] = []
     for text in canonical:
         row: dict[str, Any] = {

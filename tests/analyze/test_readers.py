@@ -346,24 +346,34 @@ attr_values = st.fixed_dictionaries(
         "error.type": st.sampled_from(["INTERNAL", "KeyError"]),
         "blameset.latency.ttft_ms": st.floats(0, 1e4),
         "custom.thing": st.text(max_size=10),
+        "llm.prompt_template.version": st.sampled_from(["v1", "v2"]),
+        "langfuse.release": st.sampled_from(["r1"]),
     },
+)
+resources = st.sampled_from(
+    [
+        {"service.name": "svc", "blameset.version_set": "code=r"},
+        {"service.name": "svc", "service.version": "1.2"},
+        {"service.name": "svc"},
+        {},
+    ]
 )
 
 
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(st.lists(st.tuples(span_strategy, attr_values), min_size=1, max_size=8))
+@given(st.lists(st.tuples(span_strategy, attr_values, resources), min_size=1, max_size=8))
 def test_the_fast_path_and_the_row_reader_agree(tmp_path_factory, spans):
     """On any clean flat JSONL, the column-wise fast path gives the row reader's table."""
     from analyze.fast import flat_frame
 
     path = tmp_path_factory.mktemp("fast") / "spans.jsonl"
     lines = []
-    for span, attrs in spans:
+    for span, attrs, resource in spans:
         doc = _flat(span)
         doc["attributes"] = attrs
-        doc["resource"] = {"service.name": "svc", "blameset.version_set": "code=r"}
+        doc["resource"] = resource
         lines.append(json.dumps(doc))
     path.write_text("\n".join(lines) + "\n")
     fast = flat_frame(path)
