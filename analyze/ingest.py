@@ -144,6 +144,9 @@ def load(path: str | Path) -> pl.LazyFrame:
     files = sorted(root.rglob("*.parquet"))
     if not files:
         raise FileNotFoundError(f"{root}: no Parquet files (run `blameset ingest` first)")
-    return pl.scan_parquet(
-        str(root / "**" / "*.parquet"), hive_partitioning=True, missing_columns="insert"
-    )
+    # One scan per file, combined by name: files differ in their version.<component> columns
+    # (another tool's spans have none), which a single multi-file scan would refuse.
+    scans = [
+        pl.scan_parquet(f).with_columns(day=pl.lit(f.parent.name.partition("=")[2])) for f in files
+    ]
+    return pl.concat(scans, how="diagonal_relaxed")

@@ -78,26 +78,24 @@ def print_tree(path: Path) -> None:
     for s in sorted(spans, key=lambda s: s["start_time_unix_nano"]):
         parent = s["parent_span_id"] if s["parent_span_id"] in ids else None
         children.setdefault(parent, []).append(s)
-    keys = (
-        "blameset.final_status",
-        "error.type",
-        "blameset.latency.ttft_ms",
-        "blameset.latency.tool_ms",
-        "blameset.latency.queue_ms",
-        "gen_ai.usage.input_tokens",
-        "gen_ai.usage.output_tokens",
-        "blameset.cost.usd",
-        "blameset.tenant.id",
-    )
+    labels = {  # attribute -> short label for the tree
+        "blameset.final_status": "status",
+        "error.type": "error",
+        "blameset.latency.ttft_ms": "ttft_ms",
+        "blameset.latency.tool_ms": "tool_ms",
+        "blameset.latency.queue_ms": "queue_ms",
+        "gen_ai.usage.input_tokens": "tokens_in",
+        "gen_ai.usage.output_tokens": "tokens_out",
+        "blameset.cost.usd": "cost_usd",
+        "blameset.tenant.id": "tenant",
+    }
 
     def show(span: dict, depth: int) -> None:
         a = span["attributes"]
         ms = (span["end_time_unix_nano"] - span["start_time_unix_nano"]) / 1e6
         extras = " ".join(
-            f"{k.split('.')[-1]}={a[k]:.4g}"
-            if isinstance(a.get(k), float)
-            else f"{k.split('.')[-1]}={a[k]}"
-            for k in keys
+            f"{label}={a[k]:.4g}" if isinstance(a.get(k), float) else f"{label}={a[k]}"
+            for k, label in labels.items()
             if k in a
         )
         print(

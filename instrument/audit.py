@@ -208,7 +208,7 @@ def set_default(log: AuditLog | None) -> None:
     _default = log
 
 
-def record_error(exc: BaseException, operation: str) -> None:
+def record_error(exc: BaseException, operation: str, span: Any = None) -> None:
     """Audit an error whose code says so, once, at the span it was raised in (called by
     instrument.tracing; never raises: a broken audit log is logged, the span is still written)."""
     if getattr(exc, "_blameset_audited", False):
@@ -223,12 +223,20 @@ def record_error(exc: BaseException, operation: str) -> None:
             "target": ctx.action_id or "",
             "result": str(code),
         }
-        if _default is not None:
-            _default.record(**fields, detail=str(exc))
-        else:
-            from instrument.logs import emit_event
+        # The span has ended and left the context: put it back so the record carries its trace.
+        from opentelemetry import context as otel_context
 
-            emit_event("blameset.audit", {f"blameset.audit.{k}": v for k, v in fields.items()})
+        token = otel_context.attach(trace.set_span_in_context(span)) if span is not None else None
+        try:
+            if _default is not None:
+                _default.record(**fields, detail=str(exc))
+            else:
+                from instrument.logs import emit_event
+
+                emit_event("blameset.audit", {f"blameset.audit.{k}": v for k, v in fields.items()})
+        finally:
+            if token is not None:
+                otel_context.detach(token)
     except Exception:
         import logging
 

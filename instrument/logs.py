@@ -199,6 +199,14 @@ def setup_logging(
             return handler
     handler = BlamesetLogHandler(level)
     target.addHandler(handler)
+    own = logging.getLogger("blameset")
+    if target is logging.getLogger() and not target.handlers[:-1] and not own.handlers:
+        # Our handler does not export blameset's own warnings (the spill folder's name, say),
+        # and with it on the root logger Python's last-resort stderr output no longer applies:
+        # give them a stderr handler of their own so they are still seen.
+        stderr = logging.StreamHandler()
+        stderr.setLevel(logging.WARNING)
+        own.addHandler(stderr)
     return handler
 
 

@@ -214,7 +214,7 @@ class _Recorder:
         if exc is not None and getattr(exc, "audited", False) is True:
             from instrument.audit import record_error
 
-            record_error(exc, getattr(span, "name", ""))  # never raises
+            record_error(exc, getattr(span, "name", ""), span)  # never raises
         if not span.is_recording():  # sampled out: roll-ups done, nothing to write
             return
         span.set_attributes(attrs)

@@ -100,3 +100,24 @@ def test_a_spill_folder_ingests_with_its_spans(tmp_path: Path):
     summary = json.loads(ingest(str(spill), "--out", str(tmp_path / "ds"), "--json").output)
     assert summary["spans"] == 5
     assert summary["requests"] == 5
+
+
+def test_a_dataset_mixing_our_spans_and_other_tools_loads(tmp_path: Path):
+    """Our spans (with version.<component> columns) and another tool's (without) read together."""
+    import instrument
+    from instrument import VersionSet, _runtime, traced
+
+    ours = tmp_path / "spans.jsonl"
+    previous = _runtime.current_state()
+    instrument.configure(version_set=VersionSet(code="c1"), exporter=f"jsonl:{ours}")
+    try:
+        traced("op")(lambda: None)()
+        instrument.shutdown()
+    finally:
+        _runtime.install(previous)
+    out = tmp_path / "ds"
+    assert ingest(str(ours), "--out", str(out)).exit_code == 0
+    assert ingest(str(OTLP / "proto-example-trace.json"), "--out", str(out)).exit_code == 0
+    frame = load(out).collect()
+    assert frame.height == 2
+    assert set(frame.get_column("version.code").to_list()) == {"c1", None}

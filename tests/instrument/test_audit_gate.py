@@ -103,6 +103,7 @@ def test_audited_errors_are_recorded(tmp_path: Path, spans: CapturedSpans):
     finally:
         set_default(None)
     (record,) = [json.loads(x) for x in log.path.read_text().splitlines()]
+    assert record["trace_id"] == f"{spans.one('generate_outline').context.trace_id:032x}"
     assert record["actor"] == "user-9"
     assert record["action"] == "generate_outline"
     assert record["result"] == "SAFETY_VIOLATION"
