@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,12 +81,41 @@ def _attr(name: str) -> pl.Expr:
     return value
 
 
+CHUNK_BYTES = 64 * 1024 * 1024
+"""Chunk size of the fast path: its memory follows the chunk, not the file."""
+
+
+def flat_frames(path: Path) -> Iterator[pl.DataFrame | None]:
+    """The span table of a flat JSONL file, chunk by chunk; a None means this chunk is not clean
+    (the caller then reads the file with the row reader, which names the bad line)."""
+    try:
+        with path.open("rb") as handle:
+            rest = b""
+            while True:
+                block = handle.read(CHUNK_BYTES)
+                if not block:
+                    if rest.strip():
+                        yield _chunk_frame(rest)
+                    return
+                data = rest + block
+                cut = data.rfind(b"\n") + 1
+                rest = data[cut:]
+                if cut:
+                    yield _chunk_frame(data[:cut])
+    except OSError:
+        yield None
+
+
 def flat_frame(path: Path) -> pl.DataFrame | None:
-    """The span table of a clean flat JSONL file, or None to let the row reader handle it."""
+    """The span table of a clean flat JSONL file in one piece, or None (see flat_frames)."""
     try:
         data = path.read_bytes()
     except OSError:
         return None
+    return _chunk_frame(data)
+
+
+def _chunk_frame(data: bytes) -> pl.DataFrame | None:
     if b"\\" in data:
         # polars hands nested objects back as text with escapes undone ("a\\b" -> "a\b"), so
         # the raw attributes would be altered; a file without escapes reads back faithfully.

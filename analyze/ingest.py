@@ -13,7 +13,7 @@ from typing import Any
 
 import polars as pl
 
-from analyze.fast import flat_frame
+from analyze.fast import flat_frames
 from analyze.readers import ReadReport, SpanRecord, expand_inputs, read_file
 from analyze.table import requests, spans_frame
 
@@ -54,7 +54,7 @@ def _looks_flat(path: Path) -> bool:
     return first.startswith(b"{") and b'"span_id"' in first and b'"start_time_unix_nano"' in first
 
 
-def _write(table: pl.DataFrame, out: Path, summary: IngestSummary) -> None:
+def _write(table: pl.DataFrame, out: Path, summary: IngestSummary, written: list[Path]) -> None:
     """Append one table's new spans to the dataset, day by day; count the rest as duplicates."""
     frame = table.unique(["trace_id", "span_id"], keep="first")
     summary.duplicates += table.height - frame.height
@@ -70,18 +70,33 @@ def _write(table: pl.DataFrame, out: Path, summary: IngestSummary) -> None:
     for (day,), part in frame.group_by(["day"]):
         folder = out / f"day={day}"
         folder.mkdir(exist_ok=True)
-        part.drop("day").write_parquet(
-            folder / f"part-{uuid.uuid4().hex}.parquet", compression="zstd"
-        )
+        path = folder / f"part-{uuid.uuid4().hex}.parquet"
+        part.drop("day").write_parquet(path, compression="zstd")
+        written.append(path)
     summary.spans += frame.height
-    rolled = requests(frame.drop("day").lazy()).collect()
-    summary.requests += rolled.height
-    sums = rolled.select(
-        pl.col("input_tokens").sum(), pl.col("output_tokens").sum(), pl.col("cost_usd").sum()
-    ).row(0)
-    summary.input_tokens += int(sums[0] or 0)
-    summary.output_tokens += int(sums[1] or 0)
-    summary.cost_usd += float(sums[2] or 0.0)
+
+
+def _roll_up(written: list[Path], summary: IngestSummary) -> None:
+    """Requests, tokens and cost of what this ingest wrote, over all of it at once (a request's
+    spans may have come in different files or chunks)."""
+    if not written:
+        return
+    spans = pl.concat([pl.scan_parquet(p) for p in written], how="diagonal_relaxed")
+    sums = (
+        requests(spans)
+        .select(
+            pl.len(),
+            pl.col("input_tokens").sum(),
+            pl.col("output_tokens").sum(),
+            pl.col("cost_usd").sum(),
+        )
+        .collect()
+        .row(0)
+    )
+    summary.requests = int(sums[0])
+    summary.input_tokens = int(sums[1] or 0)
+    summary.output_tokens = int(sums[2] or 0)
+    summary.cost_usd = float(sums[3] or 0.0)
 
 
 def _existing_keys(out: Path, days: list[str]) -> pl.DataFrame | None:
@@ -112,11 +127,16 @@ def ingest(
     def frames() -> Iterator[pl.DataFrame]:
         batch: list[SpanRecord] = []
         for done, path in enumerate(files):
-            fast = flat_frame(path) if _looks_flat(path) else None
-            if fast is not None:  # our own clean JSONL: read column-wise
+            fast_ok = _looks_flat(path)
+            if fast_ok:  # our own clean JSONL: read column-wise, chunk by chunk
+                for table in flat_frames(path):
+                    if table is None:
+                        fast_ok = False  # the row reader takes over (the dataset keeps one copy)
+                        break
+                    report.spans += table.height
+                    yield table
+            if fast_ok:
                 report.files += 1
-                report.spans += fast.height
-                yield fast
             else:
                 for record in read_file(path, report, skip_bad=skip_bad):
                     batch.append(record)
@@ -128,8 +148,10 @@ def ingest(
         if batch:
             yield spans_frame(batch)
 
+    written: list[Path] = []
     for table in frames():
-        _write(table, out, summary)
+        _write(table, out, summary, written)
+    _roll_up(written, summary)
     summary.files = report.files
     summary.skipped_lines = report.skipped_lines
     for (file, reason), n in report.skipped.items():

@@ -220,11 +220,13 @@ def spans_frame(records: Iterable[SpanRecord]) -> pl.DataFrame:
 
 
 def with_derived_columns(frame: pl.DataFrame) -> pl.DataFrame:
-    """Columns both readers derive the same way: duration, is_root, route, error_code."""
-    ids = frame.get_column("span_id")
+    """Columns both readers derive the same way: duration, is_root, route, error_code.
+
+    ``is_root`` means "has no parent": a span whose parent is missing from the data (outside the
+    capture) is found by :func:`requests`, over the whole dataset, not batch by batch."""
     return frame.with_columns(
         duration_ms=DURATION_MS,
-        is_root=pl.col("parent_span_id").is_null() | ~pl.col("parent_span_id").is_in(ids.implode()),
+        is_root=pl.col("parent_span_id").is_null(),
         route=pl.coalesce("route", pl.when(pl.col("parent_span_id").is_null()).then("name")),
         error_code=pl.coalesce(
             "error_code", pl.when(pl.col("status") == "error").then(pl.lit("ERROR"))
@@ -253,8 +255,12 @@ def requests(spans: pl.LazyFrame) -> pl.LazyFrame:
         queue_ms_sum=pl.col("duration_ms").filter(pl.col("span_kind") == "queue").sum(),
         spans=pl.len(),
     )
-    roots = spans.filter(pl.col("is_root")).drop(
-        "input_tokens", "output_tokens", "cost_usd", "attributes", "resource"
+    known = spans.select(pl.col("span_id").alias("parent_span_id"), _parent_seen=pl.lit(True))
+    roots = (
+        spans.join(known.unique(), on="parent_span_id", how="left")
+        .filter(pl.col("is_root") | pl.col("_parent_seen").is_null())  # no parent, or not here
+        .drop("_parent_seen", "input_tokens", "output_tokens", "cost_usd", "attributes", "resource")
+        .with_columns(route=pl.coalesce("route", "name"))
     )
     return (
         roots.join(per_trace, on="trace_id", how="left")

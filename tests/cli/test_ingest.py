@@ -121,3 +121,45 @@ def test_a_dataset_mixing_our_spans_and_other_tools_loads(tmp_path: Path):
     frame = load(out).collect()
     assert frame.height == 2
     assert set(frame.get_column("version.code").to_list()) == {"c1", None}
+
+
+def test_chunks_and_files_do_not_change_what_a_root_is(tmp_path: Path, monkeypatch):
+    """A child read in one chunk (or file) and its parent in another: one request, not two."""
+    import analyze.fast
+    from analyze.table import requests
+
+    monkeypatch.setattr(analyze.fast, "CHUNK_BYTES", 300)  # a chunk or two per span
+    parent = {
+        "trace_id": "a" * 32,
+        "span_id": "1" * 16,
+        "parent_span_id": None,
+        "name": "req",
+        "kind": "server",
+        "start_time_unix_nano": 1_767_225_600_000_000_000,
+        "end_time_unix_nano": 1_767_225_601_000_000_000,
+        "status": "unset",
+        "status_message": None,
+        "resource": {"blameset.version_set": "code=a"},
+        "attributes": {"blameset.span.kind": "request"},
+        "events": [],
+    }
+    child = {
+        **parent,
+        "span_id": "2" * 16,
+        "parent_span_id": "1" * 16,
+        "name": "llm",
+        "attributes": {"blameset.span.kind": "llm", "gen_ai.usage.input_tokens": 5},
+    }
+    (tmp_path / "a.jsonl").write_text(json.dumps(child) + "\n")
+    (tmp_path / "b.jsonl").write_text(json.dumps(parent) + "\n")
+    out = tmp_path / "ds"
+    summary = json.loads(
+        ingest(
+            str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl"), "--out", str(out), "--json"
+        ).output
+    )
+    assert summary["spans"] == 2
+    assert summary["requests"] == 1
+    rolled = requests(load(out)).collect()
+    assert rolled.get_column("name").to_list() == ["req"]
+    assert rolled.get_column("input_tokens").to_list() == [5]
