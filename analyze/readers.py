@@ -18,6 +18,7 @@ import base64
 import binascii
 import glob
 import gzip
+import io
 import json
 import re
 import struct
@@ -25,7 +26,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 __all__ = ["BadInput", "ReadReport", "SpanRecord", "expand_inputs", "read_file"]
 
@@ -102,17 +103,6 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
 
 
 # --- bytes ---------------------------------------------------------------------------------
-
-
-def _decompress(data: bytes, name: str) -> bytes:
-    if data[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise BadInput(name, "", f"not a readable gzip stream ({exc})") from None
-    if data[:4] == b"\x28\xb5\x2f\xfd":
-        return _zstd(data, name)
-    return data
 
 
 def _zstd(data: bytes, name: str) -> bytes:
@@ -388,15 +378,57 @@ def _frames(data: bytes) -> list[tuple[int, bytes]] | None:
 # --- the entry point -------------------------------------------------------------------------
 
 
+def _stream(path: Path, name: str) -> IO[bytes]:
+    """The file's bytes, decompressed on the fly (gzip, zstd), without reading it whole."""
+    handle = path.open("rb")
+    magic = handle.peek(4)[:4] if hasattr(handle, "peek") else b""
+    if magic[:2] == b"\x1f\x8b":
+        return cast(IO[bytes], gzip.GzipFile(fileobj=handle))
+    if magic == b"\x28\xb5\x2f\xfd":
+        try:
+            import zstandard
+        except ImportError:  # pragma: no cover - a dependency of the analyze extra
+            raise BadInput(name, "", "zstd input needs the 'zstandard' package") from None
+        reader = zstandard.ZstdDecompressor().stream_reader(handle, read_across_frames=True)
+        return io.BufferedReader(reader)
+    return handle
+
+
+def _line_delimited(head: bytes) -> bool:
+    """True when the stream is JSON lines: its first non-empty line is a JSON value alone."""
+    for raw in head.split(b"\n")[:-1] or [head]:
+        if raw.strip():
+            try:
+                json.loads(raw)
+            except ValueError:
+                return False
+            return True
+    return False
+
+
 def read_file(path: Path, report: ReadReport, *, skip_bad: bool = False) -> Iterator[SpanRecord]:
-    """The spans in one file, whatever its format; counts what it skips in ``report``."""
+    """The spans in one file, whatever its format; counts what it skips in ``report``.
+
+    JSON lines are read line by line (memory follows a line, not the file); a single JSON
+    document and protobuf are read whole.
+    """
     name = str(path)
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
+        stream = _stream(path, name)
+        head = stream.peek(1 << 16)[: 1 << 16] if hasattr(stream, "peek") else b""
+    except FileNotFoundError as exc:
         raise BadInput(name, "", f"cannot read ({exc.strerror})") from None
+    except Exception as exc:  # a corrupt compressed header
+        raise BadInput(name, "", f"not a readable compressed stream ({exc})") from None
     report.files += 1
-    data = _decompress(raw, name)
+    with stream:
+        if head.lstrip()[:1] == b"{" and _line_delimited(head.lstrip()):
+            yield from _read_json_lines(stream, name, report, skip_bad)
+            return
+        try:
+            data = stream.read()
+        except Exception as exc:
+            raise BadInput(name, "", f"not a readable compressed stream ({exc})") from None
     head = data.lstrip()[:1]
     if head in (b"{", b"["):
         yield from _read_json(data, name, report, skip_bad)
@@ -434,6 +466,39 @@ def _read_json(data: bytes, name: str, report: ReadReport, skip_bad: bool) -> It
         if not line.strip():
             continue
         where = f":{number}"
+        try:
+            doc = json.loads(line)
+        except json.JSONDecodeError as exc:
+            _bad(
+                report,
+                skip_bad,
+                BadInput(name, where, f"invalid JSON ({exc.msg} at column {exc.colno})"),
+            )
+            continue
+        yield from _json_doc(doc, name, where, report, skip_bad)
+
+
+def _read_json_lines(
+    stream: IO[bytes], name: str, report: ReadReport, skip_bad: bool
+) -> Iterator[SpanRecord]:
+    number = 0
+    while True:
+        try:
+            raw = stream.readline()
+        except Exception as exc:  # truncated or corrupt compressed data
+            _bad(report, skip_bad, BadInput(name, f":{number + 1}", f"unreadable ({exc})"))
+            return
+        if not raw:
+            return
+        number += 1
+        if not raw.strip():
+            continue
+        where = f":{number}"
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            _bad(report, skip_bad, BadInput(name, where, "not UTF-8 text"))
+            continue
         try:
             doc = json.loads(line)
         except json.JSONDecodeError as exc:

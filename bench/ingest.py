@@ -144,6 +144,7 @@ CASES = {
     "duckdb_unnest": (
         "import duckdb, sys\n"
         "con = duckdb.connect()\n"
+        "con.execute('SET enable_progress_bar=false')\n"
         "q = ('SELECT count(*) FROM (SELECT unnest(ss.spans) AS s FROM '\n"
         "     '(SELECT unnest(rs.scopeSpans) AS ss FROM (SELECT unnest(resourceSpans) AS rs '\n"
         "     'FROM read_json(?, format=\\'newline_delimited\\', '\n"

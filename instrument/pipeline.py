@@ -179,25 +179,16 @@ class SpillingSpanProcessor(SpanProcessor):
     ) -> None:
         from opentelemetry.sdk.trace.export import SpanExportResult
 
-        max_queue, batch_size, delay_s = batch_settings("BSP")
-
         self._exporter = exporter
         self._spill_writer = spill
-
-        def export(batch: list[ReadableSpan]) -> bool:
-            return exporter.export(batch) == SpanExportResult.SUCCESS
-
-        def to_spill(batch: list[ReadableSpan], reason: str) -> None:
-            spill.spill("spans", batch, span_to_dict, reason)
-
-        self._batcher: SpillingBatcher[ReadableSpan] = SpillingBatcher(
-            name="spans",
-            export=export,
-            spill=to_spill,
-            export_timeout_s=export_timeout_s,
-            max_queue=max_queue,
-            batch_size=batch_size,
-            delay_s=delay_s,
+        self._batcher = _batcher(
+            "spans",
+            exporter,
+            SpanExportResult.SUCCESS,
+            spill,
+            span_to_dict,
+            export_timeout_s,
+            "BSP",
         )
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
@@ -212,6 +203,35 @@ class SpillingSpanProcessor(SpanProcessor):
 
     def shutdown(self) -> None:
         _close(self._batcher, self._exporter, "span")
+
+
+def _batcher(
+    signal: str,
+    exporter: Any,
+    success: Any,
+    spill: SpillWriter,
+    to_dict: Callable[[Any], dict[str, Any]],
+    export_timeout_s: float,
+    env_prefix: str,
+) -> SpillingBatcher[Any]:
+    """A batcher exporting ``signal`` through ``exporter`` and spilling what fails."""
+    max_queue, batch_size, delay_s = batch_settings(env_prefix)
+
+    def export(batch: list[Any]) -> bool:
+        return bool(exporter.export(batch) == success)
+
+    def to_spill(batch: list[Any], reason: str) -> None:
+        spill.spill(signal, batch, to_dict, reason)
+
+    return SpillingBatcher(
+        name=signal,
+        export=export,
+        spill=to_spill,
+        export_timeout_s=export_timeout_s,
+        max_queue=max_queue,
+        batch_size=batch_size,
+        delay_s=delay_s,
+    )
 
 
 def _flush(batcher: SpillingBatcher[Any], spill: SpillWriter, timeout_millis: int) -> bool:
@@ -240,24 +260,16 @@ def spilling_log_processor(
     from opentelemetry.sdk._logs import LogRecordProcessor
     from opentelemetry.sdk._logs.export import LogRecordExportResult
 
-    max_queue, batch_size, delay_s = batch_settings("BLRP")
-
     class SpillingLogProcessor(LogRecordProcessor):
         def __init__(self) -> None:
-            def export(batch: list[Any]) -> bool:
-                return bool(exporter.export(batch) == LogRecordExportResult.SUCCESS)
-
-            def to_spill(batch: list[Any], reason: str) -> None:
-                spill.spill("logs", batch, log_to_dict, reason)
-
-            self._batcher: SpillingBatcher[Any] = SpillingBatcher(
-                name="logs",
-                export=export,
-                spill=to_spill,
-                export_timeout_s=export_timeout_s,
-                max_queue=max_queue,
-                batch_size=batch_size,
-                delay_s=delay_s,
+            self._batcher = _batcher(
+                "logs",
+                exporter,
+                LogRecordExportResult.SUCCESS,
+                spill,
+                log_to_dict,
+                export_timeout_s,
+                "BLRP",
             )
 
         def on_emit(self, log_record: Any) -> None:
