@@ -162,7 +162,10 @@ def test_an_outage_neither_slows_the_service_nor_loses_a_span(outage: str, tmp_p
     durations.sort()
     p99 = durations[int(len(durations) * 0.99) - 1]
     assert p99 < 0.010, f"p99 of a call during the outage: {p99 * 1000:.1f} ms"
-    assert shutdown_s < timeout_s + 1.5, f"shutdown took {shutdown_s:.2f} s"
+    # The bound: the export timeout + 0.5 s margin, + up to 2 s for the spill folder to take
+    # the rest (+ slack for a loaded machine). Waiting on the collector batch by batch, as the
+    # SDK's processors do, would take several timeouts.
+    assert shutdown_s < timeout_s + 0.5 + 2.0 + 0.5, f"shutdown took {shutdown_s:.2f} s"
     spans = spilled(tmp_path)
     assert sorted(s["span_id"] for s in spans) == sorted(ids.ids)
     assert len(spans) == 220
