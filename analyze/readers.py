@@ -394,18 +394,6 @@ def _stream(path: Path, name: str) -> IO[bytes]:
     return handle
 
 
-def _line_delimited(head: bytes) -> bool:
-    """True when the stream is JSON lines: its first non-empty line is a JSON value alone."""
-    for raw in head.split(b"\n")[:-1] or [head]:
-        if raw.strip():
-            try:
-                json.loads(raw)
-            except ValueError:
-                return False
-            return True
-    return False
-
-
 def read_file(path: Path, report: ReadReport, *, skip_bad: bool = False) -> Iterator[SpanRecord]:
     """The spans in one file, whatever its format; counts what it skips in ``report``.
 
@@ -422,13 +410,17 @@ def read_file(path: Path, report: ReadReport, *, skip_bad: bool = False) -> Iter
         raise BadInput(name, "", f"not a readable compressed stream ({exc})") from None
     report.files += 1
     with stream:
-        if head.lstrip()[:1] == b"{" and _line_delimited(head.lstrip()):
-            yield from _read_json_lines(stream, name, report, skip_bad)
-            return
-        try:
-            data = stream.read()
-        except Exception as exc:
-            raise BadInput(name, "", f"not a readable compressed stream ({exc})") from None
+        if head.lstrip()[:1] == b"{":
+            # JSON lines when the first non-empty line is a JSON value by itself (it may be far
+            # longer than any peek: a Collector batch of thousands of spans is one line).
+            skipped, first = _first_line(stream, name)
+            if _parses_bytes(first):
+                yield from _read_json_lines(stream, name, report, skip_bad, first, skipped)
+                return
+            rest = _read_rest(stream, name)
+            data = b"\n" * skipped + first + rest
+        else:
+            data = _read_rest(stream, name)
     head = data.lstrip()[:1]
     if head in (b"{", b"["):
         yield from _read_json(data, name, report, skip_bad)
@@ -478,13 +470,47 @@ def _read_json(data: bytes, name: str, report: ReadReport, skip_bad: bool) -> It
         yield from _json_doc(doc, name, where, report, skip_bad)
 
 
-def _read_json_lines(
-    stream: IO[bytes], name: str, report: ReadReport, skip_bad: bool
-) -> Iterator[SpanRecord]:
-    number = 0
+def _first_line(stream: IO[bytes], name: str) -> tuple[int, bytes]:
+    """(empty lines skipped, the first non-empty line)."""
+    skipped = 0
     while True:
         try:
-            raw = stream.readline()
+            line = stream.readline()
+        except Exception as exc:
+            raise BadInput(name, ":1", f"unreadable ({exc})") from None
+        if not line or line.strip():
+            return skipped, line
+        skipped += 1
+
+
+def _read_rest(stream: IO[bytes], name: str) -> bytes:
+    try:
+        return stream.read()
+    except Exception as exc:
+        raise BadInput(name, "", f"not a readable compressed stream ({exc})") from None
+
+
+def _parses_bytes(line: bytes) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_json_lines(
+    stream: IO[bytes],
+    name: str,
+    report: ReadReport,
+    skip_bad: bool,
+    first: bytes,
+    skipped: int,
+) -> Iterator[SpanRecord]:
+    number = skipped
+    pending: bytes | None = first
+    while True:
+        try:
+            raw, pending = (pending, None) if pending is not None else (stream.readline(), None)
         except Exception as exc:  # truncated or corrupt compressed data
             _bad(report, skip_bad, BadInput(name, f":{number + 1}", f"unreadable ({exc})"))
             return
