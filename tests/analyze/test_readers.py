@@ -418,3 +418,12 @@ def test_the_fast_path_steps_aside_for_the_row_reader_on_bad_lines(tmp_path: Pat
     assert flat_frame(path) is None
     with pytest.raises(BadInput, match=r"spans\.jsonl:2"):
         read(path)
+
+
+def test_analyze_exports_its_names():
+    """The package re-exports its public names (ruff keeps __all__ sorted), each name real."""
+    import analyze
+
+    assert len(set(analyze.__all__)) == len(analyze.__all__)
+    for name in analyze.__all__:
+        assert hasattr(analyze, name), name
