@@ -410,7 +410,7 @@ def read_file(path: Path, report: ReadReport, *, skip_bad: bool = False) -> Iter
         raise BadInput(name, "", f"not a readable compressed stream ({exc})") from None
     report.files += 1
     with stream:
-        if head.lstrip()[:1] == b"{":
+        if head.lstrip()[:1] in (b"{", b"["):
             # JSON lines when the first non-empty line is a JSON value by itself (it may be far
             # longer than any peek: a Collector batch of thousands of spans is one line).
             skipped, first = _first_line(stream, name)
@@ -443,31 +443,13 @@ def _read_json(data: bytes, name: str, report: ReadReport, skip_bad: bool) -> It
         line_no = data[: exc.start].count(b"\n") + 1
         _bad(report, skip_bad, BadInput(name, f":{line_no}", "not UTF-8 text"))
         text = data.decode("utf-8", errors="replace")
-    lines = text.splitlines()
-    first = next((ln for ln in lines if ln.strip()), "")
-    single_document = first.strip() in ("{", "[") or (len(lines) > 1 and not _parses(first))
-    if single_document:  # one pretty-printed document
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            _bad(report, skip_bad, BadInput(name, f":{exc.lineno}", f"invalid JSON ({exc.msg})"))
-            return
-        yield from _json_doc(doc, name, ":1", report, skip_bad)
+    # JSON lines were streamed by read_file; what reaches here is one (pretty-printed) document.
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        _bad(report, skip_bad, BadInput(name, f":{exc.lineno}", f"invalid JSON ({exc.msg})"))
         return
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f":{number}"
-        try:
-            doc = json.loads(line)
-        except json.JSONDecodeError as exc:
-            _bad(
-                report,
-                skip_bad,
-                BadInput(name, where, f"invalid JSON ({exc.msg} at column {exc.colno})"),
-            )
-            continue
-        yield from _json_doc(doc, name, where, report, skip_bad)
+    yield from _json_doc(doc, name, ":1", report, skip_bad)
 
 
 def _first_line(stream: IO[bytes], name: str) -> tuple[int, bytes]:
@@ -535,14 +517,6 @@ def _read_json_lines(
             )
             continue
         yield from _json_doc(doc, name, where, report, skip_bad)
-
-
-def _parses(line: str) -> bool:
-    try:
-        json.loads(line)
-    except json.JSONDecodeError:
-        return False
-    return True
 
 
 def _json_doc(
