@@ -16,6 +16,7 @@ on a case small enough to check by hand.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,11 +28,14 @@ __all__ = [
     "Ratio",
     "bh_adjust",
     "bootstrap_ratio",
+    "bootstrap_ratios",
     "cmh_p_value",
+    "group_labels",
     "lmdi",
     "log_mean",
     "normal_two_sided_p",
     "pelt",
+    "poisson_draws",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -118,14 +122,26 @@ class GroupSums:
     def of(
         cls,
         values: FloatArray,
-        rng: np.random.Generator,
+        rng: np.random.Generator | None = None,
         *,
         groups: int = 64,
         bins: FloatArray | None = None,
+        labels: npt.NDArray[np.int64] | None = None,
+        k: int | None = None,
     ) -> GroupSums:
+        """Reduce ``values`` to groups: random ones (``rng``), or the given ``labels`` in
+        ``range(k)`` (one labelling per stratum shared by every metric, so one set of bootstrap
+        draws serves them all and the metrics are resampled jointly)."""
         n = len(values)
-        k = max(1, min(groups, n))
-        labels = rng.integers(0, k, size=n) if n > k else np.arange(n)
+        if labels is None:
+            k = max(1, min(groups, n))
+            if n > k:
+                if rng is None:
+                    raise ValueError("random groups need an rng")
+                labels = rng.integers(0, k, size=n)
+            else:
+                labels = np.arange(n)
+        k = k or max(1, int(labels.max(initial=0)) + 1)
         counts = np.bincount(labels, minlength=k).astype(np.float64)
         sums = np.bincount(labels, weights=values, minlength=k).astype(np.float64)
         hist = None
@@ -136,9 +152,29 @@ class GroupSums:
         return cls(counts, sums, hist)
 
 
+def group_labels(
+    n: int, rng: np.random.Generator, groups: int = 64
+) -> tuple[npt.NDArray[np.int64], int]:
+    """Random group labels for n rows: every row its own group when n <= groups."""
+    k = max(1, min(groups, n))
+    labels = rng.integers(0, k, size=n) if n > k else np.arange(n, dtype=np.int64)
+    return labels.astype(np.int64), k
+
+
+def poisson_draws(
+    sizes: Sequence[int], replicates: int, rng: np.random.Generator
+) -> list[FloatArray]:
+    """Poisson(1) weights per group and replicate, one matrix per stratum."""
+    return [rng.poisson(1.0, size=(replicates, k)).astype(np.float64) for k in sizes]
+
+
 def _quantile_from_hist(hist: FloatArray, bins: FloatArray, q: float) -> FloatArray:
     """Quantile q of each row's histogram, linear within the bin (rows are replicates)."""
     cum = np.cumsum(hist, axis=1)
+    return _quantile_from_cum(cum, hist, bins, q)
+
+
+def _quantile_from_cum(cum: FloatArray, hist: FloatArray, bins: FloatArray, q: float) -> FloatArray:
     total = cum[:, -1:]
     target = q * total
     idx = np.minimum((cum < target).sum(axis=1), hist.shape[1] - 1)
@@ -152,8 +188,8 @@ def _quantile_from_hist(hist: FloatArray, bins: FloatArray, q: float) -> FloatAr
 
 @dataclass(frozen=True)
 class Ratio:
-    """Candidate over baseline, mix-adjusted: point estimate, percentile interval, the bootstrap
-    standard error of its log, and per-stratum replicates (for scope)."""
+    """Candidate over baseline, mix-adjusted: point estimate, percentile interval, the p-value
+    of "no difference", both sides' adjusted statistic, and per-stratum ratios (for scope)."""
 
     point: float
     lo: float
@@ -166,44 +202,58 @@ class Ratio:
     stratum_hi: FloatArray
 
 
-def _stat(
+def _weights_or_full(w: FloatArray, counts: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """A replicate that draws no row of a stratum keeps that stratum's full-sample shape, so a
+    small stratum never drops out of the mix (which would bias the replicate)."""
+    n = w @ counts
+    empty = n <= 0
+    if empty.any():
+        w = np.where(empty[:, None], 1.0, w)
+        n = w @ counts
+    return w, n
+
+
+def _stats(
     cells: list[GroupSums],
     weights: FloatArray,
     boot: list[FloatArray] | None,
-    quantile: float | None,
+    quantiles: Sequence[float] | None,
     bins: FloatArray | None,
     floor: float,
-) -> tuple[FloatArray, FloatArray]:
-    """(adjusted statistic, per-stratum statistic), one row per replicate (one row if no boot).
-
-    A replicate that happens to draw no row of a stratum keeps that stratum's full-sample shape,
-    so a small stratum never drops out of the mix (which would bias the replicate)."""
-    per_stratum = []
-    hist_mix: FloatArray | None = None
-    for s, cell in enumerate(cells):
-        w = boot[s] if boot is not None else np.ones((1, len(cell.counts)))
-        n = w @ cell.counts
-        empty = n <= 0
-        if empty.any():
-            w = np.where(empty[:, None], 1.0, w)
-            n = w @ cell.counts
-        if quantile is None:
+) -> list[tuple[FloatArray, FloatArray]]:
+    """Per statistic (the mean, or each quantile): (adjusted value, per-stratum values), one row
+    per replicate (one row without ``boot``)."""
+    if quantiles is None:
+        per_stratum = []
+        for s, cell in enumerate(cells):
+            w, n = _weights_or_full(
+                boot[s] if boot is not None else np.ones((1, len(cell.counts))), cell.counts
+            )
             per_stratum.append(np.maximum((w @ cell.sums) / n, floor))
-        else:
-            if cell.hist is None or bins is None:
-                raise ValueError("quantiles need histograms")
-            h = w @ cell.hist
-            per_stratum.append(_quantile_from_hist(h, bins, quantile))
-            part = h / n[:, None] * weights[s]
-            hist_mix = part if hist_mix is None else hist_mix + part
-    stack = np.stack(per_stratum, axis=1)
-    if hist_mix is None:
-        adjusted = stack @ weights
-    else:
-        if bins is None:
-            raise ValueError("quantiles need bins")
-        adjusted = _quantile_from_hist(hist_mix, bins, quantile or 0.5)
-    return np.asarray(adjusted, dtype=np.float64), stack
+        stack = np.stack(per_stratum, axis=1)
+        return [(np.asarray(stack @ weights, dtype=np.float64), stack)]
+    if bins is None:
+        raise ValueError("quantiles need bins")
+    strata: list[list[FloatArray]] = [[] for _ in quantiles]
+    mix: FloatArray | None = None
+    for s, cell in enumerate(cells):
+        if cell.hist is None:
+            raise ValueError("quantiles need histograms")
+        w, n = _weights_or_full(
+            boot[s] if boot is not None else np.ones((1, len(cell.counts))), cell.counts
+        )
+        h = w @ cell.hist
+        cum = np.cumsum(h, axis=1)
+        for i, q in enumerate(quantiles):
+            strata[i].append(_quantile_from_cum(cum, h, bins, q))
+        part = h * (weights[s] / n)[:, None]
+        mix = part if mix is None else mix + part
+    assert mix is not None
+    cum = np.cumsum(mix, axis=1)
+    return [
+        (_quantile_from_cum(cum, mix, bins, q), np.stack(strata[i], axis=1))
+        for i, q in enumerate(quantiles)
+    ]
 
 
 def bootstrap_ratio(
@@ -220,58 +270,80 @@ def bootstrap_ratio(
 ) -> Ratio:
     """Ratio of the candidate's to the baseline's statistic (mean, or ``quantile`` read off the
     ``bins``), each stratum weighted by ``weights`` (the baseline's mix), with a stratified
-    bootstrap interval. ``floor`` keeps a mean away from zero (a rate of 0 has no ratio).
+    bootstrap interval. ``floor`` keeps a mean away from zero (a rate of 0 has no ratio)."""
+    draws = (
+        poisson_draws([len(c.counts) for c in baseline], replicates, rng),
+        poisson_draws([len(c.counts) for c in candidate], replicates, rng),
+    )
+    quantiles = None if quantile is None else [quantile]
+    return bootstrap_ratios(
+        baseline,
+        candidate,
+        weights,
+        draws,
+        quantiles=quantiles,
+        bins=bins,
+        floor=floor,
+        level=level,
+    )[0]
+
+
+def bootstrap_ratios(
+    baseline: list[GroupSums],
+    candidate: list[GroupSums],
+    weights: FloatArray,
+    draws: tuple[list[FloatArray], list[FloatArray]],
+    *,
+    quantiles: Sequence[float] | None = None,
+    bins: FloatArray | None = None,
+    floor: float = 0.0,
+    level: float = 0.95,
+) -> list[Ratio]:
+    """:func:`bootstrap_ratio` for the mean (``quantiles=None``) or several quantiles at once,
+    with given ``draws`` (per stratum, replicates x groups; see :func:`poisson_draws`).
 
     The p-value is two-sided for "ratio = 1", from the bootstrap standard error of the log ratio
     (normal approximation), so it keeps resolving below 1/replicates for the multiple-testing
     correction."""
-
-    def point(cells: list[GroupSums]) -> tuple[FloatArray, FloatArray]:
-        return _stat(cells, weights, None, quantile, bins, floor)
-
-    base_point, base_strata = point(baseline)
-    cand_point, cand_strata = point(candidate)
-    base_boot, base_rep = _stat(
-        baseline, weights, _ragged_draws(baseline, replicates, rng), quantile, bins, floor
-    )
-    cand_boot, cand_rep = _stat(
-        candidate, weights, _ragged_draws(candidate, replicates, rng), quantile, bins, floor
-    )
-    est = float(cand_point[0] / base_point[0]) if base_point[0] > 0 else math.inf
-    with np.errstate(divide="ignore", invalid="ignore"):
-        reps = cand_boot / base_boot
-        log_reps = np.log(reps[np.isfinite(reps) & (reps > 0)])
-        strata_reps = cand_rep / base_rep
+    base_points = _stats(baseline, weights, None, quantiles, bins, floor)
+    cand_points = _stats(candidate, weights, None, quantiles, bins, floor)
+    base_reps = _stats(baseline, weights, draws[0], quantiles, bins, floor)
+    cand_reps = _stats(candidate, weights, draws[1], quantiles, bins, floor)
     alpha = (1 - level) / 2
-    if len(log_reps) >= 2 and est > 0 and math.isfinite(est):
-        lo, hi = np.quantile(np.exp(log_reps), [alpha, 1 - alpha])
-        se = float(np.std(log_reps, ddof=1))
-        p = normal_two_sided_p(math.log(est) / se) if se > 0 else (1.0 if est == 1 else 0.0)
-    else:
-        lo, hi, p = math.nan, math.nan, 1.0
-    with np.errstate(invalid="ignore"):
-        s_lo = np.nanquantile(strata_reps, alpha, axis=0)
-        s_hi = np.nanquantile(strata_reps, 1 - alpha, axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        s_point = cand_strata[0] / base_strata[0]
-    return Ratio(
-        point=est,
-        lo=float(lo),
-        hi=float(hi),
-        p_value=p,
-        baseline=float(base_point[0]),
-        candidate=float(cand_point[0]),
-        stratum_points=s_point,
-        stratum_lo=s_lo,
-        stratum_hi=s_hi,
-    )
-
-
-def _ragged_draws(
-    cells: list[GroupSums], replicates: int, rng: np.random.Generator
-) -> list[FloatArray]:
-    """Poisson(1) weights per group and replicate, one matrix per stratum."""
-    return [rng.poisson(1.0, size=(replicates, len(c.counts))).astype(np.float64) for c in cells]
+    out = []
+    for (bp, bs), (cp, cs), (br, bsr), (cr, csr) in zip(
+        base_points, cand_points, base_reps, cand_reps, strict=True
+    ):
+        est = float(cp[0] / bp[0]) if bp[0] > 0 else math.inf
+        with np.errstate(divide="ignore", invalid="ignore"):
+            reps = cr / br
+            log_reps = np.log(reps[np.isfinite(reps) & (reps > 0)])
+            strata_reps = csr / bsr
+            s_point = cs[0] / bs[0]
+        if len(log_reps) >= 2 and est > 0 and math.isfinite(est):
+            lo, hi = np.quantile(np.exp(log_reps), [alpha, 1 - alpha])
+            se = float(np.std(log_reps, ddof=1))
+            p = normal_two_sided_p(math.log(est) / se) if se > 0 else (1.0 if est == 1 else 0.0)
+        else:
+            lo, hi, p = math.nan, math.nan, 1.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a stratum with no finite replicate
+            s_lo = np.nanquantile(strata_reps, alpha, axis=0)
+            s_hi = np.nanquantile(strata_reps, 1 - alpha, axis=0)
+        out.append(
+            Ratio(
+                point=est,
+                lo=float(lo),
+                hi=float(hi),
+                p_value=p,
+                baseline=float(bp[0]),
+                candidate=float(cp[0]),
+                stratum_points=s_point,
+                stratum_lo=s_lo,
+                stratum_hi=s_hi,
+            )
+        )
+    return out
 
 
 def pelt(

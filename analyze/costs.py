@@ -1,0 +1,153 @@
+"""Cost spikes: the change in total cost between two windows, split exactly into volume, mix,
+retries, tokens per call and price (LMDI-I), and the token and price terms tied to the version
+components that moved on the routes where they arose.
+
+Per stratum s (a route): ``cost_s = V * share_s * calls_per_request_s * tokens_per_call_s *
+usd_per_token_s``, with V the window's request count. The LMDI terms of that product add up to the
+stratum's change, and the strata's terms add up to the total change, to rounding. ``retries`` is
+the LLM calls per request (retried and repeated calls); ``price`` is the blended cost per token, so
+it also moves when the input/output token mix moves.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import polars as pl
+
+from analyze.stats import lmdi
+
+__all__ = ["TERMS", "decompose"]
+
+TERMS = ("volume", "mix", "retries", "tokens_per_call", "price")
+
+
+def _window_stats(
+    frame: pl.DataFrame, strata: list[str]
+) -> dict[tuple[str, ...], dict[str, float]]:
+    agg = frame.group_by(strata).agg(
+        n=pl.len(),
+        calls=pl.col("llm_calls").fill_null(0).sum(),
+        tokens=(pl.col("input_tokens").fill_null(0) + pl.col("output_tokens").fill_null(0)).sum(),
+        cost=pl.col("cost_usd").fill_null(0.0).sum(),
+    )
+    return {
+        tuple(str(row[c]) for c in strata): {
+            k: float(row[k]) for k in ("n", "calls", "tokens", "cost")
+        }
+        for row in agg.iter_rows(named=True)
+    }
+
+
+def _factors(stat: dict[str, float] | None, total: float) -> list[float | None]:
+    """(volume, share, calls/request, tokens/call, usd/token); None where undefined."""
+    if stat is None or stat["n"] == 0:
+        return [total, 0.0, None, None, None]
+    calls, tokens = stat["calls"], stat["tokens"]
+    return [
+        total,
+        stat["n"] / total,
+        calls / stat["n"],
+        tokens / calls if calls else None,
+        stat["cost"] / tokens if tokens else None,
+    ]
+
+
+def _dominant(frame: pl.DataFrame, versions: list[str]) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for v in versions:
+        mode = frame[v].drop_nulls().mode()
+        out[v.removeprefix("version.")] = mode.sort()[0] if len(mode) else None
+    return out
+
+
+def decompose(
+    frame: pl.DataFrame,
+    *,
+    windows: tuple[tuple[datetime, datetime], tuple[datetime, datetime]] | None = None,
+    strata: list[str] | None = None,
+    cohorts: Any = None,
+) -> dict[str, Any]:
+    """Decompose the cost change between ``windows`` (before, after; each ``[from, to)``) over
+    the request table of :func:`analyze.attribute.request_table`. Default windows: the first and
+    second half of the data's time range."""
+    del cohorts  # the components come from the requests' own version columns
+    strata = strata or ["route"]
+    if frame.is_empty():
+        return {"terms": dict.fromkeys(TERMS, 0.0), "change_usd": 0.0, "drivers": {}}
+    if windows is None:
+        t0, t1 = frame["start"].min(), frame["start"].max()
+        if not isinstance(t0, datetime) or not isinstance(t1, datetime):
+            raise TypeError("start must be a datetime column")
+        mid = t0 + (t1 - t0) / 2
+        windows = ((t0, mid), (mid, t1 + timedelta(microseconds=1)))
+    (b0, b1), (a0, a1) = windows
+    before = frame.filter((pl.col("start") >= b0) & (pl.col("start") < b1))
+    after = frame.filter((pl.col("start") >= a0) & (pl.col("start") < a1))
+    sb, sa = _window_stats(before, strata), _window_stats(after, strata)
+    vb, va = float(before.height), float(after.height)
+    versions = sorted(c for c in frame.columns if c.startswith("version."))
+    totals = dict.fromkeys(TERMS, 0.0)
+    rows = []
+    drivers: dict[str, dict[str, dict[str, Any]]] = {"tokens_per_call": {}, "price": {}}
+    for key in sorted(set(sb) | set(sa)):
+        fb, fa = _factors(sb.get(key), vb), _factors(sa.get(key), va)
+        # an undefined factor takes the other window's value, so it moves nothing
+        fb = [x if x is not None else y for x, y in zip(fb, fa, strict=True)]
+        fa = [y if y is not None else x for x, y in zip(fb, fa, strict=True)]
+        c0 = sb.get(key, {}).get("cost", 0.0)
+        c1 = sa.get(key, {}).get("cost", 0.0)
+        if c0 == 0 and c1 == 0:
+            continue
+        if any(x is None for x in (*fb, *fa)) or vb == 0 or va == 0:
+            terms = [0.0, c1 - c0, 0.0, 0.0, 0.0]  # a stratum in one window only: all mix
+        else:
+            terms = lmdi([float(x) for x in fb], [float(x) for x in fa])  # type: ignore[arg-type]
+            # the product may differ from the stratum's cost by rounding only
+        row: dict[str, Any] = {
+            "stratum": dict(zip(strata, key, strict=True)),
+            "cost_before": c0,
+            "cost_after": c1,
+        }
+        row.update(dict(zip(TERMS, terms, strict=True)))
+        rows.append(row)
+        for name, value in zip(TERMS, terms, strict=True):
+            totals[name] += value
+        if versions:
+            mask_b = pl.all_horizontal([pl.col(c) == v for c, v in zip(strata, key, strict=True)])
+            dom_b = _dominant(before.filter(mask_b), versions)
+            dom_a = _dominant(after.filter(mask_b), versions)
+            moved = {k: [dom_b[k], dom_a[k]] for k in dom_b if dom_b[k] != dom_a[k]}
+            for term in ("tokens_per_call", "price"):
+                value = row[term]
+                label = ",".join(sorted(moved)) if moved else "(no version change)"
+                entry = drivers[term].setdefault(
+                    label,
+                    {"components": sorted(moved), "changes": moved, "usd": 0.0, "strata": []},
+                )
+                entry["usd"] += value
+                entry["strata"].append(row["stratum"])
+    change = sum(float(r["cost_after"]) - float(r["cost_before"]) for r in rows)
+    return {
+        "before": {
+            "from": b0.isoformat(),
+            "to": b1.isoformat(),
+            "requests": int(vb),
+            "cost_usd": sum(s["cost"] for s in sb.values()),
+        },
+        "after": {
+            "from": a0.isoformat(),
+            "to": a1.isoformat(),
+            "requests": int(va),
+            "cost_usd": sum(s["cost"] for s in sa.values()),
+        },
+        "change_usd": change,
+        "terms": totals,
+        "residual_usd": change - sum(totals.values()),
+        "strata": rows,
+        "drivers": {
+            term: sorted(entries.values(), key=lambda e: -abs(e["usd"]))
+            for term, entries in drivers.items()
+        },
+    }

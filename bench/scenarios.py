@@ -1,0 +1,380 @@
+"""Seeded traffic with injected causes of known size, component and time, as a span table.
+
+Each scenario is a timeline over two days: a traffic mix per route, rollouts of version components
+(cutover, canary, A/B; co-released components share one draw so they always move together), effects
+tied to a component value (optionally on some routes only), and drift tied to a time with no version
+change. Requests become three-ish spans: the request, one LLM call (two when it retried), and a tool
+call on the export route; all columns of ``analyze.SPAN_SCHEMA``, so the result can be written as an
+ingested dataset or handed straight to ``analyze.attribute``.
+
+    .venv/bin/python bench/scenarios.py prompt_regression --requests 20000 --out /tmp/ds
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from analyze.table import SPAN_SCHEMA
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+SPAN_NS = 2 * 86_400 * 1_000_000_000  # two days
+
+ROUTES = {
+    # route: (input tokens, output tokens, tool ms)
+    "/v1/outline": (600.0, 250.0, 0.0),
+    "/v1/expand": (1800.0, 700.0, 0.0),
+    "/v1/export": (300.0, 60.0, 400.0),
+}
+MODELS = {
+    # model: (ttft ms, ms per output token, usd per input token, usd per output token)
+    "gpt-4o-2024-08-06": (450.0, 18.0, 2.5e-6, 10e-6),
+    "gpt-4o-mini-2024-07-18": (300.0, 9.0, 0.15e-6, 0.6e-6),
+    "claude-sonnet-4": (600.0, 15.0, 3e-6, 15e-6),
+}
+BASE = {
+    "code": "3f2a91c",
+    "model": "gpt-4o-2024-08-06",
+    "prompt": "outline@v3",
+    "config": "t0.7",
+}
+METRICS = ("input_tokens", "output_tokens", "ttft_ms", "tpot_ms", "tool_ms", "error_rate")
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """Components set to new values from ``start`` (a fraction of the timeline): all traffic
+    (cutover), a ``share`` of it (canary / A/B), until ``end`` when given; on ``routes`` or all.
+    Rollouts in one ``group`` draw together (co-released)."""
+
+    changes: dict[str, str]
+    start: float
+    share: float = 1.0
+    end: float | None = None
+    routes: tuple[str, ...] | None = None
+    group: int = 0
+
+
+@dataclass(frozen=True)
+class Effect:
+    """Multiply ``metric`` by ``factor`` where component == value (on ``routes`` or all)."""
+
+    component: str
+    value: str
+    metric: str
+    factor: float
+    routes: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Drift:
+    """Multiply ``metric`` by ``factor`` from ``start`` on: no version change behind it."""
+
+    metric: str
+    factor: float
+    start: float
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    rollouts: tuple[Rollout, ...] = ()
+    effects: tuple[Effect, ...] = ()
+    drifts: tuple[Drift, ...] = ()
+    mix: dict[str, float] = field(
+        default_factory=lambda: {"/v1/outline": 0.5, "/v1/expand": 0.3, "/v1/export": 0.2}
+    )
+    mix_after: tuple[float, dict[str, float]] | None = None
+    truth: tuple[tuple[str, tuple[str, ...], str], ...] = ()
+    """Expected findings: (metric, components, verdict); empty = nothing to find."""
+    null: bool = False
+    """A null scenario: any finding naming a version is a false attribution."""
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in [
+        Scenario(
+            "prompt_regression",
+            rollouts=(Rollout({"prompt": "outline@v4"}, 0.5),),
+            effects=(Effect("prompt", "outline@v4", "input_tokens", 1.38),),
+            truth=(
+                ("input_tokens", ("prompt",), "regression"),
+                ("cost_usd", ("prompt",), "regression"),
+            ),
+        ),
+        Scenario(
+            "model_canary",
+            rollouts=(Rollout({"model": "claude-sonnet-4"}, 0.4, share=0.1, end=0.8),),
+            truth=(
+                ("ttft_ms", ("model",), "regression"),
+                ("cost_usd", ("model",), "regression"),
+            ),
+        ),
+        Scenario(
+            "config_one_route",
+            rollouts=(Rollout({"config": "t0.9"}, 0.5),),
+            effects=(Effect("config", "t0.9", "output_tokens", 1.3, routes=("/v1/expand",)),),
+            truth=(("output_tokens", ("config",), "regression"),),
+        ),
+        Scenario(
+            "code_errors",
+            rollouts=(Rollout({"code": "9c1e0b4"}, 0.5),),
+            effects=(Effect("code", "9c1e0b4", "error_rate", 4.0),),
+            truth=(("error_rate", ("code",), "regression"),),
+        ),
+        Scenario(
+            "co_release",
+            rollouts=(Rollout({"prompt": "outline@v5", "config": "t0.2"}, 0.5),),
+            effects=(Effect("prompt", "outline@v5", "output_tokens", 1.25),),
+            truth=(("output_tokens", ("config", "prompt"), "confounded"),),
+        ),
+        Scenario(
+            "provider_drift",
+            rollouts=(Rollout({"code": "77aa01d"}, 0.3),),
+            drifts=(Drift("ttft_ms", 1.4, 0.65),),
+            truth=(("ttft_ms", (), "external"),),
+        ),
+        Scenario(
+            "mix_shift",
+            rollouts=(Rollout({"code": "5d0c2e9"}, 0.5),),
+            mix={"/v1/outline": 0.75, "/v1/expand": 0.1, "/v1/export": 0.15},
+            mix_after=(0.5, {"/v1/outline": 0.3, "/v1/expand": 0.55, "/v1/export": 0.15}),
+            null=True,
+        ),
+        Scenario(
+            "aa",
+            rollouts=(Rollout({"config": "t0.7b"}, 0.0, share=0.5),),
+            null=True,
+        ),
+        Scenario(
+            "overlapping",
+            rollouts=(
+                Rollout({"prompt": "outline@v4"}, 0.25),
+                Rollout({"model": "gpt-4o-mini-2024-07-18"}, 0.45, share=0.2, end=0.75, group=1),
+                Rollout({"code": "a1b2c3d"}, 0.6, group=2),
+            ),
+            effects=(Effect("prompt", "outline@v4", "input_tokens", 1.3),),
+            truth=(
+                ("input_tokens", ("prompt",), "regression"),
+                ("ttft_ms", ("model",), "improvement"),
+                ("cost_usd", ("model",), "improvement"),
+            ),
+        ),
+    ]
+}
+
+
+def _versions(
+    scenario: Scenario, t: np.ndarray, route: np.ndarray, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    n = len(t)
+    values = {c: np.full(n, v, dtype=object) for c, v in BASE.items()}
+    draws: dict[int, np.ndarray] = {}
+    routes = np.array(list(ROUTES))
+    for r in scenario.rollouts:
+        u = draws.setdefault(r.group, rng.random(n))
+        live = (t >= r.start) & (u < r.share)
+        if r.end is not None:
+            live &= t < r.end
+        if r.routes is not None:
+            live &= np.isin(routes[route], r.routes)
+        for component, value in r.changes.items():
+            values.setdefault(component, np.full(n, BASE.get(component), dtype=object))
+            values[component][live] = value
+    return values
+
+
+def generate(scenario: Scenario | str, requests: int = 20_000, seed: int = 0) -> pl.DataFrame:
+    """The span table of ``requests`` requests of ``scenario`` (seeded)."""
+    if isinstance(scenario, str):
+        scenario = SCENARIOS[scenario]
+    rng = np.random.default_rng(seed)
+    n = requests
+    t = np.sort(rng.random(n))
+    names = list(ROUTES)
+    p_before = np.array([scenario.mix[r] for r in names])
+    route = rng.choice(len(names), size=n, p=p_before / p_before.sum())
+    if scenario.mix_after is not None:
+        at, mix = scenario.mix_after
+        p_after = np.array([mix[r] for r in names])
+        late = t >= at
+        route[late] = rng.choice(len(names), size=int(late.sum()), p=p_after / p_after.sum())
+    versions = _versions(scenario, t, route, rng)
+    route_names = np.array(names)[route]
+    tenant = rng.choice(np.array(["acme", "globex", "initech"]), size=n, p=[0.5, 0.3, 0.2])
+
+    factor = {m: np.ones(n) for m in METRICS}
+    for e in scenario.effects:
+        hit = versions[e.component] == e.value
+        if e.routes is not None:
+            hit &= np.isin(route_names, e.routes)
+        factor[e.metric][hit] *= e.factor
+    for d in scenario.drifts:
+        factor[d.metric][t >= d.start] *= d.factor
+
+    base_in = np.array([ROUTES[r][0] for r in names])[route]
+    base_out = np.array([ROUTES[r][1] for r in names])[route]
+    base_tool = np.array([ROUTES[r][2] for r in names])[route]
+    model = versions["model"]
+    params = np.array([MODELS[m] for m in model])
+    ttft0, tpot0, p_in, p_out = params.T
+    input_tokens = np.maximum(
+        1, np.round(base_in * factor["input_tokens"] * rng.lognormal(0, 0.35, n))
+    ).astype(np.int64)
+    output_tokens = np.maximum(
+        1, np.round(base_out * factor["output_tokens"] * rng.lognormal(0, 0.4, n))
+    ).astype(np.int64)
+    ttft = ttft0 * factor["ttft_ms"] * rng.lognormal(0, 0.3, n)
+    gen = output_tokens * tpot0 * factor["tpot_ms"] * rng.lognormal(0, 0.15, n)
+    tool = base_tool * factor["tool_ms"] * rng.lognormal(0, 0.3, n)
+    queue = rng.exponential(15.0, n)
+    retried = rng.random(n) < 0.03
+    error_p = np.clip(0.01 * factor["error_rate"], 0, 1)
+    failed = rng.random(n) < error_p
+    cost = input_tokens * p_in + output_tokens * p_out
+    llm_ms = ttft + gen
+    latency = queue + tool + llm_ms * np.where(retried, 2.0, 1.0) + 5.0
+
+    start_ns = T0.timestamp() * 1e9 + t * SPAN_NS
+    start = start_ns.astype(np.int64)
+    canon = {c: np.asarray(v, dtype=str) for c, v in sorted(versions.items())}
+    canonical = np.full(n, "", dtype=object)
+    for i, (c, v) in enumerate(canon.items()):
+        canonical = canonical + ((";" if i else "") + c + "=") + v.astype(object)
+    ids = {s: hashlib.sha256(s.encode()).hexdigest()[:12] for s in set(canonical.tolist())}
+    vs_id = np.array([ids[s] for s in canonical], dtype=object)
+
+    trace = pl.int_range(0, n, eager=True).cast(pl.String).str.zfill(32)
+    request = pl.DataFrame(
+        {
+            "trace_id": trace,
+            "span_id": pl.Series([f"{i:016x}" for i in range(n)]),
+            "parent_span_id": pl.Series([None] * n, dtype=pl.String),
+            "name": route_names,
+            "span_kind": "request",
+            "start": start,
+            "end": (start + latency * 1e6).astype(np.int64),
+            "route": route_names,
+            "tenant_id": tenant,
+            "total_ms": latency,
+            "ttft_ms": queue + tool + ttft,
+            "tool_ms": tool,
+            "queue_ms": queue,
+            "final_status": np.where(failed, "failure", "success"),
+            "error_code": pl.Series(np.where(failed, "UPSTREAM_TIMEOUT", "")).replace("", None),
+            "status": np.where(failed, "error", "unset"),
+        }
+    )
+    llm_start = start + ((queue + tool) * 1e6).astype(np.int64)
+    llm = pl.DataFrame(
+        {
+            "trace_id": trace,
+            "span_id": pl.Series([f"{i + n:016x}" for i in range(n)]),
+            "parent_span_id": request["span_id"],
+            "name": "chat",
+            "span_kind": "llm",
+            "operation": "chat",
+            "start": llm_start,
+            "end": llm_start + (llm_ms * 1e6).astype(np.int64),
+            "model": model.astype(str),
+            "provider": "openai",
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "cost_usd": cost,
+            "cost_source": "genai-prices",
+            "ttft_ms": ttft,
+            "tenant_id": tenant,
+            "status": "unset",
+        }
+    )
+    parts = [request, llm]
+    if retried.any():
+        idx = np.flatnonzero(retried)
+        parts.append(llm[idx].with_columns(span_id=pl.col("span_id").str.replace("^0", "r")))
+    tools = np.flatnonzero(base_tool > 0)
+    if len(tools):
+        parts.append(
+            pl.DataFrame(
+                {
+                    "trace_id": trace.gather(tools),
+                    "span_id": pl.Series([f"t{i:015x}" for i in tools]),
+                    "parent_span_id": request["span_id"].gather(tools),
+                    "name": "render_pdf",
+                    "span_kind": "tool",
+                    "operation": "execute_tool",
+                    "start": start[tools] + (queue[tools] * 1e6).astype(np.int64),
+                    "end": start[tools] + ((queue[tools] + tool[tools]) * 1e6).astype(np.int64),
+                    "tenant_id": tenant[tools],
+                    "status": "unset",
+                }
+            )
+        )
+    version_columns = {f"version.{c}": v.astype(str) for c, v in canon.items()}
+    stamp = pl.DataFrame(
+        {
+            "trace_id": trace,
+            "version_set": canonical.astype(str),
+            "version_set_id": vs_id.astype(str),
+            **version_columns,
+        }
+    )
+    spans = pl.concat(parts, how="diagonal_relaxed").join(stamp, on="trace_id", how="left")
+    schema = {**SPAN_SCHEMA, **{c: pl.String() for c in version_columns}}
+    return (
+        spans.with_columns(
+            start=pl.col("start").cast(pl.Datetime("ns", "UTC")),
+            end=pl.col("end").cast(pl.Datetime("ns", "UTC")),
+            service=pl.lit("writer-api"),
+            kind=pl.when(pl.col("span_kind") == "request")
+            .then(pl.lit("server"))
+            .otherwise(pl.lit("internal")),
+        )
+        .with_columns(
+            duration_ms=(pl.col("end").cast(pl.Int64) - pl.col("start").cast(pl.Int64)) / 1e6,
+            is_root=pl.col("parent_span_id").is_null(),
+        )
+        .select(
+            [
+                pl.col(c).cast(dtype)
+                if c in spans.columns
+                or c in ("service", "kind", "duration_ms", "is_root", "start", "end")
+                else pl.lit(None, dtype).alias(c)
+                for c, dtype in schema.items()
+            ]
+        )
+    )
+
+
+def write_dataset(spans: pl.DataFrame, out: Path) -> None:
+    """Write spans as ``blameset ingest`` lays them out (day=YYYY-MM-DD/part.parquet)."""
+    for (day,), part in (
+        spans.with_columns(day=pl.col("start").dt.strftime("%Y-%m-%d"))
+        .partition_by("day", as_dict=True)
+        .items()
+    ):
+        folder = out / f"day={day}"
+        folder.mkdir(parents=True, exist_ok=True)
+        part.drop("day").write_parquet(folder / "part-0.parquet", compression="zstd")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    spans = generate(args.scenario, args.requests, args.seed)
+    write_dataset(spans, args.out)
+    print(f"{spans.height} spans of {args.scenario} -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
