@@ -1,24 +1,45 @@
 """blameset analyze: trace files of blameset and other tools into one span table (polars), the
-request roll-up, a Parquet dataset, and the contract check. Attribution builds on these."""
+request roll-up, a Parquet dataset, the contract check, reports, and attribution of regressions and
+cost spikes to the version_set change (and component) behind them.
 
+From a notebook::
+
+    import analyze
+    spans = analyze.load("dataset/")          # or analyze.open_spans(["spans.jsonl"])
+    analyze.report(spans, by=["version_set"])  # a Report: .to_polars(), .to_dict()
+    result = analyze.attribute(spans)          # an Attribution: findings, cost decomposition
+"""
+
+from analyze.attribute import Attribution, Finding, attribute, request_table
 from analyze.check import Coverage, coverage
+from analyze.costs import decompose
 from analyze.gate import check_design
 from analyze.ingest import IngestSummary, ingest, load
 from analyze.readers import BadInput, ReadReport, expand_inputs, read_file
+from analyze.report import Report, report
+from analyze.source import open_spans
 from analyze.table import SPAN_SCHEMA, requests, spans_frame
 
 __all__ = [
     "SPAN_SCHEMA",
+    "Attribution",
     "BadInput",
     "Coverage",
+    "Finding",
     "IngestSummary",
     "ReadReport",
+    "Report",
+    "attribute",
     "check_design",
     "coverage",
+    "decompose",
     "expand_inputs",
     "ingest",
     "load",
+    "open_spans",
     "read_file",
+    "report",
+    "request_table",
     "requests",
     "spans_frame",
 ]
