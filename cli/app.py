@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 try:
     import typer
@@ -298,6 +299,265 @@ if typer is not None:
                 typer.echo(f"  - {req.name}: {req.why}")
         if failed:
             raise typer.Exit(1)
+
+    def _when(text: str | None, option: str) -> datetime | None:
+        """An ISO date or datetime from the command line; UTC unless it says otherwise."""
+        if text is None:
+            return None
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            typer.echo(f"{option}: not an ISO date or datetime: {text!r}", err=True)
+            raise typer.Exit(2) from None
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+    def _span_window(text: str | None, option: str) -> tuple[datetime, datetime] | None:
+        if text is None:
+            return None
+        lo, sep, hi = text.partition("..")
+        start, end = _when(lo, option), _when(hi, option)
+        if not sep or start is None or end is None:
+            typer.echo(f"{option}: expected FROM..TO (ISO datetimes), got {text!r}", err=True)
+            raise typer.Exit(2)
+        return start, end
+
+    def _open(inputs: list[str], command: str, skip_bad: bool) -> Any:
+        from analyze.readers import BadInput
+        from analyze.source import open_spans
+
+        try:
+            return open_spans(inputs, skip_bad=skip_bad)
+        except BadInput as exc:
+            typer.echo(f"blameset {command}: {exc}", err=True)
+            raise typer.Exit(2) from None
+        except FileNotFoundError as exc:
+            typer.echo(f"blameset {command}: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    _Inputs = Annotated[
+        list[str],
+        typer.Argument(help="An ingested dataset folder, or trace files / folders / globs."),
+    ]
+    _Since = Annotated[
+        str | None, typer.Option("--since", help="Only requests from this ISO time (UTC).")
+    ]
+    _Until = Annotated[
+        str | None, typer.Option("--until", help="Only requests before this ISO time (UTC).")
+    ]
+    _Skip = Annotated[
+        bool, typer.Option("--skip-bad-lines", help="Count unreadable lines and go on.")
+    ]
+
+    @app.command()
+    def report(
+        inputs: _Inputs,
+        by: Annotated[
+            str,
+            typer.Option(
+                help="Group by: version_set, model, route, tenant, time, or a component "
+                "(prompt, config...); comma-separated."
+            ),
+        ] = "version_set",
+        bucket: Annotated[str, typer.Option(help="Time bucket for --by time: 15m, 1h, 1d.")] = "1h",
+        since: _Since = None,
+        until: _Until = None,
+        as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
+        html_path: Annotated[
+            Path | None,
+            typer.Option("--html", help="Also write the self-contained HTML report here."),
+        ] = None,
+        skip_bad_lines: _Skip = False,
+    ) -> None:
+        """Cost and latency by version_set, model, route, tenant or time bucket."""
+        from analyze.report import report as run_report
+
+        spans = _open(inputs, "report", skip_bad_lines)
+        try:
+            result = run_report(
+                spans,
+                by=[b.strip() for b in by.split(",") if b.strip()],
+                bucket=bucket,
+                since=_when(since, "--since"),
+                until=_when(until, "--until"),
+            )
+        except ValueError as exc:
+            typer.echo(f"blameset report: {exc}", err=True)
+            raise typer.Exit(2) from None
+        if html_path is not None:
+            from analyze.attribute import attribute as run_attribute
+            from analyze.html import write_html
+
+            found = run_attribute(
+                spans, since=_when(since, "--since"), until=_when(until, "--until")
+            )
+            write_html(html_path, spans, attribution=found)
+        if as_json:
+            typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
+        else:
+            _print_report(result)
+        if html_path is not None and not as_json:
+            typer.echo(f"HTML report: {html_path}")
+
+    def _print_report(result: Any) -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(
+            title=f"{result.totals['requests']} requests, ${result.totals['cost_usd']:.4f}"
+        )
+        columns = [c for c in result.by if c != "version_set"] + [
+            "requests",
+            "latency_ms.p50",
+            "latency_ms.p95",
+            "latency_ms.p99",
+            "ttft_ms.p50",
+            "tpot_ms.p50",
+            "tool_ms.mean",
+            "queue_ms.mean",
+            "input_tokens.mean",
+            "output_tokens.mean",
+            "cost_usd.mean",
+            "cost_usd.total",
+            "error_rate",
+        ]
+        for c in columns:
+            table.add_column(c, justify="left" if c in result.by else "right")
+        for row in result.frame.iter_rows(named=True):
+            table.add_row(*[_cell(row.get(c)) for c in columns])
+        Console(width=max(160, Console().width)).print(table)
+
+    def _cell(value: Any) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return f"{value:.4f}" if abs(value) < 1 else f"{value:,.1f}"
+        return str(value)
+
+    @app.command()
+    def attribute(
+        inputs: _Inputs,
+        as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
+        min_effect: Annotated[
+            float, typer.Option(help="Smallest effect worth a finding (0.05 = 5%).")
+        ] = 0.05,
+        alpha: Annotated[
+            float, typer.Option(help="False discovery rate (Benjamini-Hochberg).")
+        ] = 0.05,
+        strata: Annotated[
+            str | None,
+            typer.Option(help="Comma-separated strata columns (default: route, + tenant if few)."),
+        ] = None,
+        since: _Since = None,
+        until: _Until = None,
+        before: Annotated[
+            str | None, typer.Option(help="Cost window before, FROM..TO (default: first half).")
+        ] = None,
+        after: Annotated[
+            str | None, typer.Option(help="Cost window after, FROM..TO (default: second half).")
+        ] = None,
+        seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+        html_path: Annotated[
+            Path | None, typer.Option("--html", help="Also write the HTML report here.")
+        ] = None,
+        skip_bad_lines: _Skip = False,
+    ) -> None:
+        """Attribute regressions and cost changes to the version_set change (and component) behind
+        them; mix-adjusted, with confidence intervals, `confounded` and `external` verdicts."""
+        from analyze.attribute import attribute as run_attribute
+
+        spans = _open(inputs, "attribute", skip_bad_lines)
+        windows = None
+        b, a = _span_window(before, "--before"), _span_window(after, "--after")
+        if (b is None) != (a is None):
+            typer.echo("--before and --after go together", err=True)
+            raise typer.Exit(2)
+        if b is not None and a is not None:
+            windows = (b, a)
+        result = run_attribute(
+            spans,
+            min_effect=min_effect,
+            alpha=alpha,
+            strata=[s.strip() for s in strata.split(",")] if strata else None,
+            since=_when(since, "--since"),
+            until=_when(until, "--until"),
+            cost_windows=windows,
+            seed=seed,
+        )
+        if html_path is not None:
+            from analyze.html import write_html
+
+            write_html(html_path, spans, attribution=result)
+        if as_json:
+            typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
+            return
+        _print_attribution(result)
+        if html_path is not None:
+            typer.echo(f"HTML report: {html_path}")
+
+    def _print_attribution(result: Any) -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        console = Console(width=max(160, Console().width))
+        episodes = Table(title=f"{len(result.episodes)} rollout episodes")
+        for c in ("at", "kind", "baseline", "candidate", "changed", "routes"):
+            episodes.add_column(c)
+        for e in result.episodes:
+            changed = "; ".join(f"{k}: {v[0]} -> {v[1]}" for k, v in e.changes.items())
+            episodes.add_row(
+                e.at.strftime("%Y-%m-%d %H:%M"),
+                e.kind,
+                e.baseline,
+                e.candidate,
+                changed,
+                ", ".join(e.routes),
+            )
+        console.print(episodes)
+        findings = Table(title=f"{len(result.findings)} findings ({len(result.tests)} tests, BH)")
+        for c in (
+            "verdict",
+            "metric",
+            "effect",
+            "95% CI",
+            "naive",
+            "components",
+            "routes",
+            "baseline -> candidate",
+            "n",
+        ):
+            findings.add_column(c, justify="right" if c in ("effect", "naive", "n") else "left")
+        for f in result.findings:
+            findings.add_row(
+                f.verdict,
+                f.metric,
+                f"x{f.effect:.3f}",
+                f"[{f.ci[0]:.3f}, {f.ci[1]:.3f}]",
+                f"x{f.naive_effect:.3f}",
+                ", ".join(f.components) or "-",
+                ", ".join(f.scope.get("routes", [])),
+                f"{f.baseline} -> {f.candidate}",
+                f"{f.n_baseline}/{f.n_candidate}",
+            )
+        console.print(findings)
+        cost = result.cost_decomposition
+        if "before" in cost:
+            console.print(
+                f"Cost {cost['before']['cost_usd']:.2f} -> {cost['after']['cost_usd']:.2f} USD "
+                f"({cost['change_usd']:+.2f}): "
+                + ", ".join(f"{k} {v:+.2f}" for k, v in cost["terms"].items())
+            )
+            for term in ("tokens_per_call", "price"):
+                for d in cost["drivers"].get(term, [])[:3]:
+                    if abs(d["usd"]) >= 0.005:
+                        moved = "; ".join(f"{k}: {v[0]} -> {v[1]}" for k, v in d["changes"].items())
+                        console.print(
+                            f"  {term} {d['usd']:+.2f} USD: {moved or 'no version change'}"
+                        )
+        if not result.findings:
+            console.print(
+                "No finding: nothing significant and at least "
+                f"{result.settings['min_effect']:.0%} in size."
+            )
 
 
 def main() -> None:

@@ -1,0 +1,164 @@
+"""Attribution on seeded scenarios whose causes are known (bench/scenarios.py), the JSON contract,
+and the cost decomposition."""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import cache
+
+import polars as pl
+import pytest
+
+from analyze import attribute, decompose, request_table
+from analyze.attribute import Attribution
+from bench.scenarios import generate
+
+REQUESTS = 8000
+
+
+@cache
+def spans(name: str) -> pl.DataFrame:
+    return generate(name, REQUESTS, seed=3)
+
+
+@cache
+def run(name: str) -> Attribution:
+    return attribute(spans(name))
+
+
+def test_a_prompt_change_is_named_with_its_size() -> None:
+    result = run("prompt_regression")
+    tokens = [f for f in result.findings if f.metric == "input_tokens.mean"]
+    assert len(tokens) == 1
+    finding = tokens[0]
+    assert finding.components == ["prompt"]
+    assert finding.verdict == "regression"
+    assert finding.ci[0] < 1.38 < finding.ci[1]
+    assert finding.scope["changes"] == {"prompt": ["outline@v3", "outline@v4"]}
+    assert {f.metric for f in result.findings} == {"input_tokens.mean", "cost_usd.mean"}
+    (episode,) = result.episodes
+    assert (episode.kind, episode.components) == ("cutover", ["prompt"])
+
+
+def test_a_traffic_mix_shift_is_not_blamed_on_the_deploy_beside_it() -> None:
+    result = run("mix_shift")
+    assert result.findings == []
+    latency = next(t for t in result.tests if t["metric"] == "latency_ms.mean")
+    assert latency["naive_effect"] > 1.3  # pooled, the deploy looks 30%+ slower
+    assert abs(math.log(latency["effect"])) < math.log(1.05)  # within routes it is not
+
+
+def test_two_components_released_together_are_confounded() -> None:
+    result = run("co_release")
+    assert result.findings
+    for finding in result.findings:
+        assert finding.verdict == "confounded"
+        assert finding.components == ["config", "prompt"]
+
+
+def test_drift_with_no_version_change_is_external() -> None:
+    result = run("provider_drift")
+    assert [(f.verdict, f.metric, f.components) for f in result.findings] == [
+        ("external", "ttft_ms.mean", [])
+    ]
+    finding = result.findings[0]
+    assert finding.baseline == finding.candidate
+    assert "2026-11-02T06" < finding.scope["since"] < "2026-11-02T09"  # injected at 65% of 2 days
+
+
+def test_a_and_a_finds_nothing() -> None:
+    result = run("aa")
+    assert result.findings == []
+    assert [e.kind for e in result.episodes] == ["ab"]
+
+
+def test_a_canary_is_compared_while_both_ran() -> None:
+    result = run("model_canary")
+    (episode,) = result.episodes
+    assert episode.kind == "canary"
+    ttft = next(f for f in result.findings if f.metric == "ttft_ms.mean")
+    assert ttft.components == ["model"]
+    assert ttft.scope["comparison"] == "concurrent"
+
+
+def test_a_change_on_one_route_is_scoped_to_it() -> None:
+    result = run("config_one_route")
+    tokens = next(f for f in result.findings if f.metric == "output_tokens.mean")
+    assert tokens.components == ["config"]
+    assert tokens.scope["routes"] == ["/v1/expand"]
+
+
+def test_co_released_components_separate_when_another_episode_moved_one_alone() -> None:
+    result = run("overlapping")
+    model = [f for f in result.findings if f.metric == "ttft_ms.mean"]
+    assert model
+    assert all(f.components == ["model"] and f.verdict == "improvement" for f in model)
+    assert not [f for f in result.findings if "code" in f.components]
+
+
+def test_json_output_follows_the_contract() -> None:
+    document = json.loads(json.dumps(run("prompt_regression").to_dict()))
+    assert set(document) >= {"findings", "cost_decomposition"}
+    types = {
+        "metric": str,
+        "baseline": str,
+        "candidate": str,
+        "components": list,
+        "verdict": str,
+        "effect": float,
+        "ci": list,
+        "p_value": float,
+        "naive_effect": float,
+        "scope": dict,
+        "n_baseline": int,
+        "n_candidate": int,
+    }
+    for finding in document["findings"]:
+        for key, kind in types.items():
+            assert isinstance(finding[key], kind), key
+        assert finding["verdict"] in {"regression", "improvement", "confounded", "external"}
+        assert len(finding["ci"]) == 2
+        assert all(isinstance(x, float) for x in finding["ci"])
+        assert all(isinstance(c, str) for c in finding["components"])
+        assert 0 <= finding["p_value"] <= 1
+        assert len(finding["baseline"]) == 12
+    assert isinstance(document["cost_decomposition"], dict)
+
+
+def test_cost_terms_add_up_to_the_change_and_name_the_prompt() -> None:
+    cost = run("prompt_regression").cost_decomposition
+    assert sum(cost["terms"].values()) == pytest.approx(cost["change_usd"], abs=1e-9)
+    assert cost["change_usd"] == pytest.approx(
+        cost["after"]["cost_usd"] - cost["before"]["cost_usd"]
+    )
+    top = cost["drivers"]["tokens_per_call"][0]
+    assert top["components"] == ["prompt"]
+    assert top["usd"] > 0
+    assert cost["terms"]["tokens_per_call"] == max(cost["terms"].values())
+
+
+def test_cost_decomposition_puts_a_mix_shift_in_the_mix_term() -> None:
+    cost = decompose(request_table(spans("mix_shift").lazy()))
+    terms = cost["terms"]
+    assert abs(terms["mix"]) > 5 * max(abs(terms["tokens_per_call"]), abs(terms["price"]))
+    assert sum(terms.values()) == pytest.approx(cost["change_usd"], abs=1e-9)
+
+
+def test_requests_without_versions_still_get_external_checks_but_no_episode() -> None:
+    frame = spans("provider_drift").with_columns(
+        version_set=pl.lit(None, pl.String), version_set_id=pl.lit(None, pl.String)
+    )
+    result = attribute(frame)
+    assert result.episodes == []
+    assert [f.verdict for f in result.findings] == ["external"]
+
+
+def test_repr_and_polars_views_read_well() -> None:
+    result = run("prompt_regression")
+    text = repr(result)
+    assert "regression" in text
+    assert "input_tokens.mean" in text
+    table = result.to_polars()
+    assert table.height == len(result.findings)
+    assert {"metric", "effect", "ci_lo", "ci_hi", "components"} <= set(table.columns)
