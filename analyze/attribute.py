@@ -46,7 +46,7 @@ from analyze.stats import (
     group_labels,
     pelt,
 )
-from analyze.table import DURATION_MS, requests
+from analyze.table import requests
 
 __all__ = [
     "MEAN_METRICS",
@@ -89,28 +89,13 @@ _NS = 1_000_000_000
 
 
 def request_table(spans: pl.LazyFrame) -> pl.DataFrame:
-    """One row per request (root span) with the metrics attribution compares.
+    """One row per request (root span) with the metrics attribution compares, sorted by start.
 
     ``tpot_ms`` (time per output token) is the trace's generation time (LLM span time after the
     first token) over its output tokens; requests without output tokens have none."""
     names = spans.collect_schema().names()
-    llm = (pl.col("span_kind") == "llm") | (
-        pl.col("span_kind").is_null()
-        & (pl.col("input_tokens").is_not_null() | pl.col("model").is_not_null())
-    )
-    generation = (
-        spans.filter(llm)
-        .group_by("trace_id")
-        .agg(
-            gen_ms=(pl.coalesce("duration_ms", DURATION_MS) - pl.col("ttft_ms").fill_null(0.0))
-            .clip(0.0)
-            .sum(),
-            llm_models=pl.col("model").drop_nulls().first(),
-        )
-    )
     versions = sorted(c for c in names if c.startswith("version."))
     keep = [
-        "trace_id",
         "start",
         "name",
         "route",
@@ -128,17 +113,16 @@ def request_table(spans: pl.LazyFrame) -> pl.DataFrame:
         "llm_calls",
         "final_status",
         "error_code",
-        "gen_ms",
-        "llm_models",
+        "generation_ms",
+        "llm_model",
     ]
     frame = (
         requests(spans)
-        .join(generation, on="trace_id", how="left")
         .select(keep)
         .with_columns(
-            model=pl.col("llm_models"),
+            model=pl.col("llm_model"),
             tpot_ms=pl.when(pl.col("output_tokens") > 0).then(
-                pl.col("gen_ms") / pl.col("output_tokens")
+                pl.col("generation_ms") / pl.col("output_tokens")
             ),
             version_set_id=pl.col("version_set_id").fill_null(UNVERSIONED),
             route=pl.col("route").fill_null(pl.col("name")),
@@ -149,10 +133,26 @@ def request_table(spans: pl.LazyFrame) -> pl.DataFrame:
             tool_ms=pl.col("tool_ms").fill_null(0.0),
             queue_ms=pl.col("queue_ms").fill_null(0.0),
         )
-        .drop("gen_ms", "llm_models")
+        .drop("generation_ms", "llm_model", "name")
+        .with_columns(pl.col(_label_columns(versions)).cast(pl.Categorical))
         .sort("start")
     )
-    return frame.collect()
+    return frame.collect(engine="streaming")
+
+
+def _label_columns(versions: list[str]) -> list[str]:
+    """Low-cardinality text columns, held as categoricals: millions of requests share a few
+    routes and version sets, and a categorical stores each once."""
+    return [
+        "route",
+        "tenant_id",
+        "version_set",
+        "version_set_id",
+        "final_status",
+        "error_code",
+        "model",
+        *versions,
+    ]
 
 
 # ---------------------------------------------------------------------------------------------

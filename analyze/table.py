@@ -236,34 +236,82 @@ def with_derived_columns(frame: pl.DataFrame) -> pl.DataFrame:
 
 def requests(spans: pl.LazyFrame) -> pl.LazyFrame:
     """One row per root span: the trace's cost and tokens (LLM spans), the TTFT of its first LLM
-    call, tool and queue time, final status, error code, versions, route, tenant."""
+    call, tool and queue time, generation time (LLM time after the first token), final status,
+    error code, versions, route, tenant.
+
+    Traces and spans are keyed by 64-bit hashes of their ids for the group-by and the
+    parent look-up, so ten million spans roll up in a few hundred MB instead of gigabytes of
+    string keys (a collision needs ~4 billion spans to become likely)."""
     llm = (pl.col("span_kind") == "llm") | (
         pl.col("span_kind").is_null()
         & (pl.col("input_tokens").is_not_null() | pl.col("model").is_not_null())
     )
     tool = (pl.col("span_kind") == "tool") | (pl.col("operation") == "execute_tool")
-    per_trace = spans.group_by("trace_id").agg(
-        input_tokens=pl.col("input_tokens").filter(llm).sum(),
-        output_tokens=pl.col("output_tokens").filter(llm).sum(),
-        cost_usd=pl.col("cost_usd").filter(llm).sum(),
-        llm_calls=llm.sum(),
-        first_llm_ttft_ms=pl.col("ttft_ms")
-        .filter(llm)
-        .sort_by(pl.col("start").filter(llm))
-        .first(),
-        tool_ms_sum=pl.col("duration_ms").filter(tool).sum(),
-        queue_ms_sum=pl.col("duration_ms").filter(pl.col("span_kind") == "queue").sum(),
-        spans=pl.len(),
+    trace_key = pl.col("trace_id").hash()
+    span_key = pl.struct(pl.col("trace_id"), pl.col("span_id")).hash()
+    parent_key = pl.struct(pl.col("trace_id"), pl.col("parent_span_id").alias("span_id")).hash()
+    duration = pl.coalesce("duration_ms", DURATION_MS)
+    per_trace = (
+        spans.select(
+            _trace=trace_key,
+            _llm=llm.fill_null(False),
+            _tool=tool.fill_null(False),
+            _queue=(pl.col("span_kind") == "queue").fill_null(False),
+            _duration=duration,
+            input_tokens=pl.col("input_tokens"),
+            output_tokens=pl.col("output_tokens"),
+            cost_usd=pl.col("cost_usd"),
+            ttft_ms=pl.col("ttft_ms"),
+            start=pl.col("start"),
+            model=pl.col("model"),
+        )
+        .group_by("_trace")
+        .agg(
+            input_tokens=pl.col("input_tokens").filter("_llm").sum(),
+            output_tokens=pl.col("output_tokens").filter("_llm").sum(),
+            cost_usd=pl.col("cost_usd").filter("_llm").sum(),
+            llm_calls=pl.col("_llm").sum(),
+            first_llm_ttft_ms=pl.col("ttft_ms")
+            .filter("_llm")
+            .get(pl.col("start").filter("_llm").arg_min(), null_on_oob=True),
+            generation_ms=(pl.col("_duration") - pl.col("ttft_ms").fill_null(0.0))
+            .clip(0.0)
+            .filter("_llm")
+            .sum(),
+            llm_model=pl.col("model").filter("_llm").drop_nulls().first(),
+            tool_ms_sum=pl.col("_duration").filter("_tool").sum(),
+            queue_ms_sum=pl.col("_duration").filter("_queue").sum(),
+            spans=pl.len(),
+        )
     )
-    known = spans.select(pl.col("span_id").alias("parent_span_id"), _parent_seen=pl.lit(True))
+    # parents named but absent from the data (outside the capture): their children are roots.
+    # Usually none; collected here so the root filter below reaches the scan and only root rows
+    # are ever read in full.
+    present = spans.select(_key=span_key)
+    orphans = (
+        spans.filter(pl.col("parent_span_id").is_not_null())
+        .select(_key=parent_key)
+        .join(present, on="_key", how="anti")
+        .unique()
+        .collect()
+        .get_column("_key")
+    )
+    is_root = pl.col("parent_span_id").is_null()
+    if len(orphans):
+        is_root = is_root | parent_key.is_in(orphans.implode())
+    names = spans.collect_schema().names()
+    dropped = [
+        c
+        for c in ("input_tokens", "output_tokens", "cost_usd", "attributes", "resource")
+        if c in names
+    ]
     roots = (
-        spans.join(known.unique(), on="parent_span_id", how="left")
-        .filter(pl.col("is_root") | pl.col("_parent_seen").is_null())  # no parent, or not here
-        .drop("_parent_seen", "input_tokens", "output_tokens", "cost_usd", "attributes", "resource")
-        .with_columns(route=pl.coalesce("route", "name"))
+        spans.filter(is_root)
+        .drop(*dropped)
+        .with_columns(route=pl.coalesce("route", "name"), _trace=trace_key)
     )
     return (
-        roots.join(per_trace, on="trace_id", how="left")
+        roots.join(per_trace, on="_trace", how="left")
         .with_columns(
             latency_ms=pl.coalesce("total_ms", "duration_ms"),
             ttft_ms=pl.coalesce("ttft_ms", "first_llm_ttft_ms"),
@@ -278,5 +326,5 @@ def requests(spans: pl.LazyFrame) -> pl.LazyFrame:
                 .otherwise(pl.lit("success")),
             ),
         )
-        .drop("first_llm_ttft_ms", "tool_ms_sum", "queue_ms_sum")
+        .drop("_trace", "first_llm_ttft_ms", "tool_ms_sum", "queue_ms_sum")
     )
