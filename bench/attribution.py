@@ -191,8 +191,8 @@ def scale(spans_target: int) -> None:
         )
         took, rss, findings = out.stdout.split()
         print(
-            f"attribute 10M-scale: {float(took):.1f} s (target <= 60 s), peak RSS {float(rss):,.0f} MB "
-            f"(target <= 4096 MB), {findings} findings"
+            f"attribute 10M-scale: {float(took):.1f} s (target <= 60 s), "
+            f"peak RSS {float(rss):,.0f} MB (target <= 4096 MB), {findings} findings"
         )
 
 

@@ -154,6 +154,15 @@ SCENARIOS: dict[str, Scenario] = {
             null=True,
         ),
         Scenario(
+            "rollback",
+            rollouts=(Rollout({"prompt": "outline@v4"}, 0.3, end=0.6),),
+            effects=(Effect("prompt", "outline@v4", "input_tokens", 1.3),),
+            truth=(
+                ("input_tokens", ("prompt",), "regression"),
+                ("input_tokens", ("prompt",), "improvement"),
+            ),
+        ),
+        Scenario(
             "overlapping",
             rollouts=(
                 Rollout({"prompt": "outline@v4"}, 0.25),

@@ -97,6 +97,19 @@ def test_co_released_components_separate_when_another_episode_moved_one_alone() 
     assert not [f for f in result.findings if "code" in f.components]
 
 
+def test_a_rollback_is_an_episode_of_its_own() -> None:
+    result = run("rollback")
+    assert [(e.kind, e.components) for e in result.episodes] == [
+        ("cutover", ["prompt"]),
+        ("rollback", ["prompt"]),
+    ]
+    tokens = [f for f in result.findings if f.metric == "input_tokens.mean"]
+    assert sorted((f.scope["episode"], f.verdict) for f in tokens) == [
+        ("cutover", "regression"),
+        ("rollback", "improvement"),
+    ]
+
+
 def test_json_output_follows_the_contract() -> None:
     document = json.loads(json.dumps(run("prompt_regression").to_dict()))
     assert set(document) >= {"findings", "cost_decomposition"}
