@@ -679,6 +679,8 @@ class Attribution:
     findings: list[Finding]
     cohorts: dict[str, Cohort]
     episodes: list[Episode]
+    timeline: pl.DataFrame
+    """Traffic share of each version_set per route and time bucket (about 48 buckets)."""
     cost_decomposition: dict[str, Any]
     tests: list[dict[str, Any]]
     settings: dict[str, Any]
@@ -691,6 +693,10 @@ class Attribution:
             "cost_decomposition": self.cost_decomposition,
             "cohorts": [c.to_dict() for c in self.cohorts.values()],
             "episodes": [e.to_dict() for e in self.episodes],
+            "timeline": [
+                {**row, "time": row["time"].isoformat()}
+                for row in self.timeline.iter_rows(named=True)
+            ],
             "settings": self.settings,
         }
 
@@ -737,6 +743,30 @@ def _strata(frame: pl.DataFrame, strata: Sequence[str] | None) -> list[str]:
     if 1 < tenants <= 12:
         chosen.append("tenant_id")
     return chosen
+
+
+def _timeline(frame: pl.DataFrame, buckets: int = 48) -> pl.DataFrame:
+    """Each version_set's share of its route's requests per time bucket."""
+    if frame.is_empty():
+        return pl.DataFrame(
+            schema={
+                "time": pl.Datetime("ns", "UTC"),
+                "route": pl.String,
+                "version_set_id": pl.String,
+            }
+        )
+    t0, t1 = _bounds(frame)
+    width = max((t1 - t0) // buckets // _NS, 1)
+    return (
+        frame.group_by(
+            pl.col("start").dt.truncate(f"{width}s").alias("time"),
+            pl.col("route").cast(pl.String),
+            pl.col("version_set_id").cast(pl.String),
+        )
+        .agg(requests=pl.len())
+        .with_columns(share=pl.col("requests") / pl.col("requests").sum().over("time", "route"))
+        .sort("time", "route", "version_set_id")
+    )
 
 
 def _bounds(frame: pl.DataFrame) -> tuple[int, int]:
@@ -810,13 +840,14 @@ def attribute(
     for test, qv in zip(tests, q, strict=True):
         test.q_value = qv
     significant = [t for t in tests if _passes(t, settings)]
-    findings = [_finding(t, significant, cohorts) for t in significant]
+    findings = [_finding(t, significant, chosen) for t in significant]
     findings.sort(key=lambda f: (f.verdict == "external", f.q_value, -abs(math.log(f.effect or 1))))
     cost = decompose(frame, windows=cost_windows, strata=["route"], cohorts=cohorts)
     return Attribution(
         findings=findings,
         cohorts=cohorts,
         episodes=episodes,
+        timeline=_timeline(frame),
         cost_decomposition=cost,
         tests=[_test_dict(t) for t in tests],
         settings={
@@ -936,11 +967,11 @@ def _passes(test: _Test, settings: _Settings) -> bool:
     return test.rate_delta is None or abs(test.rate_delta) >= settings.min_rate_delta
 
 
-def _finding(test: _Test, significant: list[_Test], cohorts: dict[str, Cohort]) -> Finding:
+def _finding(test: _Test, significant: list[_Test], strata: list[str]) -> Finding:
     r = test.ratio
     episode = test.episode
     scope: dict[str, Any] = {
-        "routes": _scope_routes(test),
+        **_scope(test, strata),
         "all_routes": sorted(test.context["routes"]),
         "window": test.context["window"],
         "episode": test.context["episode"],
@@ -979,17 +1010,25 @@ def _finding(test: _Test, significant: list[_Test], cohorts: dict[str, Cohort]) 
     )
 
 
-def _scope_routes(test: _Test) -> list[str]:
-    """The routes whose strata carry the effect: same direction, interval clear of 1."""
+_SCOPE_NAMES = {"route": "routes", "tenant_id": "tenants"}
+
+
+def _scope(test: _Test, strata: list[str]) -> dict[str, list[str]]:
+    """The segments (routes, tenants, ...) whose strata carry the effect: same direction,
+    interval clear of 1. When no single stratum is clear on its own, all of them are listed."""
     r = test.ratio
     up = r.point > 1
-    carried = set()
-    for key, point, lo, hi in zip(
-        test.strata, r.stratum_points, r.stratum_lo, r.stratum_hi, strict=True
-    ):
-        if (up and lo > 1 and point > 1) or (not up and hi < 1 and point < 1):
-            carried.add(key[0])
-    return sorted(carried) or sorted({k[0] for k in test.strata})
+    carried = [
+        key
+        for key, point, lo, hi in zip(
+            test.strata, r.stratum_points, r.stratum_lo, r.stratum_hi, strict=True
+        )
+        if (up and lo > 1 and point > 1) or (not up and hi < 1 and point < 1)
+    ] or test.strata
+    return {
+        _SCOPE_NAMES.get(column, f"{column}s"): sorted({key[i] for key in carried})
+        for i, column in enumerate(strata)
+    }
 
 
 def _separate(test: _Test, significant: list[_Test]) -> list[str]:

@@ -87,6 +87,7 @@ def test_a_change_on_one_route_is_scoped_to_it() -> None:
     tokens = next(f for f in result.findings if f.metric == "output_tokens.mean")
     assert tokens.components == ["config"]
     assert tokens.scope["routes"] == ["/v1/expand"]
+    assert tokens.scope["tenants"] == ["acme", "globex", "initech"]  # every tenant on that route
 
 
 def test_co_released_components_separate_when_another_episode_moved_one_alone() -> None:
@@ -95,6 +96,16 @@ def test_co_released_components_separate_when_another_episode_moved_one_alone() 
     assert model
     assert all(f.components == ["model"] and f.verdict == "improvement" for f in model)
     assert not [f for f in result.findings if "code" in f.components]
+
+
+def test_the_timeline_shows_the_canary_share() -> None:
+    timeline = run("model_canary").timeline
+    assert set(timeline.columns) >= {"time", "route", "version_set_id", "requests", "share"}
+    totals = timeline.group_by("time", "route").agg(pl.col("share").sum())
+    assert totals["share"].to_list() == pytest.approx([1.0] * totals.height)
+    canary = run("model_canary").episodes[0].candidate
+    shares = timeline.filter(pl.col("version_set_id") == canary)["share"]
+    assert 0.05 < shares.median() < 0.15  # a 10% canary
 
 
 def test_a_rollback_is_an_episode_of_its_own() -> None:
