@@ -154,6 +154,12 @@ SCENARIOS: dict[str, Scenario] = {
             null=True,
         ),
         Scenario(
+            "subtle",
+            rollouts=(Rollout({"prompt": "outline@v3.1"}, 0.5),),
+            effects=(Effect("prompt", "outline@v3.1", "input_tokens", 1.08),),
+            truth=(("input_tokens", ("prompt",), "regression"),),
+        ),
+        Scenario(
             "rollback",
             rollouts=(Rollout({"prompt": "outline@v4"}, 0.3, end=0.6),),
             effects=(Effect("prompt", "outline@v4", "input_tokens", 1.3),),
