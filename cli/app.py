@@ -559,6 +559,28 @@ if typer is not None:
                 f"{result.settings['min_effect']:.0%} in size."
             )
 
+    @app.command()
+    def demo(
+        out: Annotated[
+            Path | None,
+            typer.Option(
+                "--out",
+                help="Folder for the demo's files (default: ./blameset-demo, created in the "
+                "current directory). A rerun replaces the demo's own files there.",
+            ),
+        ] = None,
+        requests: Annotated[
+            int, typer.Option(min=1, help="Simulated requests, spread over two days.")
+        ] = 3000,
+        seed: Annotated[int, typer.Option(help="Seed of the traffic, failures and bootstrap.")] = 7,
+    ) -> None:
+        """Serve two days of simulated traffic through an instrumented AI writing assistant (a
+        prompt change and a model canary included), then ingest, report and attribute it and
+        write the HTML report. Prints the findings and where the files are."""
+        from cli.demo import main as run_demo
+
+        raise typer.Exit(run_demo(out, requests, seed))
+
 
 def main() -> None:
     """Console entry point."""
