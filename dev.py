@@ -43,8 +43,9 @@ def ensure_env() -> None:
 
 
 def demo(args: list[str]) -> int:
-    """The main job: decorate a sample service, run it, print its spans."""
-    return _run(PY, ROOT / "examples" / "quickstart.py", *args)
+    """The main job, `blameset demo`: an instrumented sample service serves two days of simulated
+    traffic, and the analysis finds what its prompt change did (options: blameset demo --help)."""
+    return _run(BIN / ("blameset.exe" if os.name == "nt" else "blameset"), "demo", *args)
 
 
 def test(args: list[str]) -> int:
