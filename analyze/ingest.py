@@ -1,26 +1,45 @@
 """Ingest: trace files in, a Parquet dataset out, partitioned by day (hive: ``day=YYYY-MM-DD``)
 so polars, DuckDB and Spark read it as it is. Appending works; a span already in the dataset
 (same trace_id and span_id) is not stored again.
+
+JSON lines (flat or OTLP, compressed or not) are read in chunks by the fast path
+(``analyze.fast``), two chunks at a time so both cores work; a chunk the fast path does not take
+is read by the row reader (``analyze.readers``), which names a bad line by its number in the file.
+Everything else (protobuf, one pretty-printed document) goes the row reader's way. Memory follows
+the chunk and batch sizes; what grows with the input is 16 bytes a span for the duplicate check.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from analyze.fast import flat_frames
-from analyze.readers import ReadReport, SpanRecord, expand_inputs, read_file
+from analyze import fast
+from analyze.readers import (
+    BadInput,
+    ReadReport,
+    SpanRecord,
+    expand_inputs,
+    json_line_chunks,
+    read_file,
+    read_json_lines_chunk,
+)
 from analyze.table import requests, spans_frame
 
 __all__ = ["IngestSummary", "ingest", "load"]
 
 BATCH_SPANS = 50_000
-"""Spans per batch: memory stays bounded by this, not by the size of the input."""
+"""Spans per batch of the row reader: memory stays bounded by this, not by the size of the input."""
+
+IN_FLIGHT = 2
+"""Chunks the fast path decodes at once (one per core on the machines it was measured on)."""
 
 
 @dataclass
@@ -43,37 +62,176 @@ class IngestSummary:
         return asdict(self)
 
 
-def _looks_flat(path: Path) -> bool:
-    """Uncompressed flat JSONL (blameset's own): the fast path can try it."""
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(4096)
-    except OSError:
-        return False
-    first = head.lstrip().split(b"\n", 1)[0]
-    return first.startswith(b"{") and b'"span_id"' in first and b'"start_time_unix_nano"' in first
+def _batches(records: Iterable[SpanRecord]) -> Iterator[pl.DataFrame]:
+    batch: list[SpanRecord] = []
+    for record in records:
+        batch.append(record)
+        if len(batch) >= BATCH_SPANS:
+            yield spans_frame(batch)
+            batch = []
+    if batch:
+        yield spans_frame(batch)
 
 
-def _write(table: pl.DataFrame, out: Path, summary: IngestSummary, written: list[Path]) -> None:
-    """Append one table's new spans to the dataset, day by day; count the rest as duplicates."""
-    frame = table.unique(["trace_id", "span_id"], keep="first")
-    summary.duplicates += table.height - frame.height
-    frame = frame.with_columns(day=pl.col("start").dt.strftime("%Y-%m-%d").fill_null("unknown"))
-    days = frame.get_column("day").unique().to_list()
-    existing = _existing_keys(out, days)
-    if existing is not None:
-        before = frame.height
-        frame = frame.join(existing, on=["trace_id", "span_id"], how="anti")
-        summary.duplicates += before - frame.height
-    if frame.height == 0:
+def _file_tables(
+    path: Path, report: ReadReport, skip_bad: bool, reader: fast.FastReader | None
+) -> Iterator[pl.DataFrame]:
+    """The span tables of one file, chunk by chunk or batch by batch."""
+    source = json_line_chunks(path, report, skip_bad=skip_bad)
+    if source is None:  # protobuf, one pretty-printed document, an empty file
+        yield from _batches(read_file(path, report, skip_bad=skip_bad))
         return
-    for (day,), part in frame.group_by(["day"]):
-        folder = out / f"day={day}"
-        folder.mkdir(exist_ok=True)
-        path = folder / f"part-{uuid.uuid4().hex}.parquet"
-        part.drop("day").write_parquet(path, compression="zstd")
-        written.append(path)
-    summary.spans += frame.height
+    report.files += 1
+    first, chunked = source
+    name = str(path)
+    layout = fast.layout_of(first) if reader is not None else None
+    chunks = chunked(fast.OTLP_CHUNK_BYTES if layout == "otlp" else fast.CHUNK_BYTES)
+    if reader is None or layout is None:
+        yield from _batches(
+            record
+            for before, data in chunks
+            for record in read_json_lines_chunk(data, name, report, before, skip_bad=skip_bad)
+        )
+        return
+
+    def settle(
+        before: int, data: bytes, job: Future[fast.FastChunk | None]
+    ) -> Iterator[pl.DataFrame]:
+        chunk = job.result()
+        if chunk is None:  # not clean: the row reader reads it and names any bad line
+            yield from _batches(
+                read_json_lines_chunk(data, name, report, before, skip_bad=skip_bad)
+            )
+            return
+        report.spans += chunk.table.height
+        report.other_signals.update(chunk.other_signals)
+        yield chunk.table
+
+    with ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="blameset-ingest") as pool:
+        pending: deque[tuple[int, bytes, Future[fast.FastChunk | None]]] = deque()
+        try:
+            for before, data in chunks:
+                pending.append((before, data, pool.submit(reader.read, data, layout)))
+                if len(pending) > IN_FLIGHT:
+                    yield from settle(*pending.popleft())
+        except BadInput:
+            while pending:  # an earlier line's error comes first
+                yield from settle(*pending.popleft())
+            raise
+        while pending:
+            yield from settle(*pending.popleft())
+
+
+WRITE_ROWS = 200_000
+"""Spans gathered before a Parquet file is written: fewer, larger files read faster later."""
+
+_KEY = pl.struct("trace_id", "span_id").hash(7).alias("h")
+
+
+class _Dataset:
+    """Writes tables into the day folders and, at the end, removes what was already stored."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.written: list[Path] = []
+        self.rows = 0
+        self._pending: list[pl.DataFrame] = []
+        self._pending_rows = 0
+        self._keys: list[pl.DataFrame] = []
+        """Per written file: its rows' key hashes (16 bytes a span: the duplicate check's)."""
+
+    def write(self, table: pl.DataFrame) -> None:
+        if table.height == 0:
+            return
+        self._pending.append(table)
+        self._pending_rows += table.height
+        if self._pending_rows >= WRITE_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        table = pl.concat(self._pending, how="diagonal_relaxed")
+        self._pending, self._pending_rows = [], 0
+        frame = table.with_columns(_day=pl.col("start").dt.date())
+        for (day,), part in frame.partition_by("_day", as_dict=True, include_key=False).items():
+            folder = self.out / f"day={day.isoformat() if day is not None else 'unknown'}"
+            folder.mkdir(exist_ok=True)
+            path = folder / f"part-{uuid.uuid4().hex}.parquet"
+            part.write_parquet(path, compression="zstd", compression_level=1)
+            self._keys.append(
+                part.select(
+                    _KEY,
+                    file=pl.lit(len(self.written), pl.UInt32),
+                    row=pl.int_range(pl.len(), dtype=pl.UInt32),
+                )
+            )
+            self.written.append(path)
+            self.rows += part.height
+
+    def drop_duplicates(self) -> int:
+        """Remove the spans this ingest wrote twice (keeping the first) or that the dataset
+        already held; the number removed. Keys are compared by a 64-bit hash first, exactly
+        (trace_id, span_id) for the few that share one."""
+        self.flush()
+        if not self.written:
+            return 0
+        new = pl.concat(self._keys)
+        self._keys = []
+        hashes = new.get_column("h")
+        suspects = new.filter(pl.col("h").is_duplicated()).get_column("h")
+        mine = set(self.written)
+        older = [
+            f
+            for folder in sorted({p.parent for p in self.written})
+            for f in sorted(folder.glob("*.parquet"))
+            if f not in mine
+        ]
+        if older:
+            seen = pl.concat([pl.scan_parquet(f).select(_KEY) for f in older]).filter(
+                pl.col("h").is_in(hashes.implode())
+            )
+            suspects = pl.concat([suspects, seen.collect().get_column("h")])
+        if suspects.len() == 0:
+            return 0
+        suspects = suspects.unique()
+        rows = new.filter(pl.col("h").is_in(suspects.implode()))
+        exact = pl.concat(
+            [
+                pl.scan_parquet(self.written[int(i)])
+                .select("trace_id", "span_id", row=pl.int_range(pl.len(), dtype=pl.UInt32))
+                .join(part.lazy().select("row", "file"), on="row")
+                for (i,), part in rows.partition_by("file", as_dict=True).items()
+            ]
+        ).collect()
+        exact = exact.sort("file", "row").with_columns(
+            first=pl.struct("trace_id", "span_id").is_first_distinct()
+        )
+        drop = exact.filter(~pl.col("first"))
+        if older:
+            stored = (
+                pl.concat([pl.scan_parquet(f).select("trace_id", "span_id") for f in older])
+                .filter(_KEY.is_in(suspects.implode()))
+                .collect()
+                .unique()
+            )
+            drop = pl.concat(
+                [drop, exact.join(stored, on=["trace_id", "span_id"], how="semi")]
+            ).unique(["file", "row"])
+        for (i,), gone in drop.partition_by("file", as_dict=True).items():
+            path = self.written[int(i)]
+            kept = (
+                pl.read_parquet(path)
+                .with_row_index("_row")
+                .filter(~pl.col("_row").is_in(gone.get_column("row").cast(pl.UInt32).implode()))
+                .drop("_row")
+            )
+            if kept.height:
+                kept.write_parquet(path, compression="zstd", compression_level=1)
+            else:
+                path.unlink()
+        self.written = [p for p in self.written if p.exists()]
+        return drop.height
 
 
 def _roll_up(written: list[Path], summary: IngestSummary) -> None:
@@ -99,13 +257,6 @@ def _roll_up(written: list[Path], summary: IngestSummary) -> None:
     summary.cost_usd = float(sums[3] or 0.0)
 
 
-def _existing_keys(out: Path, days: list[str]) -> pl.DataFrame | None:
-    files = [f for day in days for f in (out / f"day={day}").glob("*.parquet")]
-    if not files:
-        return None
-    return pl.scan_parquet(files).select("trace_id", "span_id").collect()
-
-
 def ingest(
     inputs: Iterable[str | Path],
     out: str | Path,
@@ -123,35 +274,20 @@ def ingest(
     files = expand_inputs(inputs)
     report = ReadReport()
     summary = IngestSummary(out=str(out))
-
-    def frames() -> Iterator[pl.DataFrame]:
-        batch: list[SpanRecord] = []
+    dataset = _Dataset(out)
+    reader = fast.FastReader() if fast.available() else None
+    try:
         for done, path in enumerate(files):
-            fast_ok = _looks_flat(path)
-            if fast_ok:  # our own clean JSONL: read column-wise, chunk by chunk
-                for table in flat_frames(path):
-                    if table is None:
-                        fast_ok = False  # the row reader takes over (the dataset keeps one copy)
-                        break
-                    report.spans += table.height
-                    yield table
-            if fast_ok:
-                report.files += 1
-            else:
-                for record in read_file(path, report, skip_bad=skip_bad):
-                    batch.append(record)
-                    if len(batch) >= BATCH_SPANS:
-                        yield spans_frame(batch)
-                        batch = []
+            for table in _file_tables(path, report, skip_bad, reader):
+                dataset.write(table)
             if on_file is not None:
                 on_file(path, done + 1, len(files))
-        if batch:
-            yield spans_frame(batch)
-
-    written: list[Path] = []
-    for table in frames():
-        _write(table, out, summary, written)
-    _roll_up(written, summary)
+    finally:
+        if reader is not None:
+            reader.close()
+    summary.duplicates = dataset.drop_duplicates()
+    summary.spans = dataset.rows - summary.duplicates
+    _roll_up(dataset.written, summary)
     summary.files = report.files
     summary.skipped_lines = report.skipped_lines
     for (file, reason), n in report.skipped.items():

@@ -23,12 +23,20 @@ import json
 import re
 import struct
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
 
-__all__ = ["BadInput", "ReadReport", "SpanRecord", "expand_inputs", "read_file"]
+__all__ = [
+    "BadInput",
+    "ReadReport",
+    "SpanRecord",
+    "expand_inputs",
+    "json_line_chunks",
+    "read_file",
+    "read_json_lines_chunk",
+]
 
 SpanRecord = dict[str, Any]
 """trace_id, span_id, parent_span_id (hex or None), name, kind, start_ns, end_ns, status,
@@ -485,11 +493,11 @@ def _read_json_lines(
     name: str,
     report: ReadReport,
     skip_bad: bool,
-    first: bytes,
+    first: bytes | None,
     skipped: int,
 ) -> Iterator[SpanRecord]:
     number = skipped
-    pending: bytes | None = first
+    pending = first
     while True:
         try:
             raw, pending = (pending, None) if pending is not None else (stream.readline(), None)
@@ -546,6 +554,9 @@ def _json_doc(
     except BadInput as error:
         _bad(report, skip_bad, error)
         return
+    except (TypeError, ValueError, AttributeError) as exc:  # e.g. an intValue that is no integer
+        _bad(report, skip_bad, BadInput(name, where, f"unreadable value ({exc})"))
+        return
     report.spans += len(spans)
     yield from spans
 
@@ -564,3 +575,76 @@ def _read_proto(data: bytes, name: str, report: ReadReport, skip_bad: bool) -> I
             continue
         report.spans += len(spans)
         yield from spans
+
+
+# --- JSON lines in chunks (the fast path's input) --------------------------------------------
+
+
+def json_line_chunks(
+    path: Path, report: ReadReport, *, skip_bad: bool = False
+) -> tuple[bytes, Callable[[int], Iterator[tuple[int, bytes]]]] | None:
+    """(first non-empty line, ``chunks(size)``) when ``path`` holds JSON lines, else None
+    (protobuf, one pretty-printed document, an empty file: :func:`read_file` reads those).
+
+    ``chunks(size)`` yields ``(lines before it, whole lines)`` of about ``size`` bytes (the caller
+    picks the size from the first line), decompressed on
+    the fly, so a reader of chunks names lines as :func:`read_file` does and memory follows the
+    chunk. A stream that breaks off (truncated gzip) is reported at the line it broke, as
+    :func:`read_file` does. The caller counts the file in ``report.files``.
+    """
+    name = str(path)
+    try:
+        stream = _stream(path, name)
+        head = stream.peek(1 << 16)[: 1 << 16] if hasattr(stream, "peek") else b""
+    except FileNotFoundError as exc:
+        raise BadInput(name, "", f"cannot read ({exc.strerror})") from None
+    except Exception as exc:  # a corrupt compressed header
+        raise BadInput(name, "", f"not a readable compressed stream ({exc})") from None
+    if head.lstrip()[:1] not in (b"{", b"["):
+        stream.close()
+        return None
+    try:
+        skipped, first = _first_line(stream, name)
+    except BadInput:
+        stream.close()
+        return None  # read_file says what is wrong
+    if not _parses_bytes(first):
+        stream.close()
+        return None
+
+    def chunks(chunk_bytes: int) -> Iterator[tuple[int, bytes]]:
+        before = 0
+        rest = bytearray(b"\n" * skipped + first)
+        with stream:
+            while True:
+                try:
+                    block = stream.read(chunk_bytes)
+                except Exception as exc:  # truncated or corrupt compressed data
+                    cut = rest.rfind(b"\n") + 1  # whole lines only, as readline gives them
+                    if cut:
+                        yield before, bytes(rest[:cut])
+                        before += rest.count(b"\n", 0, cut)
+                    _bad(report, skip_bad, BadInput(name, f":{before + 1}", f"unreadable ({exc})"))
+                    return
+                if not block:
+                    if rest:
+                        yield before, bytes(rest)
+                    return
+                cut = block.rfind(b"\n") + 1
+                if not cut:  # a line longer than a chunk
+                    rest += block
+                    continue
+                data = b"".join((rest, memoryview(block)[:cut]))  # one copy, not two
+                rest = bytearray(memoryview(block)[cut:])
+                yield before, data
+                before += data.count(b"\n")
+
+    return first, chunks
+
+
+def read_json_lines_chunk(
+    data: bytes, name: str, report: ReadReport, before: int, *, skip_bad: bool = False
+) -> Iterator[SpanRecord]:
+    """The row reader over one chunk of JSON lines; ``before`` lines precede it in the file (so
+    a bad line is named by its number in the file)."""
+    yield from _read_json_lines(io.BytesIO(data), name, report, skip_bad, None, before)
