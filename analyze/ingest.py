@@ -122,7 +122,7 @@ def _file_tables(
             yield from settle(*pending.popleft())
 
 
-WRITE_ROWS = 200_000
+WRITE_ROWS = 100_000
 """Spans gathered before a Parquet file is written: fewer, larger files read faster later."""
 
 _KEY = pl.struct("trace_id", "span_id").hash(7).alias("h")
@@ -151,10 +151,15 @@ class _Dataset:
     def flush(self) -> None:
         if not self._pending:
             return
-        table = pl.concat(self._pending, how="diagonal_relaxed")
+        table = pl.concat(self._pending, how="diagonal_relaxed", rechunk=False)
         self._pending, self._pending_rows = [], 0
-        frame = table.with_columns(_day=pl.col("start").dt.date())
-        for (day,), part in frame.partition_by("_day", as_dict=True, include_key=False).items():
+        days = table.get_column("start").dt.date()
+        if days.n_unique() == 1:  # the usual case: no copy per day
+            parts = {(days[0],): table}
+        else:
+            frame = table.with_columns(_day=days)
+            parts = frame.partition_by("_day", as_dict=True, include_key=False)
+        for (day,), part in parts.items():
             folder = self.out / f"day={day.isoformat() if day is not None else 'unknown'}"
             folder.mkdir(exist_ok=True)
             path = folder / f"part-{uuid.uuid4().hex}.parquet"
