@@ -28,7 +28,7 @@ import shutil
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -241,16 +241,9 @@ def plan_traffic(requests: int, seed: int) -> list[Request]:
         )
         plan.append(request)
         if action == "export" and rng.random() < 0.06:  # the client retries: a double click
-            retry_at = t + rng.uniform(0.3, 2.5)
-            plan.append(
-                Request(**{**_fields(request), "index": -1, "at": retry_at, "seed": request.seed})
-            )
+            plan.append(replace(request, at=t + rng.uniform(0.3, 2.5)))
     plan.sort(key=lambda r: r.at)
-    return [Request(**{**_fields(r), "index": i}) for i, r in enumerate(plan)]
-
-
-def _fields(request: Request) -> dict[str, Any]:
-    return {name: getattr(request, name) for name in Request.__slots__}
+    return [replace(r, index=i) for i, r in enumerate(plan)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,18 +335,6 @@ _STYLE_GUIDE_V4 = (
     "paragraph expansions and summaries, each annotated with why it works for the reader. "
 ) * 33  # v4 adds ~1,360 tokens
 PROMPTS = {"outline@v3": _SYSTEM_V3, "outline@v4": _SYSTEM_V3 + _STYLE_GUIDE_V4}
-
-
-@dataclass
-class Counters:
-    """What the simulated clients saw, by outcome."""
-
-    served: int = 0
-    outcomes: dict[str, int] = field(default_factory=dict)
-
-    def add(self, outcome: str) -> None:
-        self.served += 1
-        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
 
 
 class WriterService:
@@ -641,7 +622,7 @@ def _clean(out: Path) -> None:
 
 def simulate(
     out: Path, requests: int, seed: int, progress: Progress | None = None
-) -> tuple[list[Request], Counters]:
+) -> list[Request]:
     """Serve the planned traffic through the instrumented service in simulated time, exporting
     spans to ``out/spans.jsonl``. Telemetry is off again afterwards (the previous configuration,
     if it was off, is back in force)."""
@@ -650,7 +631,7 @@ def simulate(
     from instrument.audit import set_default
 
     plan = plan_traffic(requests, seed)
-    counters = Counters()
+    served = 0
     loop = SimulatedLoop(T0)
     previous = _runtime.current_state()
     instrument.configure(
@@ -674,10 +655,12 @@ def simulate(
             tasks: set[asyncio.Task[None]] = set()
 
             async def one(req: Request) -> None:
-                counters.add(await service.handle(req))
+                nonlocal served
+                await service.handle(req)
+                served += 1
                 if progress is not None:
-                    progress("serving", counters.served, len(plan))
-                if counters.served % 1000 == 0:
+                    progress("serving", served, len(plan))
+                if served % 1000 == 0:
                     instrument.force_flush()  # keep the export queue short: nothing spills
 
             for req in plan:
@@ -701,7 +684,7 @@ def simulate(
         instrument.shutdown()
         if previous.off:
             _runtime.install(previous)
-    return plan, counters
+    return plan
 
 
 def run(
@@ -721,7 +704,7 @@ def run(
     _clean(out)
     seconds: dict[str, float] = {}
     t = time.perf_counter()
-    _, counters = simulate(out, requests, seed, progress)
+    plan = simulate(out, requests, seed, progress)
     seconds["serve"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -754,7 +737,7 @@ def run(
         dataset=out / DATASET_DIR,
         html=html,
         audit_log=out / AUDIT_FILE,
-        requests=counters.served,
+        requests=len(plan),
         statuses=statuses,
         ingest=summary,
         report=grouped,
