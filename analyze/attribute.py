@@ -226,7 +226,7 @@ def _cohorts(frame: pl.DataFrame, versions: list[str]) -> dict[str, Cohort]:
         *[pl.col(v).drop_nulls().mode().first().alias(v) for v in versions],
     )
     out = {}
-    for row in agg.iter_rows(named=True):
+    for row in agg.sort("first", "version_set_id").iter_rows(named=True):
         components = {v.removeprefix("version."): row[v] for v in versions if row[v] is not None}
         out[row["version_set_id"]] = Cohort(
             id=row["version_set_id"],
