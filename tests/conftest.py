@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -133,3 +134,16 @@ def ledger_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     if request.param == "sqlite":
         return f"sqlite:{tmp_path_factory.mktemp('ledger') / 'budget.db'}"
     return request.getfixturevalue("redis_url")
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One `blameset demo` run (1200 requests, seed 7) shared by the demo tests and the notebooks,
+    which explore the demo's dataset as a newcomer would."""
+    from cli.demo import run
+    from instrument import _runtime
+
+    before = _runtime.current_state()
+    result = run(tmp_path_factory.mktemp("demo"), requests=1200, seed=7)
+    assert _runtime.current_state() is before, "the demo left its telemetry configuration behind"
+    return result

@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from cli.demo import GPT_4O, GPT_4O_MINI, DemoResult, describe_finding, plan_traffic, run
-from instrument import _runtime
 from instrument.audit import verify
 
 REQUESTS = 1200  # fewer than the default 3000, still far past what the finding needs
@@ -21,11 +20,10 @@ SEED = 7
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
-    before = _runtime.current_state()
-    result = run(tmp_path_factory.mktemp("demo"), requests=REQUESTS, seed=SEED)
-    assert _runtime.current_state() is before, "the demo left its telemetry configuration behind"
-    return result
+def demo(demo_run: DemoResult) -> DemoResult:
+    """The session's demo run (tests/conftest.py), shared with the notebook tests."""
+    assert demo_run.requests >= REQUESTS
+    return demo_run
 
 
 def _spans(demo: DemoResult) -> list[dict]:

@@ -5,21 +5,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from bench.scenarios import generate, write_dataset
 
 NOTEBOOKS = sorted((Path(__file__).parents[2] / "notebooks").glob("*.ipynb"))
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("nb") / "dataset"
-    write_dataset(generate("overlapping", 6000, seed=2), out)
-    return out
+def dataset(demo_run: Any) -> Path:
+    """The notebooks explore what `blameset demo` wrote, as a newcomer would."""
+    return Path(demo_run.dataset)
 
 
 def test_there_are_notebooks() -> None:
