@@ -76,6 +76,10 @@ QUANTILE_METRICS = {"latency_ms": (0.5, 0.95, 0.99), "ttft_ms": (0.5, 0.95)}
 
 RATE_METRICS = ("error_rate", "degraded_rate", "blocked_rate")
 
+LATENCY_METRICS = frozenset({"latency_ms", "ttft_ms", "tpot_ms", "tool_ms", "queue_ms"})
+"""Compared over successful requests only: a degraded, blocked or failed answer is fast (or slow)
+for reasons its own rate already reports. Tokens and cost count every request: they are the bill."""
+
 EXTERNAL_METRICS = ("latency_ms", "ttft_ms", "tpot_ms", "output_tokens", "cost_usd")
 """Metrics watched for shifts no version change explains (provider drift, price changes)."""
 
@@ -433,8 +437,10 @@ def _column(frame: pl.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray]:
         expr = pl.col("final_status") == "blocked"
     else:
         column = frame[metric].cast(pl.Float64)
-        mask = column.is_not_null().to_numpy()
-        return column.drop_nulls().to_numpy(), mask
+        keep = column.is_not_null()
+        if metric in LATENCY_METRICS:
+            keep = keep & (frame["final_status"] == "success").fill_null(False)
+        return column.filter(keep).to_numpy(), keep.to_numpy()
     values = frame.select(expr.fill_null(False).cast(pl.Float64)).to_series().to_numpy()
     return values, np.ones(len(values), dtype=bool)
 
@@ -626,7 +632,12 @@ def _change_points(
         if part.height < 4 * settings.min_n:
             continue
         for metric in EXTERNAL_METRICS:
-            values = part.select(
+            rows = (
+                part.filter(pl.col("final_status") == "success")
+                if metric in LATENCY_METRICS
+                else part
+            )
+            values = rows.select(
                 pl.col("start").dt.epoch("ns").alias("t"),
                 pl.col(metric).cast(pl.Float64).log().alias("y"),
                 *strata,
