@@ -55,6 +55,19 @@ def _first_seen_markers(fig: go.Figure, attribution: Attribution | None) -> None
         )
 
 
+def _labels(attribution: Attribution | None) -> dict[str, str]:
+    """Legend names: the id plus what differs from the first version_set seen."""
+    if attribution is None or not attribution.cohorts:
+        return {}
+    cohorts = sorted(attribution.cohorts.values(), key=lambda c: c.first_seen)
+    first = cohorts[0].components
+    out = {}
+    for c in cohorts:
+        moved = [f"{k}={v}" for k, v in sorted(c.components.items()) if first.get(k) != v]
+        out[c.id] = f"{c.id} {' '.join(moved)}".strip() if moved else f"{c.id} (first)"
+    return out
+
+
 def _over_time(
     requests: pl.DataFrame, bucket: str, attribution: Attribution | None
 ) -> list[go.Figure]:
@@ -69,13 +82,11 @@ def _over_time(
         .sort("time")
     )
     cost, p95 = go.Figure(), go.Figure()
+    labels = _labels(attribution)
     for (vid,), part in series.partition_by("version_set_id", as_dict=True).items():
-        cost.add_trace(
-            go.Scatter(x=part["time"], y=part["cost"], mode="lines+markers", name=str(vid))
-        )
-        p95.add_trace(
-            go.Scatter(x=part["time"], y=part["p95"], mode="lines+markers", name=str(vid))
-        )
+        name = labels.get(str(vid), str(vid))
+        cost.add_trace(go.Scatter(x=part["time"], y=part["cost"], mode="lines+markers", name=name))
+        p95.add_trace(go.Scatter(x=part["time"], y=part["p95"], mode="lines+markers", name=name))
     cost.update_layout(title=f"Cost (USD per {bucket}) by version_set", yaxis_title="USD")
     p95.update_layout(title=f"p95 latency per {bucket} by version_set", yaxis_title="ms")
     _first_seen_markers(cost, attribution)
@@ -165,7 +176,7 @@ def _findings(attribution: Attribution) -> go.Figure:
         [", ".join(r["scope"].get("routes", [])) for r in rows],
     ]
     fig = go.Figure(go.Table(header={"values": header}, cells={"values": cells}))
-    fig.update_layout(title=f"Findings ({len(rows)})", height=max(300, 60 + 28 * len(rows)))
+    fig.update_layout(title=f"Findings ({len(rows)})", height=min(1600, 140 + 64 * len(rows)))
     return fig
 
 
