@@ -175,9 +175,13 @@ _DOC = {
     "result": "JSON",
 }
 
-_INT_VALUE = "'\"?-?(0|[1-9][0-9]{0,17}|[1-8][0-9]{18})\"?'"
-"""An intValue the fast path writes as it is (quotes dropped): canonical and surely within int64
-(19 digits only below 9e18); anything else (leading zeros, a sign, more) goes to the row reader."""
+
+def _digits(v: str) -> str:
+    """An intValue's digits (OTLP JSON writes int64 as a string). The fast path writes them as
+    they are when they are an int64 written canonically (what ``int`` then ``json.dumps`` give);
+    anything else (leading zeros, a sign, spaces, too large) goes to the row reader."""
+    return f"replace({v}.intValue::VARCHAR, '\"', '')"
+
 
 _ARRAY = json.dumps({"values": [_VALUE]})
 
@@ -188,7 +192,7 @@ def _scalar_text(v: str) -> str:
     double = f"{v}.doubleValue::VARCHAR"
     return f"""coalesce(
   {v}.stringValue::VARCHAR,
-  replace({v}.intValue::VARCHAR, '"', ''),
+  {_digits(v)},
   CASE WHEN contains({double}, '.') OR contains(lower({double}), 'e')
     THEN {double} ELSE {double} || '.0' END,
   {v}.boolValue::VARCHAR,
@@ -211,6 +215,7 @@ def _value_text(v: str) -> str:
 def _scalar_bad(v: str, nested: str) -> str:
     """Whether ``v`` is not decoded the row reader's way by :func:`_scalar_text` (two kinds at
     once, odd types, key-value lists; arrays when ``nested``). NULL counts as not bad."""
+    digits = _digits(v)
     return f"""(
   ({v}.stringValue IS NOT NULL)::INT + ({v}.intValue IS NOT NULL)::INT
   + ({v}.doubleValue IS NOT NULL)::INT + ({v}.boolValue IS NOT NULL)::INT
@@ -219,7 +224,8 @@ def _scalar_bad(v: str, nested: str) -> str:
   OR {v}.kvlistValue IS NOT NULL {nested}
   OR ascii({v}.stringValue::VARCHAR) <> 34
   OR ascii({v}.bytesValue::VARCHAR) <> 34
-  OR NOT regexp_full_match({v}.intValue::VARCHAR, {_INT_VALUE})
+  OR ({v}.intValue IS NOT NULL
+      AND coalesce(TRY_CAST({digits} AS BIGINT)::VARCHAR <> {digits}, true))
   OR NOT (ascii({v}.doubleValue::VARCHAR) = 45
           OR ascii({v}.doubleValue::VARCHAR) BETWEEN 48 AND 57)
   OR {v}.boolValue::VARCHAR NOT IN ('true', 'false')

@@ -109,15 +109,18 @@ def _file_tables(
 
     with ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="blameset-ingest") as pool:
         pending: deque[tuple[int, bytes, Future[fast.FastChunk | None]]] = deque()
-        try:
-            for before, data in chunks:
-                pending.append((before, data, pool.submit(reader.read, data, layout)))
-                if len(pending) > IN_FLIGHT:
+        while True:
+            try:
+                before, data = next(chunks)
+            except StopIteration:
+                break
+            except BadInput:  # the stream broke off; the lines before it come first
+                while pending:
                     yield from settle(*pending.popleft())
-        except BadInput:
-            while pending:  # an earlier line's error comes first
+                raise
+            pending.append((before, data, pool.submit(reader.read, data, layout)))
+            if len(pending) > IN_FLIGHT:
                 yield from settle(*pending.popleft())
-            raise
         while pending:
             yield from settle(*pending.popleft())
 

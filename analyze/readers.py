@@ -612,19 +612,45 @@ def json_line_chunks(
         stream.close()
         return None
 
+    plain = isinstance(getattr(stream, "raw", None), io.FileIO)
+    buffered = cast(io.BufferedIOBase, stream)  # gzip.GzipFile or io.BufferedReader: read1
+
+    def read_block(size: int) -> tuple[bytes, Exception | None]:
+        """Up to ``size`` bytes, and the error that cut them short. A compressed stream is read
+        in the buffer-sized steps ``readline`` takes, so a stream that breaks off loses what
+        the row reader loses, not a whole chunk."""
+        if plain:
+            try:
+                return stream.read(size), None
+            except OSError as exc:
+                return b"", exc
+        parts: list[bytes] = []
+        got = 0
+        try:
+            while got < size:
+                piece = buffered.read1(io.DEFAULT_BUFFER_SIZE)
+                if not piece:
+                    break
+                parts.append(piece)
+                got += len(piece)
+        except Exception as exc:  # truncated or corrupt compressed data
+            return b"".join(parts), exc
+        return b"".join(parts), None
+
     def chunks(chunk_bytes: int) -> Iterator[tuple[int, bytes]]:
         before = 0
         rest = bytearray(b"\n" * skipped + first)
         with stream:
             while True:
-                try:
-                    block = stream.read(chunk_bytes)
-                except Exception as exc:  # truncated or corrupt compressed data
+                block, error = read_block(chunk_bytes)
+                if error is not None:
+                    rest += block
                     cut = rest.rfind(b"\n") + 1  # whole lines only, as readline gives them
                     if cut:
                         yield before, bytes(rest[:cut])
                         before += rest.count(b"\n", 0, cut)
-                    _bad(report, skip_bad, BadInput(name, f":{before + 1}", f"unreadable ({exc})"))
+                    problem = f"unreadable ({error})"
+                    _bad(report, skip_bad, BadInput(name, f":{before + 1}", problem))
                     return
                 if not block:
                     if rest:

@@ -204,6 +204,21 @@ def test_a_bad_line_is_named_by_its_number_in_the_file_whatever_the_chunk(
     assert stored.get_column("name").str.contains('"', literal=True).all()
 
 
+def test_a_truncated_stream_keeps_the_lines_before_it(tmp_path: Path, monkeypatch):
+    """A gzip file cut short: the error names the line where it broke; --skip-bad-lines stores
+    the whole lines before it, as many as the row reader reads."""
+    monkeypatch.setattr(fast, "CHUNK_BYTES", 2000)
+    whole = gzip.compress(("\n".join(_flat_lines(200)) + "\n").encode())
+    path = tmp_path / "cut.jsonl.gz"
+    path.write_bytes(whole[: len(whole) * 2 // 3])
+    with pytest.raises(BadInput, match=r"cut\.jsonl\.gz:\d+: unreadable"):
+        ingest([path], tmp_path / "ds")
+    records, report = read(path, skip_bad=True)
+    summary = ingest([path], tmp_path / "ds2", skip_bad=True)
+    assert 0 < summary.spans == len(records)
+    assert summary.skipped_lines == report.skipped_lines == 1
+
+
 def test_otlp_chunks_fall_back_one_by_one(tmp_path: Path, monkeypatch):
     """An OTLP file whose one line the fast path declines (a key-value list value): that chunk
     goes to the row reader, the rest does not, and nothing is lost or doubled."""
