@@ -80,7 +80,17 @@ LATENCY_METRICS = frozenset({"latency_ms", "ttft_ms", "tpot_ms", "tool_ms", "que
 """Compared over successful requests only: a degraded, blocked or failed answer is fast (or slow)
 for reasons its own rate already reports. Tokens and cost count every request: they are the bill."""
 
-EXTERNAL_METRICS = ("latency_ms", "ttft_ms", "tpot_ms", "output_tokens", "cost_usd")
+EXTERNAL_METRICS = (
+    "latency_ms",
+    "ttft_ms",
+    "tpot_ms",
+    "tool_ms",
+    "queue_ms",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "error_rate",
+)
 """Metrics watched for shifts no version change explains (provider drift, price changes)."""
 
 UNVERSIONED = "unversioned"
@@ -280,6 +290,9 @@ def _episodes(
     changes back to one that dominated earlier (a rollback)."""
     found: dict[tuple[str, str], Episode] = {}
     weight: dict[tuple[str, str], int] = {}
+    t0, t1 = _bounds(frame)
+    if t0 == t1:
+        return []  # no spread in time: no order to read a rollout from
 
     def add(kind: str, base: str, cand: str, at_ns: int, route: str, n: int) -> None:
         """One episode per (baseline, candidate) pair over all routes; its kind is the one seen
@@ -513,7 +526,13 @@ def _compare(
         if not rate and all_b.mean() <= 0 and all_c.mean() <= 0:
             continue  # a metric this data does not have (no tools, no queue)
         floor = 0.5 / min(n_b, n_c) if rate else 0.0
-        quantiles = [int(m.rpartition(".p")[2]) / 100 for m in names if ".p" in m]
+        # a quantile needs ~10 observations beyond it on each side to be worth testing
+        quantiles = [
+            q
+            for m in names
+            if ".p" in m and min(n_b, n_c) * (1 - (q := int(m.rpartition(".p")[2]) / 100)) >= 10
+        ]
+        names = [m for m in names if ".p" not in m or int(m.rpartition(".p")[2]) / 100 in quantiles]
         bins = _bins(np.concatenate([all_b, all_c])) if quantiles else None
 
         def cells(
@@ -597,7 +616,8 @@ def _metric_names(frame: pl.DataFrame, min_code_count: int) -> list[str]:
         .len()
         .filter(pl.col("error_code").is_not_null() & (pl.col("len") >= min_code_count))
     )
-    names += [f"error_rate.{c}" for c in sorted(codes["error_code"].to_list())]
+    if codes.height >= 2:  # with one code its rate is the error rate again: a duplicate test
+        names += [f"error_rate.{c}" for c in sorted(str(c) for c in codes["error_code"].to_list())]
     return names
 
 
@@ -637,10 +657,14 @@ def _change_points(
                 if metric in LATENCY_METRICS
                 else part
             )
+            # means on the log scale (multiplicative effects); a rate as the failure share
+            y = (
+                (pl.col("final_status") == "failure").fill_null(False).cast(pl.Float64)
+                if metric == "error_rate"
+                else pl.col(metric).cast(pl.Float64).log()
+            )
             values = rows.select(
-                pl.col("start").dt.epoch("ns").alias("t"),
-                pl.col(metric).cast(pl.Float64).log().alias("y"),
-                *strata,
+                pl.col("start").dt.epoch("ns").alias("t"), y.alias("y"), *strata
             ).filter(pl.col("y").is_finite())
             if values.height < 4 * settings.min_n:
                 continue
@@ -669,7 +693,12 @@ def _change_points(
                 seg_a = means[cut : edges[j + 2]]
                 wb, wa = weights[edges[j] : cut], weights[cut : edges[j + 2]]
                 shift = float(np.average(seg_a, weights=wa) - np.average(seg_b, weights=wb))
-                if abs(shift) < math.log1p(settings.min_effect) * 0.5:
+                small = (
+                    settings.min_rate_delta * 0.5
+                    if metric == "error_rate"
+                    else math.log1p(settings.min_effect) * 0.5
+                )
+                if abs(shift) < small:
                     continue
                 lo_t = int(starts[edges[j]])
                 cut_t = int(starts[cut])
@@ -780,6 +809,11 @@ def _timeline(frame: pl.DataFrame, buckets: int = 48) -> pl.DataFrame:
     )
 
 
+def _utc(when: datetime) -> datetime:
+    """A naive datetime means UTC (span times are UTC)."""
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
 def _bounds(frame: pl.DataFrame) -> tuple[int, int]:
     """First and last request start, in ns since the epoch ((0, 0) when empty)."""
     if frame.is_empty():
@@ -818,9 +852,12 @@ def attribute(
     lazy = spans.lazy() if isinstance(spans, pl.DataFrame) else spans
     frame = request_table(lazy)
     if since is not None:
-        frame = frame.filter(pl.col("start") >= since)
+        frame = frame.filter(pl.col("start") >= _utc(since))
     if until is not None:
-        frame = frame.filter(pl.col("start") < until)
+        frame = frame.filter(pl.col("start") < _utc(until))
+    if cost_windows is not None:
+        (b0, b1), (a0, a1) = cost_windows
+        cost_windows = ((_utc(b0), _utc(b1)), (_utc(a0), _utc(a1)))
     settings = _Settings(alpha, min_effect, min_rate_delta, min_n, 5, replicates, seed)
     rng = np.random.default_rng(seed)
     versions = sorted(c for c in frame.columns if c.startswith("version."))
@@ -841,7 +878,8 @@ def attribute(
     t_end = t_last + 1
     for episode in episodes:
         at = int(episode.at.timestamp() * _NS)
-        at = min(first_seen_on_route.get((r, episode.candidate), at) for r in episode.routes)
+        if episode.kind != "rollback":  # a rollback's candidate was first seen long before
+            at = min(first_seen_on_route.get((r, episode.candidate), at) for r in episode.routes)
         tests += _episode_tests(
             frame, episode, at, (t_begin, t_end), changes, chosen, metrics, settings, rng
         )
@@ -851,7 +889,7 @@ def attribute(
     for test, qv in zip(tests, q, strict=True):
         test.q_value = qv
     significant = [t for t in tests if _passes(t, settings)]
-    findings = [_finding(t, significant, chosen) for t in significant]
+    findings = [_finding(t, significant, chosen, min_effect) for t in significant]
     findings.sort(key=lambda f: (f.verdict == "external", f.q_value, -abs(math.log(f.effect or 1))))
     cost = decompose(frame, windows=cost_windows, strata=["route"], cohorts=cohorts)
     return Attribution(
@@ -887,17 +925,22 @@ def _episode_tests(
     """Concurrent comparison when both cohorts ran side by side long enough; else before/after
     the episode, inside the segment no detected change point crosses."""
     routes = episode.routes
-    base_after = _window(frame, episode.baseline, routes, at, bounds[1])
-    cand_after = _window(frame, episode.candidate, routes, at, bounds[1])
-    concurrent = base_after.height >= settings.min_n and episode.kind != "cutover"
+    concurrent = episode.kind in ("canary", "ab")
     if concurrent:
-        overlap_end = _bounds(base_after)[1] + 1
-        cand = cand_after.filter(pl.col("start").dt.epoch("ns") < overlap_end)
-        base = base_after
-        window = (at, overlap_end)
+        base_after = _window(frame, episode.baseline, routes, at, bounds[1])
+        cand_after = _window(frame, episode.candidate, routes, at, bounds[1])
+        # only the time both served: a canary that ended must not meet later drift alone
+        end = min(_bounds(base_after)[1], _bounds(cand_after)[1]) + 1
+        base = base_after.filter(pl.col("start").dt.epoch("ns") < end)
+        cand = cand_after.filter(pl.col("start").dt.epoch("ns") < end)
+        concurrent = min(base.height, cand.height) >= settings.min_n
+        window = (at, end)
         mode = "concurrent"
-    else:
-        lo, hi = bounds
+    if not concurrent:
+        # before/after: at most a quarter of the data on each side, and never across a change
+        # point detected in either cohort's own series (drift the episode did not cause)
+        span = max((bounds[1] - bounds[0]) // 4, 1)
+        lo, hi = max(bounds[0], at - span), min(bounds[1], at + span)
         for cp in changes:
             if cp.cohort in (episode.baseline, episode.candidate):
                 if cp.at_ns <= at:
@@ -932,19 +975,21 @@ def _external_tests(
     settings: _Settings,
     rng: np.random.Generator,
 ) -> list[_Test]:
-    """Before/after tests of each candidate shift within one cohort that no version change
-    explains: no version_set first appeared on the cohort's routes near the shift."""
+    """Before/after tests of each candidate shift within one cohort's own series. Another
+    version_set appearing beside it cannot move this cohort's requests, so only a shift at the
+    cohort's own start on a route (where its traffic begins, an edge of the series) is passed
+    over."""
     tests = []
     for cp in changes:
         part = frame.filter(pl.col("version_set_id") == cp.cohort)
-        routes = sorted(part["route"].unique().to_list())
+        routes = sorted(str(r) for r in part["route"].unique().to_list())
         tolerance = max((cp.after[1] - cp.before[0]) // 20, 1)
         if any(
             abs(t - cp.at_ns) <= tolerance
             for (route, vid), t in first_seen_on_route.items()
-            if route in routes and vid != cp.cohort
+            if route in routes and vid == cp.cohort
         ):
-            continue  # a version change on these routes at the same time: not external
+            continue  # the cohort reaching another route: a mix edge, not a shift
         before = _window(frame, cp.cohort, routes, *cp.before)
         after = _window(frame, cp.cohort, routes, *cp.after)
         context = {
@@ -959,7 +1004,7 @@ def _external_tests(
         tests += _compare(
             _Sample.of(before, strata),
             _Sample.of(after, strata),
-            [f"{cp.metric}.mean"],
+            [cp.metric if cp.metric.endswith("_rate") else f"{cp.metric}.mean"],
             settings,
             rng,
             context,
@@ -978,11 +1023,14 @@ def _passes(test: _Test, settings: _Settings) -> bool:
     return test.rate_delta is None or abs(test.rate_delta) >= settings.min_rate_delta
 
 
-def _finding(test: _Test, significant: list[_Test], strata: list[str]) -> Finding:
+def _finding(
+    test: _Test, significant: list[_Test], strata: list[str], min_effect: float
+) -> Finding:
     r = test.ratio
     episode = test.episode
     scope: dict[str, Any] = {
-        **_scope(test, strata),
+        **_scope(test, strata, min_effect),
+        "direction": "up" if r.point > 1 else "down",
         "all_routes": sorted(test.context["routes"]),
         "window": test.context["window"],
         "episode": test.context["episode"],
@@ -1024,9 +1072,10 @@ def _finding(test: _Test, significant: list[_Test], strata: list[str]) -> Findin
 _SCOPE_NAMES = {"route": "routes", "tenant_id": "tenants"}
 
 
-def _scope(test: _Test, strata: list[str]) -> dict[str, list[str]]:
+def _scope(test: _Test, strata: list[str], min_effect: float) -> dict[str, list[str]]:
     """The segments (routes, tenants, ...) whose strata carry the effect: same direction,
-    interval clear of 1. When no single stratum is clear on its own, all of them are listed."""
+    interval (Bonferroni over the strata) clear of 1, at least ``min_effect`` in size. When no
+    single stratum is clear on its own, all of them are listed."""
     r = test.ratio
     up = r.point > 1
     carried = [
@@ -1034,7 +1083,8 @@ def _scope(test: _Test, strata: list[str]) -> dict[str, list[str]]:
         for key, point, lo, hi in zip(
             test.strata, r.stratum_points, r.stratum_lo, r.stratum_hi, strict=True
         )
-        if (up and lo > 1 and point > 1) or (not up and hi < 1 and point < 1)
+        if ((up and lo > 1 and point > 1) or (not up and hi < 1 and 0 < point < 1))
+        and abs(math.log(point)) >= math.log1p(min_effect)
     ] or test.strata
     return {
         _SCOPE_NAMES.get(column, f"{column}s"): sorted({key[i] for key in carried})
@@ -1056,7 +1106,8 @@ def _separate(test: _Test, significant: list[_Test]) -> list[str]:
                 and e is not episode
                 and other.metric == test.metric
                 and e.changes == {component: change}
-                and (other.ratio.point > 1) == (test.ratio.point > 1)
+                and set(e.routes) & set(episode.routes)
+                and other.ratio.lo <= test.ratio.point <= other.ratio.hi  # explains all of it
             ):
                 explained.append(component)
                 break
@@ -1069,6 +1120,7 @@ def _test_dict(test: _Test) -> dict[str, Any]:
         "baseline": test.baseline,
         "candidate": test.candidate,
         "episode": test.context["episode"],
+        "components": test.episode.components if test.episode is not None else [],
         "effect": _finite(test.ratio.point),
         "ci": [_finite(test.ratio.lo), _finite(test.ratio.hi)],
         "p_value": test.ratio.p_value,

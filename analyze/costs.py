@@ -40,18 +40,35 @@ def _window_stats(
     }
 
 
-def _factors(stat: dict[str, float] | None, total: float) -> list[float | None]:
-    """(volume, share, calls/request, tokens/call, usd/token); None where undefined."""
-    if stat is None or stat["n"] == 0:
-        return [total, 0.0, None, None, None]
-    calls, tokens = stat["calls"], stat["tokens"]
-    return [
-        total,
-        stat["n"] / total,
-        calls / stat["n"],
-        tokens / calls if calls else None,
-        stat["cost"] / tokens if tokens else None,
-    ]
+def _factors(
+    before: dict[str, float] | None, after: dict[str, float] | None, vb: float, va: float
+) -> tuple[list[float], list[float]]:
+    """(volume, share, calls/request, tokens/call, usd/token) for both windows, chosen so that
+    each product is the window's cost exactly.
+
+    Where a ratio is undefined in either window (no requests, no LLM calls, no tokens: cost
+    reported without usage), that factor is 1 on both sides and the next factor absorbs it, so the
+    change lands on the nearest term that is defined (usd per call instead of per token, say). A
+    stratum with no requests in one window has share 0 there: the whole change is mix."""
+    empty = {"n": 0.0, "calls": 0.0, "tokens": 0.0, "cost": 0.0}
+    b, a = before or empty, after or empty
+    if b["n"] == 0 or a["n"] == 0:
+
+        def ends(stat: dict[str, float], total: float) -> list[float]:
+            per_request = stat["cost"] / stat["n"] if stat["n"] else 1.0
+            return [total, stat["n"] / total if total else 0.0, 1.0, 1.0, per_request]
+
+        return ends(b, vb), ends(a, va)
+    calls = b["calls"] > 0 and a["calls"] > 0
+    tokens = calls and b["tokens"] > 0 and a["tokens"] > 0
+
+    def factors(stat: dict[str, float], total: float) -> list[float]:
+        per_call = stat["calls"] / stat["n"] if calls else 1.0
+        per_token = stat["tokens"] / stat["calls"] if tokens else 1.0
+        unit = stat["n"] * per_call * per_token
+        return [total, stat["n"] / total, per_call, per_token, stat["cost"] / unit]
+
+    return factors(b, vb), factors(a, va)
 
 
 def _dominant(frame: pl.DataFrame, versions: list[str]) -> dict[str, str | None]:
@@ -92,19 +109,12 @@ def decompose(
     rows = []
     drivers: dict[str, dict[str, dict[str, Any]]] = {"tokens_per_call": {}, "price": {}}
     for key in sorted(set(sb) | set(sa)):
-        fb, fa = _factors(sb.get(key), vb), _factors(sa.get(key), va)
-        # an undefined factor takes the other window's value, so it moves nothing
-        fb = [x if x is not None else y for x, y in zip(fb, fa, strict=True)]
-        fa = [y if y is not None else x for x, y in zip(fb, fa, strict=True)]
         c0 = sb.get(key, {}).get("cost", 0.0)
         c1 = sa.get(key, {}).get("cost", 0.0)
         if c0 == 0 and c1 == 0:
             continue
-        if any(x is None for x in (*fb, *fa)) or vb == 0 or va == 0:
-            terms = [0.0, c1 - c0, 0.0, 0.0, 0.0]  # a stratum in one window only: all mix
-        else:
-            terms = lmdi([float(x) for x in fb], [float(x) for x in fa])  # type: ignore[arg-type]
-            # the product may differ from the stratum's cost by rounding only
+        fb, fa = _factors(sb.get(key), sa.get(key), vb, va)
+        terms = lmdi(fb, fa)
         row: dict[str, Any] = {
             "stratum": dict(zip(strata, key, strict=True)),
             "cost_before": c0,

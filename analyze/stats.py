@@ -328,8 +328,10 @@ def bootstrap_ratios(
             lo, hi, p = math.nan, math.nan, 1.0
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a stratum with no finite replicate
-            s_lo = np.nanquantile(strata_reps, alpha, axis=0)
-            s_hi = np.nanquantile(strata_reps, 1 - alpha, axis=0)
+            # per-stratum intervals at a Bonferroni level: they pick out where an effect sits
+            a_s = alpha / max(strata_reps.shape[1], 1)
+            s_lo = np.nanquantile(strata_reps, a_s, axis=0)
+            s_hi = np.nanquantile(strata_reps, 1 - a_s, axis=0)
         out.append(
             Ratio(
                 point=est,
@@ -374,13 +376,19 @@ def pelt(
     best[0] = -penalty
     last = np.zeros(n + 1, dtype=np.int64)
     candidates = [0]
+    # A candidate found worse at t may still be the best split for T < t + min_size (t itself is
+    # not a legal split there yet), so a pruning decided at t takes effect at t + min_size.
+    pending: dict[int, set[int]] = {}
     for t in range(min_size, n + 1):
         scores = [(best[s] + cost(s, t) + penalty, s) for s in candidates if t - s >= min_size]
-        if not scores:
-            continue
-        value, arg = min(scores)
-        best[t], last[t] = value, arg
-        candidates = [s for s in candidates if t - s < min_size or best[s] + cost(s, t) <= value]
+        if scores:
+            value, arg = min(scores)
+            best[t], last[t] = value, arg
+            doomed = {s for s in candidates if t - s >= min_size and best[s] + cost(s, t) > value}
+            if doomed:
+                pending.setdefault(t + min_size, set()).update(doomed)
+        drop = pending.pop(t, set())
+        candidates = [s for s in candidates if s not in drop]
         candidates.append(t - min_size + 1)
     points = []
     t = n

@@ -51,14 +51,14 @@ METRICS = ("input_tokens", "output_tokens", "ttft_ms", "tpot_ms", "tool_ms", "er
 class Rollout:
     """Components set to new values from ``start`` (a fraction of the timeline): all traffic
     (cutover), a ``share`` of it (canary / A/B), until ``end`` when given; on ``routes`` or all.
-    Rollouts in one ``group`` draw together (co-released)."""
+    Rollouts in one ``group`` draw together (co-released); without one, each draws its own."""
 
     changes: dict[str, str]
     start: float
     share: float = 1.0
     end: float | None = None
     routes: tuple[str, ...] | None = None
-    group: int = 0
+    group: int | None = None
 
 
 @dataclass(frozen=True)
@@ -194,7 +194,7 @@ def _versions(
     draws: dict[int, np.ndarray] = {}
     routes = np.array(list(ROUTES))
     for r in scenario.rollouts:
-        u = draws.setdefault(r.group, rng.random(n))
+        u = draws.setdefault(r.group, rng.random(n)) if r.group is not None else rng.random(n)
         live = (t >= r.start) & (u < r.share)
         if r.end is not None:
             live &= t < r.end

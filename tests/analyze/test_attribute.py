@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import UTC, datetime
 from functools import cache
 
 import polars as pl
@@ -12,7 +13,7 @@ import pytest
 
 from analyze import attribute, decompose, request_table
 from analyze.attribute import Attribution
-from bench.scenarios import generate
+from bench.scenarios import Drift, Rollout, Scenario, generate
 
 REQUESTS = 8000
 
@@ -186,3 +187,52 @@ def test_repr_and_polars_views_read_well() -> None:
     table = result.to_polars()
     assert table.height == len(result.findings)
     assert {"metric", "effect", "ci_lo", "ci_hi", "components"} <= set(table.columns)
+
+
+def test_cost_terms_add_up_when_cost_comes_without_tokens() -> None:
+    frame = pl.DataFrame(
+        {
+            "start": [datetime(2026, 11, 1, h, tzinfo=UTC) for h in (1, 2, 13, 14)],
+            "route": ["/a", "/b", "/a", "/c"],
+            "llm_calls": [1, 0, 1, 2],
+            "input_tokens": [0, 0, 200, 50],
+            "output_tokens": [0, 0, 100, 50],
+            "cost_usd": [2.0, 1.0, 4.0, 3.0],
+        }
+    )
+    windows = (
+        (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 1, 12, tzinfo=UTC)),
+        (datetime(2026, 11, 1, 12, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC)),
+    )
+    cost = decompose(frame, windows=windows)
+    assert cost["change_usd"] == pytest.approx(4.0)
+    assert sum(cost["terms"].values()) == pytest.approx(4.0)
+    assert cost["residual_usd"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_canary_that_ended_is_not_credited_with_later_drift() -> None:
+    scenario = Scenario(
+        "canary_then_drift",
+        rollouts=(Rollout({"config": "t0.8"}, 0.2, share=0.2, end=0.5),),
+        drifts=(Drift("ttft_ms", 1.5, 0.75),),
+    )
+    result = attribute(generate(scenario, REQUESTS, seed=0))
+    assert [f.components for f in result.findings if f.verdict != "external"] == []
+    assert ("external", "ttft_ms.mean") in {(f.verdict, f.metric) for f in result.findings}
+
+
+def test_a_provider_error_spike_after_a_deploy_is_external() -> None:
+    scenario = Scenario(
+        "deploy_then_errors",
+        rollouts=(Rollout({"code": "9c1e0b4"}, 0.3),),
+        drifts=(Drift("error_rate", 4.0, 0.65),),
+    )
+    result = attribute(generate(scenario, REQUESTS, seed=1))
+    assert [f.components for f in result.findings if f.verdict != "external"] == []
+    assert ("external", "error_rate") in {(f.verdict, f.metric) for f in result.findings}
+
+
+def test_naive_datetimes_mean_utc() -> None:
+    naive = attribute(spans("prompt_regression"), since=datetime(2026, 11, 2, 12))
+    aware = attribute(spans("prompt_regression"), since=datetime(2026, 11, 2, 12, tzinfo=UTC))
+    assert naive.settings["requests"] == aware.settings["requests"] > 0
