@@ -279,6 +279,9 @@ def _flat_span(doc: dict[str, Any], name: str, where: str) -> SpanRecord:
     for required in ("trace_id", "span_id", "start_time_unix_nano"):
         if required not in doc:
             raise BadInput(name, where, f"flat span without {required!r}")
+    for mapping in ("resource", "attributes"):
+        if not isinstance(doc.get(mapping) or {}, dict):
+            raise BadInput(name, where, f"flat span whose {mapping!r} is not an object")
     kind = doc.get("kind") or "internal"
     if kind not in _FLAT_KINDS:
         raise BadInput(name, where, f"span kind {kind!r} is not one of {sorted(_FLAT_KINDS)}")

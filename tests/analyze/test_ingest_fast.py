@@ -258,3 +258,14 @@ def test_the_same_spans_twice_in_one_ingest_are_stored_once(tmp_path: Path, monk
     stored = load(tmp_path / "ds").collect()
     assert stored.height == 30
     assert stored.select(pl.struct("trace_id", "span_id").n_unique()).item() == 30
+
+
+def test_a_flat_span_whose_attributes_are_not_an_object_is_bad_input(tmp_path: Path):
+    """Neither path turns a non-object attributes or resource into a row: FILE:LINE, exit 2."""
+    doc = json.loads(_flat_lines(1)[0])
+    doc["attributes"] = ["not", "an", "object"]
+    path = tmp_path / "spans.jsonl"
+    path.write_text(_flat_lines(1)[0] + "\n" + json.dumps(doc) + "\n")
+    assert fast.flat_frame(path) is None
+    with pytest.raises(BadInput, match=r"spans\.jsonl:2: flat span whose 'attributes'"):
+        ingest([path], tmp_path / "ds")
