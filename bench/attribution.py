@@ -199,12 +199,15 @@ def scale(spans_target: int) -> None:
             f"{time.perf_counter() - started:.1f} s"
         )
         code = (
-            "import resource, sys, time\n"
+            "import sys, time\n"
             "import analyze\n"
             "t = time.perf_counter()\n"
             f"a = analyze.attribute(analyze.load({str(folder)!r}))\n"
             "took = time.perf_counter() - t\n"
-            "rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+            # VmHWM, not ru_maxrss: after fork + exec, ru_maxrss starts from the parent's RSS
+            # (Linux keeps the old mm's high-water mark), and the parent holds the 10M spans
+            "rss = next(int(l.split()[1]) for l in open('/proc/self/status') "
+            "if l.startswith('VmHWM')) / 1024\n"
             "print(f'{took:.1f} {rss:.0f} {len(a.findings)}')\n"
         )
         out = subprocess.run(
