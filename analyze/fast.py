@@ -21,9 +21,11 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 import threading
 import uuid
+import weakref
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -387,6 +389,11 @@ class FastChunk:
     other_signals: Counter[str] = field(default_factory=Counter)
 
 
+def _clean_up(con: Any, folder: Path) -> None:
+    con.close()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 class FastReader:
     """Reads chunks of JSON lines with DuckDB; safe to call from several threads at once (each
     call has its own cursor and temporary file), which is how ingest keeps both cores busy:
@@ -413,12 +420,11 @@ class FastReader:
         base = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
         self._folder = Path(tempfile.mkdtemp(prefix="blameset-ingest-", dir=base))
         self._lock = threading.Lock()
+        # A reader nobody closed still leaves no folder behind in /dev/shm (memory, not disk).
+        self._cleanup = weakref.finalize(self, _clean_up, self._con, self._folder)
 
     def close(self) -> None:
-        self._con.close()
-        for leftover in self._folder.glob("*"):
-            leftover.unlink(missing_ok=True)
-        self._folder.rmdir()
+        self._cleanup()
 
     def __enter__(self) -> FastReader:
         return self
