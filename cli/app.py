@@ -398,33 +398,43 @@ if typer is not None:
         if html_path is not None and not as_json:
             typer.echo(f"HTML report: {html_path}")
 
+    _REPORT_COLUMNS = {  # column -> (header, format); the rest is in --json
+        "requests": ("requests", "{:,}"),
+        "latency_ms.p50": ("p50 ms", "{:,.0f}"),
+        "latency_ms.p95": ("p95 ms", "{:,.0f}"),
+        "latency_ms.p99": ("p99 ms", "{:,.0f}"),
+        "ttft_ms.p50": ("TTFT p50", "{:,.0f}"),
+        "tpot_ms.p50": ("ms/token", "{:.1f}"),
+        "tool_ms.mean": ("tool ms", "{:,.0f}"),
+        "queue_ms.mean": ("queue ms", "{:,.0f}"),
+        "input_tokens.mean": ("in tok", "{:,.0f}"),
+        "output_tokens.mean": ("out tok", "{:,.0f}"),
+        "cost_usd.mean": ("$/request", "{:.5f}"),
+        "cost_usd.total": ("$ total", "{:,.2f}"),
+        "error_rate": ("errors", "{:.2%}"),
+    }
+
     def _print_report(result: Any) -> None:
         from rich.console import Console
         from rich.table import Table
 
         table = Table(
-            title=f"{result.totals['requests']} requests, ${result.totals['cost_usd']:.4f}"
+            title=f"{result.totals['requests']:,} requests, ${result.totals['cost_usd']:,.2f} "
+            "(means per request; --json for everything)"
         )
-        columns = [c for c in result.by if c != "version_set"] + [
-            "requests",
-            "latency_ms.p50",
-            "latency_ms.p95",
-            "latency_ms.p99",
-            "ttft_ms.p50",
-            "tpot_ms.p50",
-            "tool_ms.mean",
-            "queue_ms.mean",
-            "input_tokens.mean",
-            "output_tokens.mean",
-            "cost_usd.mean",
-            "cost_usd.total",
-            "error_rate",
-        ]
-        for c in columns:
-            table.add_column(c, justify="left" if c in result.by else "right")
+        keys = [c for c in result.by if c != "version_set"]
+        for c in keys:
+            table.add_column(c.removeprefix("version."), no_wrap=True)
+        for header, _ in _REPORT_COLUMNS.values():
+            table.add_column(header, justify="right", no_wrap=True)
         for row in result.frame.iter_rows(named=True):
-            table.add_row(*[_cell(row.get(c)) for c in columns])
-        Console(width=max(160, Console().width)).print(table)
+            cells = [_cell(row.get(c)) for c in keys]
+            cells += [
+                "-" if row.get(c) is None else fmt.format(row[c])
+                for c, (_, fmt) in _REPORT_COLUMNS.items()
+            ]
+            table.add_row(*cells)
+        Console(width=max(190, Console().width)).print(table)
 
     def _cell(value: Any) -> str:
         if value is None:
