@@ -775,9 +775,31 @@ class Attribution:
         return "\n".join(lines)
 
 
+_STRATA_NAMES = {"tenant": "tenant_id", "model": "model", "route": "route"}
+
+
 def _strata(frame: pl.DataFrame, strata: Sequence[str] | None) -> list[str]:
     if strata:
-        return list(strata)
+        chosen = []
+        for name in strata:
+            column = _STRATA_NAMES.get(name, name)
+            if column not in frame.columns and f"version.{name}" in frame.columns:
+                column = f"version.{name}"
+            if column not in frame.columns:
+                known = [
+                    "route",
+                    "tenant",
+                    "model",
+                    *sorted(
+                        c.removeprefix("version.")
+                        for c in frame.columns
+                        if c.startswith("version.")
+                    ),
+                ]
+                names = ", ".join(dict.fromkeys(known))
+                raise ValueError(f"cannot stratify by {name!r}; known: {names}")
+            chosen.append(column)
+        return chosen
     chosen = ["route"]
     tenants = frame["tenant_id"].n_unique()
     if 1 < tenants <= 12:
@@ -849,6 +871,10 @@ def attribute(
     ``strata`` defaults to the route, plus the tenant when there are at most 12 tenants."""
     from analyze.costs import decompose
 
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be between 0 and 1, not {alpha}")
+    if min_effect < 0:
+        raise ValueError(f"min_effect must be 0 or more, not {min_effect}")
     lazy = spans.lazy() if isinstance(spans, pl.DataFrame) else spans
     frame = request_table(lazy)
     if since is not None:

@@ -16,6 +16,8 @@ _LLM = (pl.col("span_kind") == "llm") | pl.col("operation").is_in(
 )
 _REQUEST = (pl.col("span_kind") == "request") | (pl.col("span_kind").is_null() & pl.col("is_root"))
 _FAILED = (pl.col("final_status") == "failure") | (pl.col("status") == "error")
+_ANSWERED = _LLM & (pl.col("status") != "error").fill_null(True)
+"""LLM calls that returned: a call that raised has no usage, cost or first token to report."""
 
 # (field, which spans must carry it, the expression that says a span carries it)
 REQUIRED: tuple[tuple[str, pl.Expr, pl.Expr], ...] = (
@@ -29,9 +31,13 @@ REQUIRED: tuple[tuple[str, pl.Expr, pl.Expr], ...] = (
         pl.col("total_ms").is_not_null() & pl.col("tool_ms").is_not_null(),
     ),
     ("error code on failures", _REQUEST & _FAILED, pl.col("error_code").is_not_null()),
-    ("tokens", _LLM, pl.col("input_tokens").is_not_null() & pl.col("output_tokens").is_not_null()),
-    ("cost", _LLM, pl.col("cost_usd").is_not_null()),
-    ("ttft_ms", _LLM, pl.col("ttft_ms").is_not_null()),
+    (
+        "tokens",
+        _ANSWERED,
+        pl.col("input_tokens").is_not_null() & pl.col("output_tokens").is_not_null(),
+    ),
+    ("cost", _ANSWERED, pl.col("cost_usd").is_not_null()),
+    ("ttft_ms", _ANSWERED, pl.col("ttft_ms").is_not_null()),
 )
 
 

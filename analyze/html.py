@@ -138,13 +138,14 @@ def _waterfall(decomposition: dict[str, Any]) -> go.Figure | None:
             x=names,
             y=values,
             measure=["absolute", *["relative"] * len(terms), "total"],
-            text=[f"${v:,.2f}" for v in values],
+            text=[f"-${-v:,.2f}" if v < 0 else f"${v:,.2f}" for v in values],
         )
     )
     fig.update_layout(
         title=(
             "Cost change decomposed (LMDI): "
-            f"{decomposition['before']['from'][:16]} .. vs {decomposition['after']['from'][:16]} .."
+            f"{decomposition['before']['from'][:16]} to {decomposition['before']['to'][:16]} "
+            f"vs {decomposition['after']['from'][:16]} to {decomposition['after']['to'][:16]} UTC"
         ),
         yaxis_title="USD",
     )
@@ -226,7 +227,10 @@ def _service_map(spans: pl.LazyFrame, max_traces: int = 20_000) -> go.Figure | N
             },
         )
     )
-    fig.update_layout(title="Service map: who calls whom (blue sync, green async, red degraded)")
+    fig.update_layout(
+        title="Service map: who calls whom, link colour by the callee's blameset.boundary "
+        "(blue sync, green async, red degraded)"
+    )
     return fig
 
 

@@ -87,8 +87,9 @@ def _group_columns(by: Sequence[str], frame: pl.DataFrame) -> list[str]:
         elif name in frame.columns:
             out.append(name)
         else:
-            known = sorted(GROUPINGS) + sorted(
-                c.removeprefix("version.") for c in frame.columns if c.startswith("version.")
+            known = sorted(
+                set(GROUPINGS)
+                | {c.removeprefix("version.") for c in frame.columns if c.startswith("version.")}
             )
             raise ValueError(f"cannot group by {name!r}; known: {', '.join(known)}")
     return out
@@ -110,7 +111,10 @@ def report(
         frame = frame.filter(pl.col("start") >= since)
     if until is not None:
         frame = frame.filter(pl.col("start") < until)
-    frame = frame.with_columns(time=pl.col("start").dt.truncate(bucket))
+    try:
+        frame = frame.with_columns(time=pl.col("start").dt.truncate(bucket))
+    except pl.exceptions.PolarsError:
+        raise ValueError(f"--bucket {bucket!r} is not a duration like 15m, 1h or 1d") from None
     keys = _group_columns(by, frame)
     codes = sorted(
         c for c in frame["error_code"].drop_nulls().unique().to_list() if isinstance(c, str)

@@ -50,7 +50,12 @@ def open_spans(
             for r in read_file(p, report, skip_bad=skip_bad)
         ]
         if records:
-            frames.append(spans_frame(records).lazy())
+            # the same span twice (a re-export, a spill replayed) counts once, as ingest stores it
+            frames.append(
+                spans_frame(records)
+                .unique(subset=["trace_id", "span_id"], keep="first", maintain_order=True)
+                .lazy()
+            )
     if not frames:
         raise FileNotFoundError("no spans in " + ", ".join(str(i) for i in items))
     return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")

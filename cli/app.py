@@ -190,6 +190,9 @@ if typer is not None:
 
         try:
             summary = run_ingest(inputs, out, skip_bad=skip_bad_lines, on_file=on_file)
+        except OSError as exc:
+            typer.echo(f"blameset ingest: {exc}", err=True)
+            raise typer.Exit(2) from None
         except BadInput as exc:
             typer.echo(f"blameset ingest: {exc}", err=True)
             if not skip_bad_lines:
@@ -289,7 +292,12 @@ if typer is not None:
                 typer.echo(f"{file}: no such file", err=True)
                 failed = True
                 continue
-            result = check_design(file)
+            try:
+                result = check_design(file)
+            except UnicodeDecodeError:
+                typer.echo(f"{file}: not UTF-8 text (a design document is Markdown)", err=True)
+                failed = True
+                continue
             if result.ok:
                 typer.echo(f"PASS {file}: idempotency key, trace_id, version_set, retry budget")
                 continue
@@ -315,23 +323,39 @@ if typer is not None:
         if text is None:
             return None
         lo, sep, hi = text.partition("..")
-        start, end = _when(lo, option), _when(hi, option)
-        if not sep or start is None or end is None:
+        if not sep or not lo or not hi:
             typer.echo(f"{option}: expected FROM..TO (ISO datetimes), got {text!r}", err=True)
+            raise typer.Exit(2)
+        start, end = _when(lo, option), _when(hi, option)
+        if start is None or end is None or start >= end:
+            typer.echo(f"{option}: FROM must come before TO, got {text!r}", err=True)
             raise typer.Exit(2)
         return start, end
 
     def _open(inputs: list[str], command: str, skip_bad: bool) -> Any:
-        from analyze.readers import BadInput
+        from analyze.readers import BadInput, ReadReport
         from analyze.source import open_spans
 
+        report = ReadReport()
         try:
-            return open_spans(inputs, skip_bad=skip_bad)
+            spans = open_spans(inputs, skip_bad=skip_bad, report=report)
         except BadInput as exc:
             typer.echo(f"blameset {command}: {exc}", err=True)
             raise typer.Exit(2) from None
-        except FileNotFoundError as exc:
+        except OSError as exc:
             typer.echo(f"blameset {command}: {exc}", err=True)
+            raise typer.Exit(2) from None
+        for (file, reason), n in report.skipped.items():
+            typer.echo(f"blameset {command}: skipped {n} line(s) of {file}: {reason}", err=True)
+        return spans
+
+    def _write_html(path: Path, spans: Any, attribution: Any, command: str) -> None:
+        from analyze.html import write_html
+
+        try:
+            write_html(path, spans, attribution=attribution)
+        except OSError as exc:
+            typer.echo(f"blameset {command}: cannot write the HTML report: {exc}", err=True)
             raise typer.Exit(2) from None
 
     _Inputs = Annotated[
@@ -385,12 +409,11 @@ if typer is not None:
             raise typer.Exit(2) from None
         if html_path is not None:
             from analyze.attribute import attribute as run_attribute
-            from analyze.html import write_html
 
             found = run_attribute(
                 spans, since=_when(since, "--since"), until=_when(until, "--until")
             )
-            write_html(html_path, spans, attribution=found)
+            _write_html(html_path, spans, found, "report")
         if as_json:
             typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
         else:
@@ -483,20 +506,22 @@ if typer is not None:
             raise typer.Exit(2)
         if b is not None and a is not None:
             windows = (b, a)
-        result = run_attribute(
-            spans,
-            min_effect=min_effect,
-            alpha=alpha,
-            strata=[s.strip() for s in strata.split(",")] if strata else None,
-            since=_when(since, "--since"),
-            until=_when(until, "--until"),
-            cost_windows=windows,
-            seed=seed,
-        )
+        try:
+            result = run_attribute(
+                spans,
+                min_effect=min_effect,
+                alpha=alpha,
+                strata=[s.strip() for s in strata.split(",")] if strata else None,
+                since=_when(since, "--since"),
+                until=_when(until, "--until"),
+                cost_windows=windows,
+                seed=seed,
+            )
+        except ValueError as exc:
+            typer.echo(f"blameset attribute: {exc}", err=True)
+            raise typer.Exit(2) from None
         if html_path is not None:
-            from analyze.html import write_html
-
-            write_html(html_path, spans, attribution=result)
+            _write_html(html_path, spans, result, "attribute")
         if as_json:
             typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
             return
@@ -563,9 +588,16 @@ if typer is not None:
                         console.print(
                             f"  {term} {d['usd']:+.2f} USD: {moved or 'no version change'}"
                         )
-        if not result.findings:
+        if not result.findings and not result.tests:
             console.print(
-                "No finding: nothing significant and at least "
+                "No comparison could be made: attribution needs two version_sets (or one over "
+                "time) with at least 30 requests each side; this data has "
+                f"{result.settings['requests']} requests."
+            )
+        elif not result.findings:
+            console.print(
+                f"No finding: {len(result.tests)} comparisons, none both significant "
+                f"(q <= {result.settings['alpha']}) and at least "
                 f"{result.settings['min_effect']:.0%} in size."
             )
 

@@ -607,6 +607,29 @@ Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: stage is "serving", "ingesting", "attributing", "writing"."""
 
 
+MARKER = ".blameset-demo"
+"""Written into every folder the demo fills, so a rerun knows the files there are its own."""
+
+
+class NotADemoFolder(ValueError):
+    """``--out`` names a folder with other files in it, or a file."""
+
+
+def _claim(out: Path) -> None:
+    """Make ``out`` the demo's: a new or empty folder, or one an earlier demo run marked.
+    Anything else is refused, since a rerun replaces spans.jsonl, audit.jsonl and dataset/,
+    the very names a real service writes."""
+    if out.exists() and not out.is_dir():
+        raise NotADemoFolder(f"{out} is a file; --out needs a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():
+        raise NotADemoFolder(
+            f"{out} is not empty and was not written by blameset demo; "
+            "choose a new or empty folder with --out"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("written by `blameset demo`; a rerun replaces its files here\n")
+
+
 def _clean(out: Path) -> None:
     """Remove the files an earlier demo run left in ``out`` (only the demo's own)."""
     for name in _OWN:
@@ -700,7 +723,7 @@ def run(
 
     if requests < 1:
         raise ValueError("requests must be at least 1")
-    out.mkdir(parents=True, exist_ok=True)
+    _claim(out)
     _clean(out)
     seconds: dict[str, float] = {}
     t = time.perf_counter()
@@ -723,7 +746,7 @@ def run(
     table = request_table(spans)
     statuses = dict(table["final_status"].cast(str).value_counts().iter_rows())
     grouped = report(spans, by=["version_set"])
-    found = attribute(spans, seed=seed)
+    found = attribute(spans)  # the defaults, so `blameset attribute` on the dataset agrees
     seconds["attribute"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -883,6 +906,9 @@ def main(out: Path | None, requests: int, seed: int) -> int:
     started = time.perf_counter()
     try:
         result = run(target, requests=requests, seed=seed, progress=progress)
+    except NotADemoFolder as exc:
+        Console(stderr=True).print(f"blameset demo: {exc}")
+        return 2
     finally:
         if bar is not None and task is not None:
             bar.stop()

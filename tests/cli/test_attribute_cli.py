@@ -105,3 +105,36 @@ def test_bad_options_are_named(dataset: Path) -> None:
     assert "colour" in result.output
     result = runner.invoke(app, ["attribute", str(dataset), "--before", "2026-11-01..2026-11-02"])
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["report", "--by", "time", "--bucket", "2x"], "--bucket"),
+        (["attribute", "--strata", "rout"], "cannot stratify by 'rout'"),
+        (["attribute", "--min-effect", "-1"], "min_effect"),
+        (["attribute", "--alpha", "2"], "alpha"),
+        (["attribute", "--before", "2026-11-02"], "FROM..TO"),
+    ],
+)
+def test_bad_values_are_one_line_and_exit_2(dataset: Path, args: list[str], says: str) -> None:
+    result = runner.invoke(app, [args[0], str(dataset), *args[1:]])
+    assert result.exit_code == 2, result.output
+    assert says in result.output
+    assert "Traceback" not in result.output
+
+
+def test_an_unwritable_html_path_is_a_message(dataset: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["report", str(dataset), "--html", str(tmp_path / "no" / "r.html")])
+    assert result.exit_code == 2
+    assert "cannot write the HTML report" in result.output
+
+
+def test_a_span_repeated_in_the_files_counts_once(tmp_path: Path) -> None:
+    source = OTLP / "python-style-base64-ids.jsonl"
+    once = runner.invoke(app, ["report", str(source), "--json"])
+    doubled = tmp_path / "twice.jsonl"
+    doubled.write_bytes(source.read_bytes() * 2)
+    twice = runner.invoke(app, ["report", str(doubled), "--json"])
+    assert once.exit_code == twice.exit_code == 0
+    assert json.loads(once.output)["totals"] == json.loads(twice.output)["totals"]

@@ -205,3 +205,14 @@ def test_files_listed_exist(demo):
     """Every file the demo prints exists."""
     for label, path in demo.files.items():
         assert Path(path).exists(), label
+
+
+def test_the_demo_will_not_take_over_a_folder_it_did_not_write(tmp_path):
+    """`--out` names the files a real service writes (spans.jsonl, audit.jsonl, dataset/): a
+    folder with other files in it is refused, untouched."""
+    (tmp_path / "dataset").mkdir()
+    (tmp_path / "dataset" / "mine.txt").write_text("keep")
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--requests", "20"])
+    assert result.exit_code == 2
+    assert "not written by blameset demo" in result.output
+    assert (tmp_path / "dataset" / "mine.txt").read_text() == "keep"
