@@ -89,3 +89,13 @@ def test_unreadable_input_exits_2():
     result = runner.invoke(app, ["check", str(OTLP / "invalid" / "malformed.json")])
     assert result.exit_code == 2
     assert "malformed.json:21" in result.output
+
+
+def test_check_reads_an_ingested_dataset(tmp_path):
+    """The folder `blameset ingest` wrote is checked like the files it came from."""
+    from bench.scenarios import generate, write_dataset
+
+    write_dataset(generate("prompt_regression", 200, seed=1), tmp_path / "ds")
+    result = CliRunner().invoke(app, ["check", str(tmp_path / "ds"), "--json"])
+    document = json.loads(result.output)
+    assert {r["field"] for r in document["rows"]} >= {"trace_id", "version_set", "tokens"}
