@@ -86,7 +86,10 @@ if typer is not None:
             raise typer.Exit(2)
         result = verify(path, expect_last=expect_last)
         if result.ok:
-            typer.echo(f"{path}: chain intact ({result.records} records)")
+            typer.echo(
+                f"{path}: chain intact ({result.records} records); last hash "
+                f"{result.last_hash} (pass it as --expect-last next time to catch a cut-off tail)"
+            )
             return
         where = f"line {result.line}" if result.line is not None else "end of file"
         typer.echo(f"{path}: {where}: {result.problem}", err=True)

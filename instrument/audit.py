@@ -151,6 +151,9 @@ class Verification:
     records: int
     line: int | None = None
     problem: str | None = None
+    last_hash: str | None = None
+    """The last record's hash: keep it elsewhere and pass it as ``expect_last`` next time, so a
+    log cut off after it (records removed from the end) is caught too."""
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -195,7 +198,7 @@ def verify(path: str | Path, expect_last: str | None = None) -> Verification:
             count += 1
     if expect_last is not None and prev != expect_last:
         return Verification(False, count, None, "the log ends before the expected last record")
-    return Verification(True, count)
+    return Verification(True, count, last_hash=prev)
 
 
 _default: AuditLog | None = None

@@ -86,6 +86,9 @@ def test_an_intact_log_verifies(tmp_path: Path):
     result = runner.invoke(app, ["audit", "verify", str(path)])
     assert result.exit_code == 0
     assert "chain intact (3 records)" in result.output
+    # it prints the last hash, so the next check can pass it as --expect-last
+    assert AuditLog(path).last_hash in result.output
+    assert verify(path).last_hash == AuditLog(path).last_hash
 
 
 def test_audited_errors_are_recorded(tmp_path: Path, spans: CapturedSpans):
