@@ -208,8 +208,9 @@ if typer is not None:
             typer.echo(json.dumps(summary.as_dict(), indent=2))
             return
         typer.echo(
-            f"{summary.spans} spans ({summary.requests} requests, {summary.duplicates} already "
-            f"stored) from {summary.files} files into {summary.out}; "
+            f"{summary.spans} spans ({summary.requests} requests; {summary.duplicates} "
+            "duplicates not stored again: already in the dataset or repeated in the input) "
+            f"from {summary.files} files into {summary.out}; "
             f"tokens {summary.input_tokens} in / {summary.output_tokens} out, "
             f"cost ${summary.cost_usd:.4f}"
         )
