@@ -209,6 +209,18 @@ def _service_map(spans: pl.LazyFrame, max_traces: int = 20_000) -> go.Figure | N
         return None
     nodes = sorted(set(edges["caller"].to_list()) | set(edges["name"].to_list()))
     index = {n: i for i, n in enumerate(nodes)}
+    # a degraded answer is usually a request (a root, with no caller to draw a link from): say
+    # on the node how often it degraded
+    degraded = dict(
+        sample.group_by("name")
+        .agg((pl.col("boundary") == "degraded").fill_null(False).mean().alias("share"))
+        .collect()
+        .iter_rows()
+    )
+    node_labels = [f"{n} ({degraded[n]:.1%} degraded)" if degraded.get(n) else n for n in nodes]
+    node_colours = [
+        "rgba(214,39,40,0.8)" if degraded.get(n) else "rgba(120,120,120,0.8)" for n in nodes
+    ]
     colour = {
         "sync": "rgba(31,119,180,0.5)",
         "async": "rgba(44,160,44,0.5)",
@@ -217,7 +229,7 @@ def _service_map(spans: pl.LazyFrame, max_traces: int = 20_000) -> go.Figure | N
     labels = [f"{b or 'sync'}" for b in edges["boundary"].to_list()]
     fig = go.Figure(
         go.Sankey(
-            node={"label": nodes, "pad": 20},
+            node={"label": node_labels, "color": node_colours, "pad": 20},
             link={
                 "source": [index[c] for c in edges["caller"].to_list()],
                 "target": [index[n] for n in edges["name"].to_list()],
@@ -228,8 +240,8 @@ def _service_map(spans: pl.LazyFrame, max_traces: int = 20_000) -> go.Figure | N
         )
     )
     fig.update_layout(
-        title="Service map: who calls whom, link colour by the callee's blameset.boundary "
-        "(blue sync, green async, red degraded)"
+        title="Service map: who calls whom; links by the callee's blameset.boundary "
+        "(blue sync, green async, red degraded), red nodes answered degraded"
     )
     return fig
 
