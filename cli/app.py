@@ -622,13 +622,19 @@ if typer is not None:
             typer.Option(
                 "--out",
                 help="Folder for the demo's files (default: ./blameset-demo, created in the "
-                "current directory). A rerun replaces the demo's own files there.",
+                "current directory). A rerun replaces the demo's own files there; a folder "
+                "with other files in it is refused.",
             ),
         ] = None,
         requests: Annotated[
-            int, typer.Option(min=1, help="Simulated requests, spread over two days.")
+            int,
+            typer.Option(
+                min=1,
+                help="Simulated user requests over two days (client retries and double-clicked "
+                "exports add about 1%).",
+            ),
         ] = 3000,
-        seed: Annotated[int, typer.Option(help="Seed of the traffic, failures and bootstrap.")] = 7,
+        seed: Annotated[int, typer.Option(help="Seed of the traffic and its failures.")] = 7,
     ) -> None:
         """Serve two days of simulated traffic through an instrumented AI writing assistant (a
         prompt change and a model canary included), then ingest, report and attribute it and
