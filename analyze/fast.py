@@ -24,7 +24,6 @@ import re
 import shutil
 import tempfile
 import threading
-import uuid
 import weakref
 from collections import Counter
 from collections.abc import Callable
@@ -389,15 +388,28 @@ class FastChunk:
     other_signals: Counter[str] = field(default_factory=Counter)
 
 
-def _clean_up(con: Any, folder: Path) -> None:
+@dataclass
+class _Slot:
+    """A cursor with both macros prepared over one fixed file: a chunk is written to the file
+    and the prepared query executed, which skips binding the query again (~17 ms a chunk, a
+    tenth of the decode time of an 8 MB chunk)."""
+
+    cursor: Any
+    path: Path
+
+
+def _clean_up(con: Any, folder: Path, slots: list[_Slot]) -> None:
+    for slot in slots:
+        slot.cursor.close()
     con.close()
     shutil.rmtree(folder, ignore_errors=True)
 
 
 class FastReader:
     """Reads chunks of JSON lines with DuckDB; safe to call from several threads at once (each
-    call has its own cursor and temporary file), which is how ingest keeps both cores busy:
-    DuckDB works on one vector of lines per thread, and a chunk of Collector lines is one vector.
+    call takes a cursor and temporary file of its own, see :class:`_Slot`), which is how ingest
+    keeps both cores busy: DuckDB works on one vector of lines per thread, and a chunk of
+    Collector lines is one vector.
     """
 
     def __init__(self) -> None:
@@ -420,11 +432,30 @@ class FastReader:
         base = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
         self._folder = Path(tempfile.mkdtemp(prefix="blameset-ingest-", dir=base))
         self._lock = threading.Lock()
+        self._slots: list[_Slot] = []
+        """Every slot made (closed with the reader)."""
+        self._free: list[_Slot] = []
         # A reader nobody closed still leaves no folder behind in /dev/shm (memory, not disk).
-        self._cleanup = weakref.finalize(self, _clean_up, self._con, self._folder)
+        self._cleanup = weakref.finalize(self, _clean_up, self._con, self._folder, self._slots)
 
     def close(self) -> None:
         self._cleanup()
+
+    def _take(self) -> _Slot:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+            slot = _Slot(self._con.cursor(), self._folder / f"slot-{len(self._slots)}.jsonl")
+            self._slots.append(slot)
+        slot.path.write_bytes(b"")
+        literal = str(slot.path).replace("'", "''")
+        for macro in ("blameset_otlp", "blameset_flat"):
+            slot.cursor.execute(f"PREPARE {macro}_chunk AS SELECT * FROM {macro}('{literal}')")
+        return slot
+
+    def _give_back(self, slot: _Slot) -> None:
+        with self._lock:
+            self._free.append(slot)
 
     def __enter__(self) -> FastReader:
         return self
@@ -462,19 +493,15 @@ class FastReader:
             macro = "blameset_flat"
         if not payload.strip():
             return FastChunk(_empty_table(), other)
-        path = self._folder / f"{uuid.uuid4().hex}.jsonl"
-        path.write_bytes(payload)
+        slot = self._take()
         try:
-            with self._lock:
-                cursor = self._con.cursor()
-            try:
-                raw = pl.DataFrame(cursor.sql(f"SELECT * FROM {macro}(?)", params=[str(path)]))
-            finally:
-                cursor.close()
+            slot.path.write_bytes(payload)
+            raw = pl.DataFrame(slot.cursor.sql(f"EXECUTE {macro}_chunk"))
         except Exception:  # not clean: the row reader names the line
             return None
         finally:
-            path.unlink(missing_ok=True)
+            slot.path.write_bytes(b"")  # the chunk's bytes are memory in /dev/shm
+            self._give_back(slot)
         found = raw.height + int(raw.get_column("links").sum() or 0)
         if found != expected:
             return None  # a span in a place or shape this path does not read
