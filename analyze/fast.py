@@ -560,27 +560,33 @@ def _eval(text: pl.Series, expr: pl.Expr) -> pl.Series:
     return text.to_frame().select(expr.alias(text.name)).to_series()
 
 
-def _attribute(key: str, text: pl.Series) -> tuple[pl.Series, bool]:
+def _is_string(name: str) -> bool:
+    """Whether the key ``name`` (``a:KEY`` or ``r:KEY``) is read as a string."""
+    key = name[2:]
+    return name.startswith("r:") or not (
+        key in COST_ALIASES or key in _INT_KEYS or key in _FLOAT_KEYS
+    )
+
+
+def _attribute(name: str) -> tuple[pl.Expr, pl.Expr | None]:
     """(the column's values, whether every span's value is of a kind the row reader turns into
-    the column's type the same way) of one attribute given as JSON text."""
-    col = pl.col(text.name)
+    the column's type the same way; None when every value is) of one key given as JSON text
+    (``a:KEY`` an attribute, ``r:KEY`` a resource key, which is always read as a string)."""
+    key, col = name[2:], pl.col(name)
+    if _is_string(name):
+        is_str = col.str.starts_with('"')
+        plain = col.str.strip_prefix('"').str.strip_suffix('"')
+        return pl.when(is_str).then(plain), (col.is_null() | is_str).all()
     if key in COST_ALIASES:  # the row reader skips a cost that is not a number; so does this
         number = col.cast(pl.Float64, strict=False)
-        return _eval(text, pl.when(col.str.contains(_NUMBER)).then(number)), True
+        return pl.when(col.str.contains(_NUMBER)).then(number), None
     if key in _INT_KEYS:
         number = col.cast(pl.Int64, strict=False)
         ok = col.is_null() | (col.str.contains(r"^-?[0-9]+$") & number.is_not_null())
-    elif key in _FLOAT_KEYS:
+    else:
         number = col.cast(pl.Float64, strict=False)
         ok = col.is_null() | (col.str.contains(_NUMBER) & number.is_not_null())
-    else:
-        return _decoded(text), _all_strings(text)
-    return _eval(text, number), bool(_eval(text, ok.all()).item())
-
-
-def _all_strings(text: pl.Series) -> bool:
-    """Whether every value of this JSON text column is a string (or missing)."""
-    return bool((text.is_null() | text.str.starts_with('"')).all())
+    return number, ok.all()
 
 
 def _time(text: pl.Expr) -> pl.Expr:
@@ -616,21 +622,42 @@ def table_from_raw(raw: pl.DataFrame) -> pl.DataFrame | None:
     ]
     if not all(raw.select([c.all().alias(f"c{i}") for i, c in enumerate(conditions)]).row(0)):
         return None
-    columns: list[pl.Series | pl.Expr] = []
-    for prefix, struct in (("a", raw.get_column("a")), ("r", raw.get_column("r"))):
-        keys = struct.struct.unnest()
-        for text in keys.iter_columns():
-            key, name = text.name, f"{prefix}:{text.name}"
-            if text.null_count() == text.len():  # most of the table's attributes, most chunks
-                columns.append(pl.lit(None, dtype=_dtype(key)).alias(name))
-                continue
-            if prefix == "r":  # the resource's keys are all read as strings
-                value, ok = _decoded(text), _all_strings(text)
-            else:
-                value, ok = _attribute(key, text)
-            if not ok:
-                return None
-            columns.append(value.alias(name))
+    parts = [raw.get_column(prefix).struct.unnest() for prefix in ("a", "r")]
+    texts = pl.concat(
+        [
+            part.rename({c: f"{prefix}:{c}" for c in part.columns})
+            for prefix, part in zip(("a", "r"), parts, strict=True)
+        ],
+        how="horizontal",
+    )
+    # All keys at once, in three passes over the chunk (not three per key): which keys are
+    # there, whether each is of a kind the row reader reads the same way, then the values.
+    missing = texts.null_count().row(0)
+    present = [name for name, n in zip(texts.columns, missing, strict=True) if n < texts.height]
+    strings = [name for name in present if _is_string(name)]
+    escaped: set[str] = set()
+    if strings:
+        has_escape = [pl.col(n).str.contains("\\", literal=True).any() for n in strings]
+        escaped = {n for n, e in zip(strings, texts.select(has_escape).row(0), strict=True) if e}
+    values: list[pl.Expr] = []
+    checks: list[pl.Expr] = []
+    for name in present:
+        value, ok = _attribute(name)
+        if name not in escaped:
+            values.append(value.alias(name))
+        if ok is not None:
+            checks.append(ok.alias(name))
+    if checks and not all(texts.select(checks).row(0)):
+        return None
+    decoded = texts.with_columns(
+        values
+        + [_decoded(texts.get_column(name)) for name in escaped]
+        + [
+            pl.lit(None, dtype=_dtype(name[2:] if name.startswith("a:") else "")).alias(name)
+            for name in texts.columns
+            if name not in present
+        ]
+    )
     base = raw.select(
         "trace_id",
         "span_id",
@@ -644,7 +671,7 @@ def table_from_raw(raw: pl.DataFrame) -> pl.DataFrame | None:
         start_ns=_time(pl.col("start_text")),
         end_ns=_time(pl.col("end_text")),
     )
-    frame = base.with_columns(columns)
+    frame = pl.concat([base, decoded], how="horizontal")
     no_set = pl.col(f"a:{contract.VERSION_SET}").fill_null("").eq("") & pl.col(
         f"r:{contract.VERSION_SET}"
     ).fill_null("").eq("")
