@@ -125,8 +125,10 @@ def _file_tables(
             yield from settle(*pending.popleft())
 
 
-WRITE_ROWS = 100_000
-"""Spans gathered before a Parquet file is written: fewer, larger files read faster later."""
+WRITE_ROWS = 50_000
+"""Spans gathered before a Parquet file is written: fewer, larger files read faster later, but
+what is gathered is held in memory (~90 MB more at 100,000), which the decode's chunks need
+more (see ``fast.OTLP_CHUNK_BYTES``)."""
 
 _KEY = pl.struct("trace_id", "span_id").hash(7).alias("h")
 
