@@ -269,3 +269,34 @@ def test_a_flat_span_whose_attributes_are_not_an_object_is_bad_input(tmp_path: P
     assert fast.flat_frame(path) is None
     with pytest.raises(BadInput, match=r"spans\.jsonl:2: flat span whose 'attributes'"):
         ingest([path], tmp_path / "ds")
+
+
+@pytest.mark.parametrize("escaped", [False, True])
+def test_array_values_read_the_same_with_or_without_the_array_query(tmp_path: Path, escaped):
+    """A chunk without the text ``arrayValue`` runs a query that leaves arrays to the row
+    reader; a key spelled with an escape (``array\\u0056alue``) still reaches the row reader."""
+    span = {
+        "traceId": "01" * 16,
+        "spanId": "02" * 8,
+        "name": "x",
+        "kind": 2,
+        "startTimeUnixNano": "1767225600000000000",
+        "endTimeUnixNano": "1767225600000000005",
+        "attributes": [
+            {"key": "tags", "value": any_value(["a", 1, 2.5, True])},
+            {"key": "gen_ai.request.model", "value": any_value("gpt-4o")},
+        ],
+    }
+    doc = {"resourceSpans": [{"resource": {}, "scopeSpans": [{"spans": [span]}]}]}
+    text = json.dumps(doc)
+    if escaped:
+        text = text.replace('"arrayValue"', '"array\\u0056alue"')
+    path = tmp_path / "spans.otlp.jsonl"
+    path.write_text(text + "\n")
+    frame = fast.otlp_frame(path)
+    assert (frame is None) == escaped
+    expected = rows(spans_frame(read(path)[0]))
+    if frame is not None:
+        assert rows(frame) == expected
+    ingest([path], tmp_path / "ds")
+    assert rows(load(tmp_path / "ds").drop("day").collect()) == expected
