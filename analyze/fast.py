@@ -390,10 +390,19 @@ _SPANS_START = b'{"resourceSpans":'
 
 
 def _all_span_lines(data: bytes) -> bool:
-    """Whether every line of ``data`` starts as the Collector writes a trace request."""
-    lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-    starts = data.count(b"\n" + _SPANS_START) + data.startswith(_SPANS_START)
-    return starts == lines
+    """Whether every line of ``data`` starts as the Collector writes a trace request. Line by
+    line with ``find`` (memchr): a Collector line is ~100 kB, so this is a few hundred calls
+    instead of two counting passes over the chunk (~9 ms of 12 MB)."""
+    if not data:
+        return False
+    end, pos = len(data), 0
+    while pos < end:
+        if not data.startswith(_SPANS_START, pos):
+            return False
+        pos = data.find(b"\n", pos) + 1
+        if pos == 0:
+            return True
+    return True
 
 
 @dataclass
