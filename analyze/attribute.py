@@ -80,17 +80,7 @@ LATENCY_METRICS = frozenset({"latency_ms", "ttft_ms", "tpot_ms", "tool_ms", "que
 """Compared over successful requests only: a degraded, blocked or failed answer is fast (or slow)
 for reasons its own rate already reports. Tokens and cost count every request: they are the bill."""
 
-EXTERNAL_METRICS = (
-    "latency_ms",
-    "ttft_ms",
-    "tpot_ms",
-    "tool_ms",
-    "queue_ms",
-    "input_tokens",
-    "output_tokens",
-    "cost_usd",
-    "error_rate",
-)
+EXTERNAL_METRICS = (*MEAN_METRICS, "error_rate")
 """Metrics watched for shifts no version change explains (provider drift, price changes)."""
 
 UNVERSIONED = "unversioned"
@@ -864,11 +854,14 @@ def attribute(
     since: datetime | None = None,
     until: datetime | None = None,
     cost_windows: tuple[tuple[datetime, datetime], tuple[datetime, datetime]] | None = None,
+    requests: pl.DataFrame | None = None,
 ) -> Attribution:
     """Attribute regressions and improvements in ``spans`` (the span table, e.g.
     :func:`analyze.load`) to version_set changes and their components; see the module docstring.
 
-    ``strata`` defaults to the route, plus the tenant when there are at most 12 tenants."""
+    ``strata`` defaults to the route, plus the tenant when there are at most 12 tenants.
+    ``requests`` is :func:`request_table` of ``spans`` when the caller has it already (the
+    roll-up is most of the run's time on a large dataset)."""
     from analyze.costs import decompose
 
     if not 0 < alpha < 1:
@@ -876,7 +869,7 @@ def attribute(
     if min_effect < 0:
         raise ValueError(f"min_effect must be 0 or more, not {min_effect}")
     lazy = spans.lazy() if isinstance(spans, pl.DataFrame) else spans
-    frame = request_table(lazy)
+    frame = requests if requests is not None else request_table(lazy)
     if since is not None:
         frame = frame.filter(pl.col("start") >= _utc(since))
     if until is not None:

@@ -102,11 +102,12 @@ def report(
     bucket: str = "1h",
     since: datetime | None = None,
     until: datetime | None = None,
+    requests: pl.DataFrame | None = None,
 ) -> Report:
     """Cost and latency of the requests in ``spans`` grouped ``by`` (see :data:`GROUPINGS`);
     ``bucket`` is the time bucket for ``time`` (a polars duration: ``15m``, ``1h``, ``1d``)."""
     lazy = spans.lazy() if isinstance(spans, pl.DataFrame) else spans
-    frame = request_table(lazy)
+    frame = requests if requests is not None else request_table(lazy)
     if since is not None:
         frame = frame.filter(pl.col("start") >= since)
     if until is not None:

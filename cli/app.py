@@ -363,11 +363,13 @@ if typer is not None:
             typer.echo(f"blameset {command}: skipped {n} line(s) of {file}: {reason}", err=True)
         return spans
 
-    def _write_html(path: Path, spans: Any, attribution: Any, command: str) -> None:
+    def _write_html(
+        path: Path, spans: Any, attribution: Any, command: str, requests: Any = None
+    ) -> None:
         from analyze.html import write_html
 
         try:
-            write_html(path, spans, attribution=attribution)
+            write_html(path, spans, attribution=attribution, requests=requests)
         except OSError as exc:
             typer.echo(f"blameset {command}: cannot write the HTML report: {exc}", err=True)
             raise typer.Exit(2) from None
@@ -407,12 +409,15 @@ if typer is not None:
         skip_bad_lines: _Skip = False,
     ) -> None:
         """Cost and latency by version_set, model, route, tenant or time bucket."""
+        from analyze.attribute import request_table
         from analyze.report import report as run_report
 
         spans = _open(inputs, "report", skip_bad_lines)
+        table = request_table(spans)  # one roll-up for the report, attribution and the page
         try:
             result = run_report(
                 spans,
+                requests=table,
                 by=[b.strip() for b in by.split(",") if b.strip()],
                 bucket=bucket,
                 since=_when(since, "--since"),
@@ -425,9 +430,12 @@ if typer is not None:
             from analyze.attribute import attribute as run_attribute
 
             found = run_attribute(
-                spans, since=_when(since, "--since"), until=_when(until, "--until")
+                spans,
+                since=_when(since, "--since"),
+                until=_when(until, "--until"),
+                requests=table,
             )
-            _write_html(html_path, spans, found, "report")
+            _write_html(html_path, spans, found, "report", table)
         if as_json:
             typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
         else:
@@ -511,8 +519,10 @@ if typer is not None:
         """Attribute regressions and cost changes to the version_set change (and component) behind
         them; mix-adjusted, with confidence intervals, `confounded` and `external` verdicts."""
         from analyze.attribute import attribute as run_attribute
+        from analyze.attribute import request_table
 
         spans = _open(inputs, "attribute", skip_bad_lines)
+        table = request_table(spans)  # one roll-up for the attribution and the page
         windows = None
         b, a = _span_window(before, "--before"), _span_window(after, "--after")
         if (b is None) != (a is None):
@@ -530,12 +540,13 @@ if typer is not None:
                 until=_when(until, "--until"),
                 cost_windows=windows,
                 seed=seed,
+                requests=table,
             )
         except ValueError as exc:
             typer.echo(f"blameset attribute: {exc}", err=True)
             raise typer.Exit(2) from None
         if html_path is not None:
-            _write_html(html_path, spans, result, "attribute")
+            _write_html(html_path, spans, result, "attribute", table)
         if as_json:
             typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
             return
