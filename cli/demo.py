@@ -745,8 +745,8 @@ def run(
         progress("attributing", 0, 1)
     table = request_table(spans)
     statuses = dict(table["final_status"].cast(str).value_counts().iter_rows())
-    grouped = report(spans, by=["version_set"])
-    found = attribute(spans)  # the defaults, so `blameset attribute` on the dataset agrees
+    grouped = report(spans, by=["version_set"], requests=table)
+    found = attribute(spans, requests=table)  # defaults: `blameset attribute` agrees with it
     seconds["attribute"] = time.perf_counter() - t
 
     t = time.perf_counter()
