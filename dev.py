@@ -2,7 +2,8 @@
 """Project tasks that work on a fresh machine with only python3.
 
 Every task first makes sure `.venv/` exists and holds the project installed in editable mode with
-all extras; re-installs only when pyproject.toml changed. Usage: python3 dev.py demo|test|lint|bench
+all extras; re-installs only when pyproject.toml or the native decoder's C source changed.
+Usage: python3 dev.py demo|test|lint|bench
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ def _run(*cmd: str | Path) -> int:
 
 def ensure_env() -> None:
     """Create the virtual environment and install the project when it is missing or stale."""
-    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    # The native decoder is built by the install: a change to its source needs one too.
+    sources = [ROOT / "pyproject.toml", *sorted((ROOT / "analyze").glob("*.c"))]
+    want = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()
     if STAMP.exists() and STAMP.read_text().strip() == want and PY.exists():
         return
     if not PY.exists():

@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import polars as pl
@@ -36,6 +37,12 @@ import polars as pl
 from analyze.aliases import COLUMN_ALIASES, COST_ALIASES, VERSION_ALIASES
 from analyze.table import SPAN_SCHEMA, _Pricer, _versions, with_derived_columns
 from instrument import contract
+
+_spanjson: ModuleType | None
+try:  # the native decoder, built with the package; without it DuckDB decodes every chunk
+    from analyze import _spanjson
+except ImportError:  # pragma: no cover - a build without a C compiler
+    _spanjson = None
 
 __all__ = [
     "CHUNK_BYTES",
@@ -497,8 +504,6 @@ class FastReader:
         other: Counter[str] = Counter()
         if layout == "otlp" and _all_span_lines(data):
             payload = data  # the Collector's usual file: no need to look at each line
-            expected = payload.count(b'"spanId"')
-            macro = "blameset_otlp"
         elif layout == "otlp":
             kept: list[bytes] = []
             for line in data.split(b"\n"):
@@ -511,19 +516,27 @@ class FastReader:
                 elif line.strip():
                     return None  # a wrapper, an array, a flat span, a broken line
             payload = b"\n".join(kept)
-            expected = payload.count(b'"spanId"')
-            macro = "blameset_otlp"
         else:
             payload = data
-            stripped = data.rstrip(b"\n")
+        if not payload.strip():
+            return FastChunk(_empty_table(), other)
+        table = native_table(payload, layout)
+        if table is None:
+            table = self._duckdb_table(payload, layout)
+        return None if table is None else FastChunk(table, other)
+
+    def _duckdb_table(self, payload: bytes, layout: str) -> pl.DataFrame | None:
+        """What the native decoder refused (or all, without it), decoded by DuckDB."""
+        if layout == "otlp":
+            expected = payload.count(b'"spanId"')
+            # quicker to plan without arrays; an escaped key still ends up bad
+            macro = "blameset_otlp" if b"arrayValue" in payload else "blameset_otlp_plain"
+        else:
+            stripped = payload.rstrip(b"\n")
             expected = stripped.count(b"\n") + 1 if stripped.strip() else 0
             if expected and b"\n\n" in stripped:
                 return None  # blank lines: the counts below would not tell a lost line
             macro = "blameset_flat"
-        if not payload.strip():
-            return FastChunk(_empty_table(), other)
-        if macro == "blameset_otlp" and b"arrayValue" not in payload:
-            macro = "blameset_otlp_plain"  # quicker to plan; an escaped key still ends up bad
         slot = self._take()
         try:
             # Overwritten in place, not truncated first: the file's pages (memory, in /dev/shm)
@@ -539,10 +552,25 @@ class FastReader:
         found = raw.height + int(raw.get_column("links").sum() or 0)
         if found != expected:
             return None  # a span in a place or shape this path does not read
-        table = table_from_raw(raw)
-        if table is None:
-            return None
-        return FastChunk(table, other)
+        return table_from_raw(raw)
+
+
+NATIVE = _spanjson is not None and os.environ.get("BLAMESET_NATIVE", "1") != "0"
+"""Whether chunks go to the native decoder first (``BLAMESET_NATIVE=0`` turns it off, to
+compare or to rule it out)."""
+
+
+def native_table(payload: bytes, layout: str) -> pl.DataFrame | None:
+    """The span table of complete JSON lines by the native decoder, or None when it is not
+    built or turned off, or refuses the chunk (anything it does not read exactly as the row
+    reader does)."""
+    if not NATIVE or _spanjson is None:
+        return None
+    columns = _spanjson.decode(payload, layout, _ATTR_KEYS, _RESOURCE_KEYS)
+    if isinstance(columns, str):
+        return None
+    raw = pl.Series(columns).struct.unnest().with_columns(bad=pl.lit(False))
+    return table_from_raw(raw)
 
 
 def flat_frame(path: Path) -> pl.DataFrame | None:

@@ -1,4 +1,4 @@
-"""The fast path of ingest (DuckDB-decoded JSON lines) against the row reader: the same rows for
+"""The fast path of ingest (JSON lines decoded natively or by DuckDB) against the row reader: the same rows for
 OTLP JSON and flat JSONL, the row reader's answer wherever the fast path is not sure, bad lines
 named by their number in the file whichever chunk they fall in."""
 
@@ -21,6 +21,16 @@ from analyze.table import spans_frame
 from tests.analyze.test_readers import _flat, attr_values, read, resources, span_strategy
 
 OTLP = Path(__file__).parents[1] / "fixtures" / "otlp"
+
+
+@pytest.fixture(autouse=True, params=["native", "duckdb"])
+def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here twice: chunks decoded by the native decoder first (DuckDB for what it
+    refuses), and by DuckDB alone (an install without a C compiler)."""
+    if request.param == "native" and fast._spanjson is None:
+        pytest.skip("the native decoder is not built")
+    monkeypatch.setattr(fast, "NATIVE", request.param == "native")
+    return str(request.param)
 
 
 def rows(frame: pl.DataFrame) -> list[dict]:

@@ -1,0 +1,334 @@
+"""The native decoder (analyze/_spanjson.c) against Python's json and the row reader: whatever
+bytes it is given it answers with columns or a reason, never a crash; what it accepts, Python's
+json accepts too and the row reader reads to the same rows; what the Collector writes, it
+accepts."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from analyze import fast
+from analyze.readers import BadInput
+from analyze.table import spans_frame
+from tests.analyze.test_readers import read
+
+native = pytest.importorskip("analyze._spanjson")
+
+OTLP = Path(__file__).parents[1] / "fixtures" / "otlp"
+
+
+def decode(data: bytes, layout: str) -> Any:
+    return native.decode(data, layout, fast._ATTR_KEYS, fast._RESOURCE_KEYS)
+
+
+def test_ci_builds_the_native_decoder():
+    """CI installs with a C compiler: a build that silently fell back to DuckDB fails here."""
+    assert fast.NATIVE or not os.environ.get("CI")
+
+
+FLAT_SEED: dict[str, Any] = {
+    "trace_id": "0af7651916cd43dd8448eb211c80319c",
+    "span_id": "b7ad6b7169203331",
+    "parent_span_id": None,
+    "name": "POST /v1/outline",
+    "kind": "server",
+    "start_time_unix_nano": 1_767_225_600_000_000_000,
+    "end_time_unix_nano": 1_767_225_600_250_000_000,
+    "status": "error",
+    "status_message": "upstream timeout",
+    "resource": {"service.name": "writer-api", "blameset.version_set": "code=1;prompt=p@v2"},
+    "attributes": {
+        "blameset.span.kind": "request",
+        "http.route": "/v1/outline",
+        "gen_ai.request.model": "gpt-4o",
+        "gen_ai.usage.input_tokens": 120,
+        "gen_ai.usage.output_tokens": 30,
+        "blameset.cost.usd": 0.0012,
+        "blameset.latency.ttft_ms": 80.5,
+        "blameset.error.code": "UPSTREAM_TIMEOUT",
+        "tags": ["a", 1],
+    },
+    "events": [{"name": "retry", "time_unix_nano": 1}],
+}
+
+
+def _any(v: Any) -> dict[str, Any]:
+    if isinstance(v, bool):
+        return {"boolValue": v}
+    if isinstance(v, int):
+        return {"intValue": str(v)}
+    if isinstance(v, float):
+        return {"doubleValue": v}
+    if isinstance(v, list):
+        return {"arrayValue": {"values": [_any(x) for x in v]}}
+    if isinstance(v, dict):
+        return {"kvlistValue": {"values": [{"key": k, "value": _any(x)} for k, x in v.items()]}}
+    return {"stringValue": v}
+
+
+OTLP_SEED: dict[str, Any] = {
+    "resourceSpans": [
+        {
+            "resource": {
+                "attributes": [
+                    {"key": k, "value": _any(v)} for k, v in FLAT_SEED["resource"].items()
+                ]
+                + [{"key": "process.command_args", "value": _any(["run", "-v"])}]
+            },
+            "scopeSpans": [
+                {
+                    "scope": {"name": "blameset", "version": "0.1"},
+                    "spans": [
+                        {
+                            "traceId": "0AF7651916CD43DD8448EB211C80319C",
+                            "spanId": "t61rcWkgMzE=",
+                            "parentSpanId": "",
+                            "name": "POST /v1/outline",
+                            "kind": "SPAN_KIND_SERVER",
+                            "startTimeUnixNano": "1767225600000000000",
+                            "endTimeUnixNano": 1_767_225_600_250_000_000,
+                            "status": {"code": 2, "message": "upstream timeout"},
+                            "attributes": [
+                                {"key": k, "value": _any(v)}
+                                for k, v in FLAT_SEED["attributes"].items()
+                            ]
+                            + [{"key": "meta", "value": _any({"a": 1, "b": [True]})}],
+                            "events": [
+                                {
+                                    "timeUnixNano": "5",
+                                    "name": "retry",
+                                    "attributes": [{"key": "n", "value": {"intValue": "2"}}],
+                                }
+                            ],
+                            "links": [],
+                            "droppedAttributesCount": 0,
+                        }
+                    ],
+                }
+            ],
+        }
+    ]
+}
+
+
+def row_reader_rows(data: bytes, tmp: Path) -> list[dict] | None:
+    """The row reader's rows of these lines, or None where it reports bad input."""
+    path = tmp / "lines.jsonl"
+    path.write_bytes(data)
+    try:
+        records, report = read(path)
+    except BadInput:
+        return None
+    if report.skipped_lines:
+        return None
+    return comparable(spans_frame(records))
+
+
+def comparable(frame: pl.DataFrame) -> list[dict]:
+    out = frame.to_dicts()
+    for row in out:
+        row["attributes"] = json.loads(row["attributes"])
+        row["resource"] = json.loads(row["resource"])
+    return out
+
+
+def check_against_python(data: bytes, layout: str, tmp: Path) -> Any:
+    """The decoder's answer, after holding what it accepted to json and the row reader."""
+    result = decode(data, layout)
+    if isinstance(result, str):
+        return result
+    for line in data.split(b"\n"):
+        if line.strip():
+            json.loads(line.decode("utf-8"))  # accepted: Python's json must take it too
+    raw = pl.Series(result).struct.unnest().with_columns(bad=pl.lit(False))
+    table = fast.table_from_raw(raw)
+    if table is not None:  # taken as it is: the row reader must agree, row for row
+        expected = row_reader_rows(data, tmp)
+        assert expected is not None, f"the row reader refuses what native took: {data[:300]!r}"
+        assert comparable(table) == expected
+    return result
+
+
+def test_the_seeds_are_accepted(tmp_path: Path):
+    for seed, layout in ((FLAT_SEED, "flat"), (OTLP_SEED, "otlp")):
+        data = (json.dumps(seed) + "\n").encode()
+        result = check_against_python(data, layout, tmp_path)
+        assert not isinstance(result, str), result
+        assert result.rows == 1
+
+
+@pytest.mark.parametrize(
+    "name", ["otel-demo-capture.jsonl", "python-style-base64-ids.jsonl"], ids=lambda n: n
+)
+def test_collector_files_are_accepted_and_match_the_row_reader(tmp_path: Path, name: str):
+    data = (OTLP / name).read_bytes()
+    spans = [line for line in data.split(b"\n") if line.startswith(b'{"resourceSpans"')]
+    payload = b"\n".join(spans) + b"\n"
+    result = check_against_python(payload, "otlp", tmp_path)
+    assert not isinstance(result, str), result
+
+
+REPLACEMENTS = [
+    None,
+    "",
+    0,
+    -1,
+    7,
+    1.5,
+    -0.0,
+    1e300,
+    2**63,
+    True,
+    False,
+    "x",
+    "\u00e9\U0001f600",
+    "a\\b\"c\n",
+    "12",
+    "SPAN_KIND_CLIENT",
+    "Server",
+    "AAAAAAAAAAAAAAAAAAAAAA==",
+    "AAAAAAAAAAA=",
+    "0af7651916cd43dd8448eb211c80319c",
+    "b7ad6b7169203331",
+    [],
+    {},
+    [1, "a"],
+    {"stringValue": "s"},
+    {"intValue": "9"},
+    {"doubleValue": 3},
+    {"boolValue": True},
+    {"bytesValue": "AQI="},
+    {"arrayValue": {"values": [{"intValue": 1}]}},
+    {"kvlistValue": {"values": [{"key": "k"}]}},
+    {"stringValue": "a", "intValue": "1"},
+]
+
+
+def _paths(node: Any, at: tuple = ()) -> list[tuple]:
+    out = [at]
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += _paths(v, (*at, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += _paths(v, (*at, i))
+    return out
+
+
+def _mutate(doc: Any, path: tuple, op: int, value: Any) -> Any:
+    doc = copy.deepcopy(doc)
+    if not path:
+        return value if op == 0 else doc
+    parent = doc
+    for step in path[:-1]:
+        parent = parent[step]
+    last = path[-1]
+    if op == 0:
+        parent[last] = value
+    elif op == 1 and isinstance(parent, dict):
+        del parent[last]
+    elif op == 1:
+        parent.pop(last)
+    elif op == 2 and isinstance(parent, list):
+        parent.append(copy.deepcopy(parent[last]))
+    elif op == 2:  # a second member of the same name, written as text below
+        parent[f"{last}\x00dup"] = value
+    return doc
+
+
+def _dumps(doc: Any, ascii_only: bool, compact: bool) -> str:
+    text = json.dumps(doc, ensure_ascii=ascii_only, separators=(",", ":") if compact else None)
+    # duplicated members: "name\u0000dup" -> "name" (json.dumps escaped the NUL)
+    return text.replace("\\u0000dup", "")
+
+
+@settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.sampled_from(["flat", "otlp"]),
+    st.data(),
+    st.booleans(),
+    st.booleans(),
+)
+def test_mutated_lines_are_refused_or_read_as_the_row_reader_reads_them(
+    tmp_path: Path, layout: str, data: st.DataObject, ascii_only: bool, compact: bool
+):
+    """Values of every type in every place, members dropped or given twice: the decoder refuses,
+    or its rows are the row reader's."""
+    seed = FLAT_SEED if layout == "flat" else OTLP_SEED
+    paths = _paths(seed)
+    path = data.draw(st.sampled_from(paths))
+    doc = _mutate(
+        seed, path, data.draw(st.integers(0, 2)), data.draw(st.sampled_from(REPLACEMENTS))
+    )
+    line = _dumps(doc, ascii_only, compact)
+    check_against_python((line + "\n").encode(), layout, tmp_path)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["flat", "otlp"]),
+    st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255), st.integers(0, 2)), max_size=4),
+)
+def test_bytes_edited_anywhere_never_crash_the_decoder(layout: str, edits: list):
+    """Byte-level damage (flipped, inserted, deleted): columns or a reason, and what is accepted
+    is JSON Python reads."""
+    seed = FLAT_SEED if layout == "flat" else OTLP_SEED
+    data = bytearray((json.dumps(seed) + "\n").encode())
+    for at, byte, op in edits:
+        at %= len(data)
+        if op == 0:
+            data[at] = byte
+        elif op == 1:
+            data.insert(at, byte)
+        elif len(data) > 1:
+            del data[at]
+    result = decode(bytes(data), layout)
+    if not isinstance(result, str):
+        for line in bytes(data).split(b"\n"):
+            if line.strip():
+                json.loads(line.decode("utf-8"))
+        assert pl.Series(result).len() == result.rows
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2000), st.sampled_from(["flat", "otlp"]))
+def test_arbitrary_bytes_never_crash_the_decoder(data: bytes, layout: str):
+    result = decode(data, layout)
+    assert isinstance(result, str) or pl.Series(result).len() == result.rows
+
+
+@pytest.mark.parametrize(
+    ("layout", "line", "reason"),
+    [
+        ("flat", b'{"name": "\xff"}', "not UTF-8"),
+        ("flat", b'{"name": "\\ud800"}', "lone surrogate"),
+        ("flat", b'{"name": "a", "name": "b"}', "duplicated member"),
+        ("flat", b'{"x": NaN}', "bad number"),
+        ("flat", b'{"trace_id": "0af7651916cd43dd8448eb211c80319"}', "id of another size"),
+        ("otlp", b'{"resourceSpans": []} {"b": 2}', "more than one value on a line"),
+        ("otlp", b'{"resourceSpans": []}\n\n', "blank line"),
+        ("otlp", b'{"resourceSpans": [{"scopeSpans": [], "resource": {}}]}', "resource after"),
+    ],
+)
+def test_refusals_say_why(layout: str, line: bytes, reason: str):
+    result = decode(line, layout)
+    assert isinstance(result, str)
+    assert reason in result
+
+
+def test_the_columns_are_handed_over_once():
+    result = decode((json.dumps(FLAT_SEED) + "\n").encode(), "flat")
+    assert pl.Series(result).len() == 1
+    with pytest.raises(RuntimeError, match="handed over already"):
+        pl.Series(result)
