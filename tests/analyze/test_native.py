@@ -191,7 +191,7 @@ REPLACEMENTS = [
     False,
     "x",
     "\u00e9\U0001f600",
-    "a\\b\"c\n",
+    'a\\b"c\n',
     "12",
     "SPAN_KIND_CLIENT",
     "Server",
