@@ -445,17 +445,28 @@ class FastReader:
     """
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._con: Any = None
+        self._folder: Path | None = None
+        self._slots: list[_Slot] = []
+        """Every slot made (closed with the reader)."""
+        self._free: list[_Slot] = []
+        self._cleanup: weakref.finalize[Any, FastReader] | None = None
+
+    def _connect(self) -> None:
+        """DuckDB, started on the first chunk it is needed for (never, when the native decoder
+        takes every chunk). Called under the lock."""
         import duckdb
 
-        self._con = duckdb.connect()
-        self._con.execute("SET enable_progress_bar = false")
+        con = duckdb.connect()
+        con.execute("SET enable_progress_bar = false")
         # Keep freed memory for the next chunk instead of handing it back to the OS after each
         # query: re-faulting it in cost a third of the decode time. Peak memory is unchanged.
         # One thread a query: ingest runs a query per core at once (a Collector chunk is one
         # vector of lines, which DuckDB would not split anyway); more would only contend.
-        self._con.execute("SET threads = 1")
-        self._con.execute("SET allocator_flush_threshold = '64GB'")
-        self._con.execute("SET allocator_bulk_deallocation_flush_threshold = '64GB'")
+        con.execute("SET threads = 1")
+        con.execute("SET allocator_flush_threshold = '64GB'")
+        con.execute("SET allocator_bulk_deallocation_flush_threshold = '64GB'")
         # Bound once: a chunk's query is then a short call (the full text costs ~10 ms a chunk).
         for macro, sql in (
             ("blameset_otlp", _OTLP_SQL),
@@ -463,24 +474,25 @@ class FastReader:
             ("blameset_flat", _FLAT_SQL),
         ):
             body = _keyed(sql).replace("(?,", "(path,")
-            self._con.execute(f"CREATE MACRO {macro}(path) AS TABLE {body}")
+            con.execute(f"CREATE MACRO {macro}(path) AS TABLE {body}")
         shm = Path("/dev/shm")
         base = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
         self._folder = Path(tempfile.mkdtemp(prefix="blameset-ingest-", dir=base))
-        self._lock = threading.Lock()
-        self._slots: list[_Slot] = []
-        """Every slot made (closed with the reader)."""
-        self._free: list[_Slot] = []
+        self._con = con
         # A reader nobody closed still leaves no folder behind in /dev/shm (memory, not disk).
-        self._cleanup = weakref.finalize(self, _clean_up, self._con, self._folder, self._slots)
+        self._cleanup = weakref.finalize(self, _clean_up, con, self._folder, self._slots)
 
     def close(self) -> None:
-        self._cleanup()
+        if self._cleanup is not None:
+            self._cleanup()
 
     def _take(self) -> _Slot:
         with self._lock:
+            if self._con is None:
+                self._connect()
             if self._free:
                 return self._free.pop()
+            assert self._folder is not None
             slot = _Slot(self._con.cursor(), self._folder / f"slot-{len(self._slots)}.jsonl")
             self._slots.append(slot)
         slot.path.write_bytes(b"")
