@@ -1580,7 +1580,26 @@ done:
     return result;
 }
 
+static PyObject *count_lines(PyObject *module, PyObject *args) {
+    (void)module;
+    Py_buffer view;
+    if (!PyArg_ParseTuple(args, "y*", &view)) return NULL;
+    Py_ssize_t n = 0;
+    Py_BEGIN_ALLOW_THREADS;
+    const char *p = view.buf, *end = (const char *)view.buf + view.len;
+    while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+        n++;
+        p++;
+    }
+    Py_END_ALLOW_THREADS;
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(n);
+}
+
 static PyMethodDef methods[] = {
+    {"count_lines", count_lines, METH_VARARGS,
+     "count_lines(data) -> int\n\nThe newlines in data (memchr, without the GIL: bytes.count\n"
+     "walks a byte at a time, which the chunker paid on every chunk)."},
     {"decode", decode, METH_VARARGS,
      "decode(data, layout, attribute_keys, resource_keys) -> Columns | str\n\n"
      "Complete JSON lines of spans ('flat' or 'otlp') as columns, or the reason the chunk is\n"

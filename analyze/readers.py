@@ -583,6 +583,14 @@ def _read_proto(data: bytes, name: str, report: ReadReport, skip_bad: bool) -> I
 # --- JSON lines in chunks (the fast path's input) --------------------------------------------
 
 
+try:
+    from analyze._spanjson import count_lines as _count_lines
+except ImportError:  # pragma: no cover - a build without a C compiler
+
+    def _count_lines(data: bytes) -> int:
+        return data.count(b"\n")
+
+
 def json_line_chunks(
     path: Path, report: ReadReport, *, skip_bad: bool = False
 ) -> tuple[bytes, Callable[[int], Iterator[tuple[int, bytes]]]] | None:
@@ -666,7 +674,7 @@ def json_line_chunks(
                 data = b"".join((rest, memoryview(block)[:cut]))  # one copy, not two
                 rest = bytearray(memoryview(block)[cut:])
                 yield before, data
-                before += data.count(b"\n")
+                before += _count_lines(data)
 
     return first, chunks
 

@@ -1,6 +1,6 @@
-"""The fast path of ingest (JSON lines decoded natively or by DuckDB) against the row reader: the same rows for
-OTLP JSON and flat JSONL, the row reader's answer wherever the fast path is not sure, bad lines
-named by their number in the file whichever chunk they fall in."""
+"""The fast path of ingest (JSON lines decoded natively, or by DuckDB) against the row reader:
+the same rows for OTLP JSON and flat JSONL, the row reader's answer wherever the fast path is not
+sure, bad lines named by their number in the file whichever chunk they fall in."""
 
 from __future__ import annotations
 
