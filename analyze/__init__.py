@@ -10,48 +10,15 @@ From a notebook::
     result = analyze.attribute(spans)          # an Attribution: findings, cost decomposition
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from analyze.attribute import Attribution, Finding, attribute, request_table
-    from analyze.check import Coverage, coverage
-    from analyze.costs import decompose
-    from analyze.gate import check_design
-    from analyze.ingest import IngestSummary, ingest, load
-    from analyze.readers import BadInput, ReadReport, expand_inputs, read_file
-    from analyze.report import Report, report
-    from analyze.source import open_spans
-    from analyze.table import SPAN_SCHEMA, requests, spans_frame
-
-# Loaded on first use, so `blameset ingest` does not pay for numpy and attribution it never runs
-# (numpy's BLAS threads alone took ~4% of an ingest's CPU).
-_WHERE = {
-    "Attribution": "analyze.attribute",
-    "Finding": "analyze.attribute",
-    "attribute": "analyze.attribute",
-    "request_table": "analyze.attribute",
-    "Coverage": "analyze.check",
-    "coverage": "analyze.check",
-    "decompose": "analyze.costs",
-    "check_design": "analyze.gate",
-    "IngestSummary": "analyze.ingest",
-    "ingest": "analyze.ingest",
-    "load": "analyze.ingest",
-    "BadInput": "analyze.readers",
-    "ReadReport": "analyze.readers",
-    "expand_inputs": "analyze.readers",
-    "read_file": "analyze.readers",
-    "Report": "analyze.report",
-    "report": "analyze.report",
-    "open_spans": "analyze.source",
-    "SPAN_SCHEMA": "analyze.table",
-    "requests": "analyze.table",
-    "spans_frame": "analyze.table",
-}
-
+from analyze.attribute import Attribution, Finding, attribute, request_table
+from analyze.check import Coverage, coverage
+from analyze.costs import decompose
+from analyze.gate import check_design
+from analyze.ingest import IngestSummary, ingest, load
+from analyze.readers import BadInput, ReadReport, expand_inputs, read_file
+from analyze.report import Report, report
+from analyze.source import open_spans
+from analyze.table import SPAN_SCHEMA, requests, spans_frame
 
 __all__ = [
     "SPAN_SCHEMA",
@@ -76,11 +43,3 @@ __all__ = [
     "requests",
     "spans_frame",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        value = getattr(importlib.import_module(_WHERE[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'analyze' has no attribute {name!r}")

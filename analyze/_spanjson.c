@@ -1294,8 +1294,8 @@ static int decode_lines(Dec *d, int flat) {
 /* --- Arrow export ----------------------------------------------------------------------------- */
 
 typedef struct {
-    void *buffers[3];
-    const void *pointers[3];
+    void *buffers[4];
+    const void *pointers[4];
 } ArrPriv;
 
 static void release_array(struct ArrowArray *a) {
@@ -1306,7 +1306,7 @@ static void release_array(struct ArrowArray *a) {
     free(a->children);
     ArrPriv *p = a->private_data;
     if (p) {
-        for (int i = 0; i < 3; i++) free(p->buffers[i]);
+        for (int i = 0; i < 4; i++) free(p->buffers[i]);
         free(p);
     }
     a->release = NULL;
@@ -1362,19 +1362,48 @@ static int make_array(struct ArrowArray *a, int64_t length, int64_t nbuf, int64_
     return 1;
 }
 
-/* Moves a column's buffers into an Arrow utf8 array. */
+/* Moves a column's buffers into an Arrow string-view array ("vu"), the layout polars keeps
+ * strings in: it takes the buffers as they are, where a plain utf8 array ("u") was copied value
+ * by value (~7% of a flat ingest's CPU). Views of up to 12 bytes hold the string itself; longer
+ * ones its first 4 bytes and where it is in the one data buffer. */
 static int export_col(StrCol *c, struct ArrowArray *a, struct ArrowSchema *s, const char *name) {
-    if (!make_schema(s, "u", name, 0) || !make_array(a, c->rows, 3, 0)) return 0;
+    if (!make_schema(s, "vu", name, 0) || !make_array(a, c->rows, 4, 0)) return 0;
     ArrPriv *p = a->private_data;
     if (!c->data.data && !buf_reserve(&c->data, 1)) return 0;
     if (!c->valid.data && !buf_reserve(&c->valid, 1)) return 0;
+    size_t rows = (size_t)c->rows;
+    char *views = calloc(rows ? rows : 1, 16);
+    int64_t *sizes = malloc(sizeof(int64_t));
+    if (!views || !sizes) {
+        free(views);
+        free(sizes);
+        return 0;
+    }
+    const int32_t *off = (const int32_t *)c->offsets.data;
+    for (size_t i = 0; i < rows; i++) {
+        int32_t start = off[i], len = off[i + 1] - off[i];
+        char *v = views + 16 * i;
+        memcpy(v, &len, 4);
+        if (len <= 12) {
+            memcpy(v + 4, c->data.data + start, (size_t)len);
+        } else {
+            int32_t buffer = 0;
+            memcpy(v + 4, c->data.data + start, 4);
+            memcpy(v + 8, &buffer, 4);
+            memcpy(v + 12, &start, 4);
+        }
+    }
+    *sizes = (int64_t)c->data.len;
+    free(c->offsets.data);
     a->null_count = c->nulls;
     p->buffers[0] = c->valid.data;
-    p->buffers[1] = c->offsets.data;
+    p->buffers[1] = views;
     p->buffers[2] = c->data.data;
+    p->buffers[3] = sizes;
     p->pointers[0] = c->nulls ? c->valid.data : NULL;
-    p->pointers[1] = c->offsets.data;
+    p->pointers[1] = views;
     p->pointers[2] = c->data.data;
+    p->pointers[3] = sizes;
     memset(c, 0, sizeof *c);
     return 1;
 }
