@@ -56,8 +56,14 @@ typedef struct {
     size_t len, cap;
 } Buf;
 
-static int buf_reserve(Buf *b, size_t extra) {
-    if (b->len + extra <= b->cap) return 1;
+static int buf_grow(Buf *b, size_t extra) __attribute__((noinline));
+
+/* The check is inlined everywhere; growing, which is rare, is not. */
+static inline int buf_reserve(Buf *b, size_t extra) {
+    return b->len + extra <= b->cap ? 1 : buf_grow(b, extra);
+}
+
+static int buf_grow(Buf *b, size_t extra) {
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->len + extra) cap *= 2;
     char *data = realloc(b->data, cap);
@@ -67,14 +73,14 @@ static int buf_reserve(Buf *b, size_t extra) {
     return 1;
 }
 
-static int buf_put(Buf *b, const char *s, size_t n) {
+static inline int buf_put(Buf *b, const char *s, size_t n) {
     if (!buf_reserve(b, n)) return 0;
     memcpy(b->data + b->len, s, n);
     b->len += n;
     return 1;
 }
 
-static int buf_putc(Buf *b, char c) {
+static inline int buf_putc(Buf *b, char c) {
     if (!buf_reserve(b, 1)) return 0;
     b->data[b->len++] = c;
     return 1;
@@ -101,7 +107,7 @@ static void col_free(StrCol *c) {
     memset(c, 0, sizeof *c);
 }
 
-static int col_mark(StrCol *c, int ok) {
+static inline int col_mark(StrCol *c, int ok) {
     if ((c->rows & 7) == 0 && !buf_putc(&c->valid, 0)) return 0;
     if (ok)
         c->valid.data[c->rows >> 3] |= (char)(1 << (c->rows & 7));
@@ -113,11 +119,11 @@ static int col_mark(StrCol *c, int ok) {
     return buf_put(&c->offsets, (const char *)&end, sizeof end);
 }
 
-static int col_add(StrCol *c, const char *s, size_t n) {
+static inline int col_add(StrCol *c, const char *s, size_t n) {
     return buf_put(&c->data, s, n) && col_mark(c, 1);
 }
 
-static int col_null(StrCol *c) { return col_mark(c, 0); }
+static inline int col_null(StrCol *c) { return col_mark(c, 0); }
 
 /* --- the key sets: which attribute and resource keys get a column of their own -------------- */
 
@@ -131,10 +137,18 @@ typedef struct {
     int16_t slot[HASH_SLOTS]; /* key index + 1, 0 = empty */
 } KeySet;
 
+/* The length and the first and last 8 bytes, mixed: keys differ there (a full FNV walk over
+ * each attribute key was ~0.2 us a span). Collisions only cost a memcmp. */
 static uint32_t key_hash(const char *s, size_t n) {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 16777619u;
-    return h;
+    uint64_t a = 0, b = 0;
+    if (n >= 8) {
+        memcpy(&a, s, 8);
+        memcpy(&b, s + n - 8, 8);
+    } else {
+        memcpy(&a, s, n);
+    }
+    uint64_t h = (a * 0x9E3779B97F4A7C15ull) ^ (b * 0xC2B2AE3D27D4EB4Full) ^ (n * 0x165667B19E3779F9ull);
+    return (uint32_t)(h >> 32) ^ (uint32_t)h;
 }
 
 static int keys_find(const KeySet *k, const char *s, size_t n) {
@@ -196,12 +210,14 @@ static inline int expect(Dec *d, char c) {
     return 1;
 }
 
-static int hexval(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
+static const signed char HEX[256] = {
+    ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,
+    ['7'] = 8,  ['8'] = 9,  ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14,
+    ['e'] = 15, ['f'] = 16, ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15,
+    ['F'] = 16,
+}; /* value + 1; 0 = not a hex digit */
+
+static inline int hexval(char c) { return HEX[(unsigned char)c] - 1; }
 
 /* A UTF-8 sequence starting at p (a byte >= 0x80) as Python's strict decoder takes it: its length,
  * or 0 if invalid (overlong, a surrogate, beyond U+10FFFF, cut short). */
@@ -236,7 +252,18 @@ static int string(Dec *d, const char **s, size_t *n, int *esc) {
     *esc = 0;
     *s = (const char *)p;
     for (;;) {
-        /* the usual case: plain ASCII */
+        /* the usual case: plain ASCII, 8 bytes at a time while none of them is a quote, a
+         * backslash, a control character or a byte of a multi-byte character */
+        while (end - p >= 8) {
+            uint64_t x;
+            memcpy(&x, p, 8);
+            const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+            uint64_t quote = x ^ (ones * '"'), slash = x ^ (ones * '\\');
+            uint64_t special = ((quote - ones) & ~quote) | ((slash - ones) & ~slash) |
+                               (x - ones * 0x20) | x;
+            if (special & highs) break;
+            p += 8;
+        }
         while (p < end && *p >= 0x20 && *p != '"' && *p != '\\' && *p < 0x80) p++;
         if (p >= end) REFUSE(d, "unterminated string");
         unsigned c = *p;
@@ -469,32 +496,39 @@ static int parse_i64(const char *s, size_t n, int64_t *out) {
 }
 
 /* An int64 the row reader's int() takes the same way: a JSON integer, or a string of digits.
- * Returns 1 with *has set when there is one, 1 with *has = 0 for null or "", 0 if refused. */
-static int int64_value(Dec *d, int64_t *v, int *has) {
-    const char *s;
-    size_t n;
+ * Returns 1 with *has set when there is one (its digits as written in *s, *n), 1 with *has = 0
+ * for null or "", 0 if refused. */
+static int int64_value(Dec *d, int64_t *v, int *has, const char **s, size_t *n) {
     int flag;
     *has = 0;
     char c = peek(d);
     if (c == 'n') return literal(d, "null", 4);
     if (c == '"') {
-        if (!string(d, &s, &n, &flag)) return 0;
-        if (n == 0) return 1;
-        if (flag || !parse_i64(s, n, v)) REFUSE(d, "not an int64");
+        if (!string(d, s, n, &flag)) return 0;
+        if (*n == 0) return 1;
+        if (flag || !parse_i64(*s, *n, v)) REFUSE(d, "not an int64");
         *has = 1;
         return 1;
     }
     if (c != '-' && (c < '0' || c > '9')) REFUSE(d, "not an int64");
-    if (!number(d, &s, &n, &flag)) return 0;
-    if (!flag || !parse_i64(s, n, v)) REFUSE(d, "not an int64");
+    if (!number(d, s, n, &flag)) return 0;
+    if (!flag || !parse_i64(*s, *n, v)) REFUSE(d, "not an int64");
     *has = 1;
     return 1;
 }
 
-static int add_i64(StrCol *c, int64_t v) {
-    char text[24];
-    int n = snprintf(text, sizeof text, "%lld", (long long)v);
-    return col_add(c, text, (size_t)n);
+/* v in decimal, canonically (what Python's int() then json.dumps write); text holds 21. */
+static size_t format_i64(int64_t v, char *text) {
+    char digits[20];
+    size_t n = 0, k = 0;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do {
+        digits[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) text[k++] = '-';
+    while (n) text[k++] = digits[--n];
+    return k;
 }
 
 /* A string unescaped into d->text (UTF-8). Lone surrogates are refused. */
@@ -746,12 +780,13 @@ static int any_value(Dec *d, Buf *out, int depth) {
     } else if (IS(name, n, "intValue")) {
         int64_t iv;
         int has;
+        const char *digits;
+        size_t digits_n;
         if (v == 'n') REFUSE(d, "intValue null");
-        if (!int64_value(d, &iv, &has)) return 0;
+        if (!int64_value(d, &iv, &has, &digits, &digits_n)) return 0;
         if (!has) REFUSE(d, "intValue empty");
         char text[24];
-        int k = snprintf(text, sizeof text, "%lld", (long long)iv);
-        if (!buf_put(out, text, (size_t)k)) REFUSE(d, OOM);
+        if (!buf_put(out, text, format_i64(iv, text))) REFUSE(d, OOM);
     } else if (IS(name, n, "doubleValue")) {
         if (v != '-' && (v < '0' || v > '9')) REFUSE(d, "doubleValue is not a number");
         if (!number(d, &s, &n, &flag)) return 0;
@@ -877,12 +912,15 @@ static int otlp_kind(Dec *d) {
 static int time_value(Dec *d, StrCol *c, int required) {
     int64_t v;
     int has;
-    if (!int64_value(d, &v, &has)) return 0;
+    const char *s;
+    size_t n;
+    if (!int64_value(d, &v, &has, &s, &n)) return 0;
     if (!has) {
         if (required) REFUSE(d, "no start time");
         return col_null(c) ? 1 : refuse(d, OOM);
     }
-    return add_i64(c, v) ? 1 : refuse(d, OOM);
+    /* the digits as written: they are an int64 (checked), which is all the table needs */
+    return col_add(c, s, n) ? 1 : refuse(d, OOM);
 }
 
 /* OTLP status {"code", "message"}: the row reader's _status. */
@@ -945,7 +983,9 @@ static int otlp_events(Dec *d, int depth) {
             if (IS(name, n, "timeUnixNano")) {
                 int64_t v;
                 int has;
-                if (!int64_value(d, &v, &has)) return 0;
+                const char *digits;
+                size_t digits_n;
+                if (!int64_value(d, &v, &has, &digits, &digits_n)) return 0;
             } else if (IS(name, n, "attributes")) {
                 d->junk.len = 0;
                 if (!key_values(d, &d->junk, depth + 1, NULL, NULL)) return 0;

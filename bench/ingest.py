@@ -4,7 +4,9 @@ Generates N spans (seeded; default 2 million) as flat JSONL and as OTLP JSON (10
 like the Collector's file exporter), then times, each case in its own process so its peak RSS is
 its own: ``blameset ingest`` of each file; polars ``scan_ndjson`` with an explicit schema on the
 flat file (the parse floor); DuckDB ``read_json`` + unnest on the OTLP file (what a user would
-reach for). Prints spans/s, MB/s, peak RSS and the ratios.
+reach for). Prints spans/s, MB/s, peak RSS (VmHWM) and the ratios. For scale, not targets:
+polars reading every flat field and writing Parquet, and ingest of the OTLP file with the native
+decoder turned off (``BLAMESET_NATIVE=0``, what an install without a C compiler runs).
 
 Targets on the 2-core machine: flat JSONL >= 0.8x the polars floor; OTLP JSON >= 1.5x DuckDB;
 peak RSS bounded by the batch size, not the file size.
@@ -166,7 +168,9 @@ CASES = {
 }
 
 
-def run_case(code: str, *args: str) -> tuple[float, int, int, float]:
+def run_case(
+    code: str, *args: str, env: dict[str, str] | None = None
+) -> tuple[float, int, int, float]:
     """(seconds, peak RSS bytes, printed count, CPU seconds) of one case in a fresh interpreter.
 
     CPU seconds (user + system, all threads) say what a case costs when other work shares the
@@ -179,10 +183,16 @@ def run_case(code: str, *args: str) -> tuple[float, int, int, float]:
         "print('SECONDS', time.perf_counter() - t0)\n"
         "r1 = resource.getrusage(resource.RUSAGE_SELF)\n"
         "print('CPU', r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)\n"
-        "print('RSS', r1.ru_maxrss * 1024)\n"
+        # VmHWM, not ru_maxrss: after fork + exec the latter can report the parent's peak
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')]\n"
+        "print('RSS', int(hwm[0].split()[1]) * 1024 if hwm else r1.ru_maxrss * 1024)\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", wrapper, *args], capture_output=True, text=True, check=True
+        [sys.executable, "-c", wrapper, *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **(env or {})},
     ).stdout.split()
     return (
         float(out[out.index("SECONDS") + 1]),
@@ -211,11 +221,15 @@ def main() -> int:
             ("polars scan_ndjson (floor)", "polars_floor", flat),
             ("polars parse + Parquet write", "polars_parse_write", flat),
             ("ingest OTLP JSON", "blameset_ingest", otlp),
+            # not a target: an install built without a C compiler (DuckDB decodes every chunk)
+            ("  ... without native decoder", "blameset_ingest", otlp),
             ("DuckDB read_json + unnest", "duckdb_unnest", otlp),
         ):
-            extra = [str(folder / f"ds-{case}-{path.stem}")] if case == "blameset_ingest" else []
+            extra = [str(folder / f"ds-{case}-{path.stem}-{len(results)}")]
+            extra = extra if case == "blameset_ingest" else []
+            env = {"BLAMESET_NATIVE": "0"} if "without native" in label else None
             try:
-                seconds, rss, count, cpu = run_case(CASES[case], str(path), *extra)
+                seconds, rss, count, cpu = run_case(CASES[case], str(path), *extra, env=env)
             except subprocess.CalledProcessError as exc:
                 print(f"  {label:<28} failed: {exc.stderr.strip().splitlines()[-1:]}")
                 continue
