@@ -424,6 +424,8 @@ class FastChunk:
 
     table: pl.DataFrame
     other_signals: Counter[str] = field(default_factory=Counter)
+    decoder: str = "native"
+    """Which reader decoded it: "native" or "duckdb"."""
 
 
 @dataclass
@@ -538,10 +540,10 @@ class FastReader:
             payload = data
         if not payload.strip():
             return FastChunk(_empty_table(), other)
-        table = native_table(payload, layout)
+        table, decoder = native_table(payload, layout), "native"
         if table is None:
-            table = self._duckdb_table(payload, layout)
-        return None if table is None else FastChunk(table, other)
+            table, decoder = self._duckdb_table(payload, layout), "duckdb"
+        return None if table is None else FastChunk(table, other, decoder)
 
     def _duckdb_table(self, payload: bytes, layout: str) -> pl.DataFrame | None:
         """What the native decoder refused (or all, without it), decoded by DuckDB."""

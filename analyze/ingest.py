@@ -53,6 +53,9 @@ class IngestSummary:
     skipped_lines: int = 0
     skipped: dict[str, dict[str, int]] = field(default_factory=dict)
     other_signal_lines: dict[str, int] = field(default_factory=dict)
+    decoders: dict[str, int] = field(default_factory=dict)
+    """Chunks (or whole files) each reader decoded: "native", "duckdb", "rows" (the row reader,
+    for what the column readers refuse, protobuf and pretty-printed documents)."""
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
@@ -79,6 +82,7 @@ def _file_tables(
     """The span tables of one file, chunk by chunk or batch by batch."""
     source = json_line_chunks(path, report, skip_bad=skip_bad)
     if source is None:  # protobuf, one pretty-printed document, an empty file
+        report.decoders["rows"] += 1
         yield from _batches(read_file(path, report, skip_bad=skip_bad))
         return
     report.files += 1
@@ -87,6 +91,7 @@ def _file_tables(
     layout = fast.layout_of(first) if reader is not None else None
     chunks = chunked(fast.OTLP_CHUNK_BYTES if layout == "otlp" else fast.CHUNK_BYTES)
     if reader is None or layout is None:
+        report.decoders["rows"] += 1
         yield from _batches(
             record
             for before, data in chunks
@@ -99,10 +104,12 @@ def _file_tables(
     ) -> Iterator[pl.DataFrame]:
         chunk = job.result()
         if chunk is None:  # not clean: the row reader reads it and names any bad line
+            report.decoders["rows"] += 1
             yield from _batches(
                 read_json_lines_chunk(data, name, report, before, skip_bad=skip_bad)
             )
             return
+        report.decoders[chunk.decoder] += 1
         report.spans += chunk.table.height
         report.other_signals.update(chunk.other_signals)
         yield chunk.table
@@ -303,6 +310,7 @@ def ingest(
     for (file, reason), n in report.skipped.items():
         summary.skipped.setdefault(file, {})[reason] = n
     summary.other_signal_lines = dict(report.other_signals)
+    summary.decoders = dict(report.decoders)
     return summary
 
 

@@ -84,6 +84,9 @@ class ReadReport:
     """(file, reason) -> lines or frames skipped (only with skip_bad)."""
     other_signals: Counter[str] = field(default_factory=Counter)
     """Signal ("metrics", "logs") -> lines of it seen and passed over."""
+    decoders: Counter[str] = field(default_factory=Counter)
+    """Reader ("native", "duckdb", "rows") -> chunks or files it read: why an ingest was as
+    fast or slow as it was (a chunk the native decoder refuses goes to a slower reader)."""
     keep_logs: bool = False
     logs: list[dict[str, Any]] = field(default_factory=list)
     """Flat log records seen, when ``keep_logs`` (``blameset check`` looks at them)."""

@@ -219,6 +219,9 @@ if typer is not None:
                 typer.echo(f"  skipped {n} line(s) of {file}: {reason}")
         for signal, n in summary.other_signal_lines.items():
             typer.echo(f"  passed over {n} line(s) of {signal}")
+        if set(summary.decoders) - {"native"}:  # says why an ingest was slower than usual
+            readers = ", ".join(f"{name} {n}" for name, n in sorted(summary.decoders.items()))
+            typer.echo(f"  chunks by reader (native is the fast one): {readers}")
 
     @app.command()
     def check(

@@ -332,3 +332,19 @@ def test_the_columns_are_handed_over_once():
     assert pl.Series(result).len() == 1
     with pytest.raises(RuntimeError, match="handed over already"):
         pl.Series(result)
+
+
+def test_ingest_says_which_reader_took_each_chunk(tmp_path: Path):
+    """A Collector file goes to the native decoder; a chunk it refuses (a value of an odd
+    type) to a slower reader, and the summary says so."""
+    from analyze.ingest import ingest
+
+    summary = ingest([OTLP / "otel-demo-capture.jsonl"], tmp_path / "a")
+    assert summary.decoders == {"native": 1}
+    odd = json.loads(json.dumps(FLAT_SEED))
+    odd["attributes"]["gen_ai.usage.input_tokens"] = "12"  # a string: the row reader's int()
+    path = tmp_path / "odd.jsonl"
+    path.write_text(json.dumps(odd) + "\n")
+    summary = ingest([path], tmp_path / "b")
+    assert summary.spans == 1
+    assert summary.decoders == {"rows": 1}  # DuckDB steps aside too: the row reader reads it
