@@ -74,6 +74,7 @@ static int buf_grow(Buf *b, size_t extra) {
 }
 
 static inline int buf_put(Buf *b, const char *s, size_t n) {
+    if (n == 0) return 1;
     if (!buf_reserve(b, n)) return 0;
     memcpy(b->data + b->len, s, n);
     b->len += n;
@@ -176,6 +177,7 @@ typedef struct {
 
 typedef struct {
     const char *p, *end, *line_start;
+    size_t escapes; /* strings with an escape seen so far */
     const char *why; /* why the chunk was refused; NULL while all is well */
     const KeySet *akeys, *rkeys;
     StrCol cols[N_COLS];
@@ -293,6 +295,7 @@ static int string(Dec *d, const char **s, size_t *n, int *esc) {
     }
     *n = (size_t)((const char *)p - *s);
     d->p = (const char *)p + 1;
+    d->escapes += (size_t)*esc;
     return 1;
 }
 
@@ -332,6 +335,9 @@ static int number(Dec *d, const char **s, size_t *n, int *is_int) {
         while (p < end && *p >= '0' && *p <= '9') p++;
     }
     *n = (size_t)(p - *s);
+    /* Python refuses integers of over 4300 digits, and float() of an integer too large for a
+     * double raises: no telemetry number is this long, so refuse rather than follow each rule */
+    if (*n > 300) REFUSE(d, "number too long");
     d->p = p;
     return 1;
 }
@@ -595,6 +601,102 @@ static int unescape(Dec *d, const char *s, size_t n) {
     return 1;
 }
 
+/* A JSON string (content s, n as written) into JSON text kept for the table (attributes,
+ * resource): as written when it has no escape; else unescaped and escaped again only where JSON
+ * must (quote, backslash, control characters), so what reads that text as text (the HTML page
+ * looks for "blameset.boundary" by regex) sees "client", not "\u0063lient", and a lone
+ * surrogate is refused as the row reader's encoder would. */
+static int put_string(Dec *d, Buf *out, const char *s, size_t n, int esc) {
+    if (!esc) {
+        if (!buf_putc(out, '"') || !buf_put(out, s, n) || !buf_putc(out, '"')) REFUSE(d, OOM);
+        return 1;
+    }
+    if (!unescape(d, s, n)) return 0;
+    if (!buf_reserve(out, d->text.len * 6 + 2)) REFUSE(d, OOM);
+    static const char DIGITS[] = "0123456789abcdef";
+    char *o = out->data + out->len;
+    *o++ = '"';
+    for (size_t i = 0; i < d->text.len; i++) {
+        unsigned char c = (unsigned char)d->text.data[i];
+        if (c == '"' || c == '\\') {
+            *o++ = '\\';
+            *o++ = (char)c;
+        } else if (c >= 0x20) {
+            *o++ = (char)c;
+        } else {
+            *o++ = '\\';
+            switch (c) {
+            case '\n': *o++ = 'n'; break;
+            case '\r': *o++ = 'r'; break;
+            case '\t': *o++ = 't'; break;
+            case '\b': *o++ = 'b'; break;
+            case '\f': *o++ = 'f'; break;
+            default:
+                *o++ = 'u';
+                *o++ = '0';
+                *o++ = '0';
+                *o++ = DIGITS[c >> 4];
+                *o++ = DIGITS[c & 15];
+            }
+        }
+    }
+    *o++ = '"';
+    out->len = (size_t)(o - out->data);
+    return 1;
+}
+
+/* A JSON value rewritten into out: strings as put_string writes them, numbers and literals as
+ * written, no whitespace. With keys, the top-level members that are table keys are noted in
+ * slots (offsets into out). For a flat span's object that holds an escape. */
+static int canon(Dec *d, Buf *out, int depth, const KeySet *keys, Slot *slots) {
+    if (depth > MAX_DEPTH) REFUSE(d, "nested too deep");
+    const char *s;
+    size_t n;
+    int esc;
+    char c = peek(d);
+    if (c == '"') return string(d, &s, &n, &esc) && put_string(d, out, s, n, esc);
+    if (c == '{' || c == '[') {
+        char close = c == '{' ? '}' : ']';
+        d->p++;
+        if (!buf_putc(out, c)) REFUSE(d, OOM);
+        int first = 1;
+        for (;;) {
+            char e = peek(d);
+            if (e == close) {
+                d->p++;
+                break;
+            }
+            if (!first) {
+                if (e != ',') REFUSE(d, "expected , or end");
+                d->p++;
+                if (!buf_putc(out, ',')) REFUSE(d, OOM);
+            }
+            first = 0;
+            int i = -1;
+            if (c == '{') {
+                if (!string(d, &s, &n, &esc)) return 0;
+                if (keys) {
+                    if (esc && !unescape(d, s, n)) return 0;
+                    i = esc ? keys_find(keys, d->text.data, d->text.len) : keys_find(keys, s, n);
+                }
+                if (!put_string(d, out, s, n, esc) || !expect(d, ':') || !buf_putc(out, ':'))
+                    return 0;
+            }
+            size_t at = out->len;
+            if (!canon(d, out, depth + 1, NULL, NULL)) return 0;
+            if (i >= 0) {
+                slots[i].off = at;
+                slots[i].len = out->len - at;
+                slots[i].set = 1;
+            }
+        }
+        return buf_putc(out, close) ? 1 : refuse(d, OOM);
+    }
+    const char *at = (ws(d), d->p);
+    if (!skip(d, depth)) return 0;
+    return buf_put(out, at, (size_t)(d->p - at)) ? 1 : refuse(d, OOM);
+}
+
 /* What an empty string reads as in a text column. */
 enum { EMPTY_KEEP, EMPTY_NULL, EMPTY_UNSET };
 
@@ -727,22 +829,20 @@ static int key_values(Dec *d, Buf *out, int depth, const KeySet *keys, Slot *slo
             if (m < 0) return 0;
             if (!key) REFUSE(d, "key-value without a key");
             if (!has_value && !buf_put(&d->scratch, "null", 4)) REFUSE(d, OOM);
-            if ((any && !buf_putc(out, ',')) || !buf_putc(out, '"') || !buf_put(out, key, key_len) ||
-                !buf_put(out, "\":", 2))
-                REFUSE(d, OOM);
+            int i = -1;
+            if (slots) { /* looked up by its value, escapes undone */
+                if (key_esc && !unescape(d, key, key_len)) return 0;
+                i = key_esc ? keys_find(keys, d->text.data, d->text.len)
+                            : keys_find(keys, key, key_len);
+            }
+            if ((any && !buf_putc(out, ',')) || !put_string(d, out, key, key_len, key_esc) ||
+                !buf_putc(out, ':'))
+                return refuse(d, OOM);
             any = 1;
-            if (slots) {
-                /* the raw key (escapes kept) is valid JSON text; the lookup takes its value */
-                if (key_esc) {
-                    if (!unescape(d, key, key_len)) return 0;
-                }
-                int i = key_esc ? keys_find(keys, d->text.data, d->text.len)
-                                : keys_find(keys, key, key_len);
-                if (i >= 0) {
-                    slots[i].off = out->len;
-                    slots[i].len = d->scratch.len;
-                    slots[i].set = 1;
-                }
+            if (i >= 0) {
+                slots[i].off = out->len;
+                slots[i].len = d->scratch.len;
+                slots[i].set = 1;
             }
             if (!buf_put(out, d->scratch.data, d->scratch.len)) REFUSE(d, OOM);
         }
@@ -773,9 +873,7 @@ static int any_value(Dec *d, Buf *out, int depth) {
             if (!literal(d, "null", 4) || !buf_put(out, "null", 4)) return 0;
         } else {
             if (v != '"') REFUSE(d, "string value is not a string");
-            const char *at = d->p;
-            if (!string(d, &s, &n, &flag)) return 0;
-            if (!buf_put(out, at, (size_t)(d->p - at))) REFUSE(d, OOM);
+            if (!string(d, &s, &n, &flag) || !put_string(d, out, s, n, flag)) return 0;
         }
     } else if (IS(name, n, "intValue")) {
         int64_t iv;
@@ -790,6 +888,10 @@ static int any_value(Dec *d, Buf *out, int depth) {
     } else if (IS(name, n, "doubleValue")) {
         if (v != '-' && (v < '0' || v > '9')) REFUSE(d, "doubleValue is not a number");
         if (!number(d, &s, &n, &flag)) return 0;
+        if (flag && IS(s, n, "-0")) { /* json.loads gives the integer 0: float() of it is 0.0 */
+            s = "0";
+            n = 1;
+        }
         if (!buf_put(out, s, n) || (flag && !buf_put(out, ".0", 2))) REFUSE(d, OOM);
     } else if (IS(name, n, "boolValue")) {
         if (v == 't') {
@@ -1214,7 +1316,7 @@ static int flat_object(Dec *d, StrCol *c, const KeySet *keys, Slot *slots, StrCo
     }
     if (peek(d) != '{') REFUSE(d, "not an object");
     const char *at = d->p, *name;
-    size_t n;
+    size_t n, escapes = d->escapes;
     int first = 1, m;
     d->p++;
     while ((m = obj_next_any(d, &first, &name, &n)) == 1) {
@@ -1229,8 +1331,18 @@ static int flat_object(Dec *d, StrCol *c, const KeySet *keys, Slot *slots, StrCo
         }
     }
     if (m < 0) return 0;
-    if (!col_add(c, at, (size_t)(d->p - at))) REFUSE(d, OOM);
-    return add_slots(d, key_cols, keys, slots, at);
+    if (d->escapes == escapes) { /* the usual case: kept as written */
+        if (!col_add(c, at, (size_t)(d->p - at))) REFUSE(d, OOM);
+        return add_slots(d, key_cols, keys, slots, at);
+    }
+    /* an escape somewhere: written again, canonically (see put_string) */
+    const char *after = d->p;
+    d->p = at;
+    clear_slots(slots, keys->n);
+    if (!canon(d, &c->data, 1, keys, slots)) return 0;
+    if (d->p != after) REFUSE(d, "object read two ways");
+    if (!col_mark(c, 1)) REFUSE(d, OOM);
+    return add_slots(d, key_cols, keys, slots, c->data.data);
 }
 
 static int flat_line(Dec *d) {
@@ -1339,7 +1451,8 @@ typedef struct {
 } ArrPriv;
 
 static void release_array(struct ArrowArray *a) {
-    for (int64_t i = 0; i < a->n_children; i++) {
+    for (int64_t i = 0; a->children && i < a->n_children; i++) {
+        if (!a->children[i]) continue; /* left unmade when memory ran out */
         if (a->children[i]->release) a->children[i]->release(a->children[i]);
         free(a->children[i]);
     }
@@ -1353,7 +1466,8 @@ static void release_array(struct ArrowArray *a) {
 }
 
 static void release_schema(struct ArrowSchema *s) {
-    for (int64_t i = 0; i < s->n_children; i++) {
+    for (int64_t i = 0; s->children && i < s->n_children; i++) {
+        if (!s->children[i]) continue;
         if (s->children[i]->release) s->children[i]->release(s->children[i]);
         free(s->children[i]);
     }
@@ -1538,9 +1652,10 @@ static PyTypeObject ColumnsType = {
 };
 
 static int keys_from(PyObject *seq, KeySet *k, PyObject **hold) {
-    *hold = PySequence_Fast(seq, "keys must be a sequence of str");
+    /* a tuple of our own: the names are read without the GIL, so nobody may change them */
+    *hold = PySequence_Tuple(seq);
     if (!*hold) return 0;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(*hold);
+    Py_ssize_t n = PyTuple_GET_SIZE(*hold);
     if (n > MAX_KEYS) {
         PyErr_SetString(PyExc_ValueError, "too many keys");
         return 0;
@@ -1549,7 +1664,7 @@ static int keys_from(PyObject *seq, KeySet *k, PyObject **hold) {
     k->n = (int)n;
     for (Py_ssize_t i = 0; i < n; i++) {
         Py_ssize_t len;
-        const char *s = PyUnicode_AsUTF8AndSize(PySequence_Fast_GET_ITEM(*hold, i), &len);
+        const char *s = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(*hold, i), &len);
         if (!s) return 0;
         k->name[i] = s;
         k->len[i] = (size_t)len;
@@ -1578,8 +1693,10 @@ static PyObject *decode(PyObject *module, PyObject *args) {
     (void)module;
     Py_buffer view;
     const char *layout;
-    PyObject *akeys_obj, *rkeys_obj, *hold_a = NULL, *hold_r = NULL, *result = NULL;
-    if (!PyArg_ParseTuple(args, "y*sOO", &view, &layout, &akeys_obj, &rkeys_obj)) return NULL;
+    PyObject *data, *akeys_obj, *rkeys_obj, *hold_a = NULL, *hold_r = NULL, *result = NULL;
+    /* bytes only: it is read without the GIL, so it must not change (a bytearray could) */
+    if (!PyArg_ParseTuple(args, "SsOO", &data, &layout, &akeys_obj, &rkeys_obj)) return NULL;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) return NULL;
     int flat = strcmp(layout, "flat") == 0;
     if (!flat && strcmp(layout, "otlp") != 0) {
         PyBuffer_Release(&view);

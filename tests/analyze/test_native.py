@@ -56,6 +56,7 @@ FLAT_SEED: dict[str, Any] = {
         "blameset.latency.ttft_ms": 80.5,
         "blameset.error.code": "UPSTREAM_TIMEOUT",
         "tags": ["a", 1],
+        "tag.\u00e9": '\u00fc " \\ \n',  # escapes in key and value once ensure_ascii writes them
     },
     "events": [{"name": "retry", "time_unix_nano": 1}],
 }
@@ -348,3 +349,78 @@ def test_ingest_says_which_reader_took_each_chunk(tmp_path: Path):
     summary = ingest([path], tmp_path / "b")
     assert summary.spans == 1
     assert summary.decoders == {"rows": 1}  # DuckDB steps aside too: the row reader reads it
+
+
+BASE = '"trace_id":"0af7651916cd43dd8448eb211c80319c","span_id":"b7ad6b7169203331"'
+
+
+def _otlp_line(attributes: str) -> bytes:
+    span = '{"traceId":"0af7651916cd43dd8448eb211c80319c","spanId":"b7ad6b7169203331",'
+    span += f'"startTimeUnixNano":"5","attributes":[{attributes}]}}'
+    return f'{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{span}]}}]}}]}}\n'.encode()
+
+
+@pytest.mark.parametrize(
+    ("layout", "line"),
+    [
+        # Python's int() takes at most 4300 digits; float() of a huge integer overflows
+        ("flat", ("{" + BASE + ',"start_time_unix_nano":5,"x":' + "1" * 4301 + "}\n").encode()),
+        ("otlp", _otlp_line('{"key":"x","value":{"doubleValue":1' + "0" * 400 + "}}")),
+        # a lone surrogate, escaped, in text kept as it is
+        (
+            "flat",
+            ("{" + BASE + ',"start_time_unix_nano":5,"attributes":{"x":"\\ud800"}}\n').encode(),
+        ),
+        ("otlp", _otlp_line('{"key":"x","value":{"stringValue":"\\udc00"}}')),
+    ],
+    ids=["long-int", "huge-double", "surrogate-flat", "surrogate-otlp"],
+)
+def test_what_python_would_not_read_the_same_is_refused(layout: str, line: bytes):
+    """Found by review: each of these was accepted, and the row reader fails on it."""
+    assert isinstance(decode(line, layout), str)
+
+
+@pytest.mark.parametrize(
+    ("layout", "line"),
+    [
+        (
+            "flat",
+            (
+                "{" + BASE + ',"start_time_unix_nano":5,"attributes":'
+                '{"blameset\\u002eversion.model":"m1","blameset.boundary":"\\u0063lient"}}\n'
+            ).encode(),
+        ),
+        (
+            "otlp",
+            _otlp_line(
+                '{"key":"blameset\\u002eversion.model","value":{"stringValue":"m1"}},'
+                '{"key":"blameset.boundary","value":{"stringValue":"\\u0063lient"}}'
+            ),
+        ),
+    ],
+    ids=["flat", "otlp"],
+)
+def test_escaped_text_is_written_plainly_and_read_as_the_row_reader_reads_it(
+    tmp_path: Path, layout: str, line: bytes
+):
+    """Escapes in kept text are undone (written again as JSON needs), so what looks for text in
+    the attributes (the version components check, the HTML page's boundary) finds it."""
+    from analyze.ingest import ingest, load
+
+    result = decode(line, layout)
+    assert not isinstance(result, str), result
+    text = pl.Series(result).struct.unnest().get_column("attributes")[0]
+    assert '"blameset.version.model"' in text
+    assert '"blameset.boundary":"client"' in text
+    path = tmp_path / "spans.jsonl"
+    path.write_bytes(line)
+    ingest([path], tmp_path / "ds")
+    stored = comparable(load(tmp_path / "ds").drop("day").collect())
+    assert stored == row_reader_rows(line, tmp_path)
+    assert stored[0]["version.model"] == "m1"
+
+
+def test_a_double_written_as_minus_zero_reads_as_python_reads_it():
+    line = _otlp_line('{"key":"blameset.latency.ttft_ms","value":{"doubleValue":-0}}')
+    text = pl.Series(decode(line, "otlp")).struct.unnest().get_column("attributes")[0]
+    assert text == '{"blameset.latency.ttft_ms":0.0}'
