@@ -762,7 +762,10 @@ def table_from_raw(raw: pl.DataFrame) -> pl.DataFrame | None:
         (no_set & pl.col("attributes").str.contains('"blameset.version.', literal=True)).any()
     ).item():
         return None  # span-level components without a version set string: the row reader's case
-    return _finish(frame)
+    try:
+        return _finish(frame)
+    except _NotSure:
+        return None
 
 
 def _first(names: tuple[str, ...]) -> pl.Expr:
@@ -833,6 +836,21 @@ def _cost_source() -> pl.Expr:
     return expr
 
 
+class _NotSure(Exception):
+    """A chunk the fast path cannot be sure to read as the row reader does, found late."""
+
+
+def _components(canonical: str) -> dict[str, str]:
+    """The components a canonical version set string names (as :func:`_with_versions` and the
+    row reader split it)."""
+    out: dict[str, str] = {}
+    for part in canonical.split(";"):
+        key, _, value = part.partition("=")
+        if key:
+            out[key] = value
+    return out
+
+
 def _with_built_versions(table: pl.DataFrame, frame: pl.DataFrame) -> pl.DataFrame:
     """Version sets for spans that carry no canonical string, built from the resource and other
     tools' version attributes exactly as the row reader does, once per distinct combination."""
@@ -847,7 +865,12 @@ def _with_built_versions(table: pl.DataFrame, frame: pl.DataFrame) -> pl.DataFra
     for row in combos.iter_rows(named=True):
         resource = json.loads(row["resource_text"] or "{}")
         attrs = {k[len("alias:") :]: v for k, v in row.items() if k.startswith("alias:") and v}
-        built.append(_versions(attrs, resource if isinstance(resource, dict) else {})[0])
+        canonical, components = _versions(attrs, resource if isinstance(resource, dict) else {})
+        if canonical is not None and _components(canonical) != components:
+            # a value holding ';' or '=': the string cannot give its components back, which
+            # the row reader takes from the attributes themselves
+            raise _NotSure(canonical)
+        built.append(canonical)
     combos = combos.with_columns(built_version_set=pl.Series(built, dtype=pl.String))
     joined = pl.concat([table, keys], how="horizontal").join(
         combos, on=keys.columns, how="left", nulls_equal=True, maintain_order="left"
@@ -866,10 +889,8 @@ def _with_versions(frame: pl.DataFrame) -> pl.DataFrame:
             "version_set": text,
             "computed_id": hashlib.sha256(text.encode("utf-8")).hexdigest()[:12],
         }
-        for part in text.split(";"):
-            key, _, value = part.partition("=")
-            if key:
-                row[f"version.{key}"] = value
+        for key, value in _components(text).items():
+            row[f"version.{key}"] = value
         rows.append(row)
     components = sorted({k for r in rows for k in r if k.startswith("version.")})
     lookup = pl.DataFrame(

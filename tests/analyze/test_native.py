@@ -424,3 +424,21 @@ def test_a_double_written_as_minus_zero_reads_as_python_reads_it():
     line = _otlp_line('{"key":"blameset.latency.ttft_ms","value":{"doubleValue":-0}}')
     text = pl.Series(decode(line, "otlp")).struct.unnest().get_column("attributes")[0]
     assert text == '{"blameset.latency.ttft_ms":0.0}'
+
+
+def test_a_version_value_holding_a_semicolon_reads_as_the_row_reader_reads_it(tmp_path: Path):
+    """Found by review (both column readers): a built version set whose value holds ';' cannot
+    be split back into its components, so such a chunk goes to the row reader."""
+    from analyze.ingest import ingest, load
+
+    line = (
+        "{" + BASE + ',"start_time_unix_nano":5,"attributes":'
+        '{"llm.prompt_template.version":"code=1;prompt=p"}}\n'
+    ).encode()
+    path = tmp_path / "spans.jsonl"
+    path.write_bytes(line)
+    summary = ingest([path], tmp_path / "ds")
+    assert summary.decoders == {"rows": 1}
+    stored = comparable(load(tmp_path / "ds").drop("day").collect())
+    assert stored == row_reader_rows(line, tmp_path)
+    assert stored[0]["version.prompt"] == "code=1;prompt=p"
