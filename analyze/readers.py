@@ -28,6 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
 
+from analyze.aliases import COLUMN_ALIASES
+from instrument import contract
+
 __all__ = [
     "BadInput",
     "ReadReport",
@@ -41,6 +44,37 @@ __all__ = [
 SpanRecord = dict[str, Any]
 """trace_id, span_id, parent_span_id (hex or None), name, kind, start_ns, end_ns, status,
 status_message, resource (dict), attributes (dict), events (list)."""
+
+_NUMBERS: tuple[tuple[tuple[str, ...], type[int] | type[float]], ...] = (
+    (COLUMN_ALIASES["input_tokens"], int),
+    (COLUMN_ALIASES["output_tokens"], int),
+    (COLUMN_ALIASES["ttft_ms"], float),
+    (COLUMN_ALIASES["tool_ms"], float),
+    (COLUMN_ALIASES["queue_ms"], float),
+)
+
+
+def _number_problem(attrs: dict[str, Any]) -> str | None:
+    """Why an attribute the table reads as a number is not one (``int()``/``float()`` of the
+    first alias present, as the table takes it), or None. Asked here, where the file and line
+    are known: the table, built later, could only fail with a traceback."""
+    checks = [
+        (next((n for n in names if attrs.get(n) not in (None, "")), None), kind)
+        for names, kind in _NUMBERS
+    ]
+    checks.append((contract.LATENCY_TOTAL_MS, float))
+    for name, kind in checks:
+        value = None if name is None else attrs.get(name)
+        if value is None:
+            continue
+        try:
+            kind(value)
+        except OverflowError:
+            return f"attribute {name} = {str(value)[:40]!r}... is too large for a number"
+        except (TypeError, ValueError):
+            return f"attribute {name} = {str(value)[:80]!r} is not a number"
+    return None
+
 
 _KINDS = {
     0: "internal",  # UNSPECIFIED reads as internal, as the SDKs treat it
@@ -463,6 +497,9 @@ def _read_json(data: bytes, name: str, report: ReadReport, skip_bad: bool) -> It
     except json.JSONDecodeError as exc:
         _bad(report, skip_bad, BadInput(name, f":{exc.lineno}", f"invalid JSON ({exc.msg})"))
         return
+    except ValueError as exc:  # an integer of more digits than Python converts
+        _bad(report, skip_bad, BadInput(name, "", f"invalid JSON ({exc})"))
+        return
     yield from _json_doc(doc, name, ":1", report, skip_bad)
 
 
@@ -530,6 +567,9 @@ def _read_json_lines(
                 BadInput(name, where, f"invalid JSON ({exc.msg} at column {exc.colno})"),
             )
             continue
+        except ValueError as exc:  # an integer of more digits than Python converts
+            _bad(report, skip_bad, BadInput(name, where, f"invalid JSON ({exc})"))
+            continue
         yield from _json_doc(doc, name, where, report, skip_bad)
 
 
@@ -560,9 +600,13 @@ def _json_doc(
     except BadInput as error:
         _bad(report, skip_bad, error)
         return
-    except (TypeError, ValueError, AttributeError) as exc:  # e.g. an intValue that is no integer
+    except (TypeError, ValueError, AttributeError, OverflowError) as exc:  # an intValue "x"
         _bad(report, skip_bad, BadInput(name, where, f"unreadable value ({exc})"))
         return
+    for span in spans:
+        if problem := _number_problem(span["attributes"]):
+            _bad(report, skip_bad, BadInput(name, where, problem))
+            return
     report.spans += len(spans)
     yield from spans
 
@@ -576,6 +620,9 @@ def _read_proto(data: bytes, name: str, report: ReadReport, skip_bad: bool) -> I
             payload = _zstd(payload, name)
         try:
             spans = list(_proto_spans(payload, name, f"@{offset}"))
+            for span in spans:
+                if problem := _number_problem(span["attributes"]):
+                    raise BadInput(name, f"@{offset}", problem)
         except BadInput as error:
             _bad(report, skip_bad, error)
             continue

@@ -7,6 +7,7 @@ import base64
 import contextlib
 import gzip
 import json
+import re
 import struct
 from pathlib import Path
 
@@ -433,3 +434,34 @@ def test_analyze_exports_its_names():
     assert len(set(analyze.__all__)) == len(analyze.__all__)
     for name in analyze.__all__:
         assert hasattr(analyze, name), name
+
+
+NUMBER_BASE = '"trace_id":"0af7651916cd43dd8448eb211c80319c","span_id":"b7ad6b7169203331"'
+
+
+@pytest.mark.parametrize(
+    ("attributes", "problem"),
+    [
+        ('{"gen_ai.usage.input_tokens": "abc"}', "gen_ai.usage.input_tokens = 'abc' is not a"),
+        ('{"gen_ai.usage.output_tokens": [1]}', "gen_ai.usage.output_tokens = '[1]' is not a"),
+        ('{"blameset.latency.ttft_ms": "fast"}', "blameset.latency.ttft_ms = 'fast' is not a"),
+        ('{"blameset.latency.ttft_ms": 1' + "0" * 400 + "}", "is too large for a number"),
+        ('{"x": ' + "1" * 4301 + "}", "invalid JSON"),
+    ],
+    ids=["tokens-text", "tokens-list", "ttft-text", "ttft-huge", "4301-digits"],
+)
+def test_a_number_the_table_cannot_read_is_bad_input_not_a_traceback(
+    tmp_path: Path, attributes: str, problem: str
+):
+    """These reached the table and failed there with a traceback; now FILE:LINE: problem, exit
+    2 from the CLI, or one skipped line with --skip-bad-lines."""
+    from analyze.ingest import ingest
+
+    path = tmp_path / "spans.jsonl"
+    good = "{" + NUMBER_BASE + ',"start_time_unix_nano":5}'
+    bad = "{" + NUMBER_BASE.replace("b7ad", "c7ad") + ',"start_time_unix_nano":5,"attributes":'
+    path.write_text(good + "\n" + bad + attributes + "}\n")
+    with pytest.raises(BadInput, match=r"spans\.jsonl:2: .*" + re.escape(problem)):
+        ingest([path], tmp_path / "a")
+    summary = ingest([path], tmp_path / "b", skip_bad=True)
+    assert (summary.spans, summary.skipped_lines) == (1, 1)
