@@ -211,9 +211,18 @@ def _any_value(value: Any) -> Any:
 
 
 def _attributes(items: Any) -> dict[str, Any]:
+    """OTLP key-values as a dict; an entry without a key is passed over, one whose key is not a
+    string is unreadable (TypeError: the caller names the line)."""
     if not items:
         return {}
-    return {kv["key"]: _any_value(kv.get("value")) for kv in items if "key" in kv}
+    out: dict[str, Any] = {}
+    for kv in items:
+        if "key" not in kv:
+            continue
+        if not isinstance(kv["key"], str):
+            raise TypeError(f"attribute key {kv['key']!r} is not a string")
+        out[kv["key"]] = _any_value(kv.get("value"))
+    return out
 
 
 def _int(value: Any, name: str, where: str, what: str) -> int | None:

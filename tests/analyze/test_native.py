@@ -442,3 +442,30 @@ def test_a_version_value_holding_a_semicolon_reads_as_the_row_reader_reads_it(tm
     stored = comparable(load(tmp_path / "ds").drop("day").collect())
     assert stored == row_reader_rows(line, tmp_path)
     assert stored[0]["version.prompt"] == "code=1;prompt=p"
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.sampled_from(["flat", "otlp"]), st.data(), st.booleans())
+def test_mutated_lines_ingest_or_are_named_never_a_traceback(
+    tmp_path_factory: pytest.TempPathFactory, layout: str, data: st.DataObject, ascii_only: bool
+):
+    """Whichever reader takes a line (native, DuckDB, the row reader), ingest stores it or says
+    FILE:LINE: problem; nothing else escapes."""
+    from analyze.ingest import ingest
+
+    seed = FLAT_SEED if layout == "flat" else OTLP_SEED
+    path = data.draw(st.sampled_from(_paths(seed)))
+    doc = _mutate(
+        seed, path, data.draw(st.integers(0, 2)), data.draw(st.sampled_from(REPLACEMENTS))
+    )
+    folder = tmp_path_factory.mktemp("mutated")
+    spans = folder / "spans.jsonl"
+    spans.write_text(_dumps(doc, ascii_only, compact=False) + "\n")
+    problem = ""
+    try:
+        ingest([spans], folder / "ds")
+    except BadInput as exc:
+        problem = str(exc)
+    assert not problem or problem.startswith((f"{spans}:1: ", f"{spans}@0: "))
