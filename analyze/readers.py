@@ -370,6 +370,13 @@ def _proto_spans(data: bytes, name: str, where: str) -> Iterator[SpanRecord]:
     try:
         request = ExportTraceServiceRequest.FromString(data)
     except DecodeError as exc:
+        head = data[:40]
+        if head and all(32 <= b < 127 or b in b"\t\r\n" for b in head):  # text, not protobuf
+            raise BadInput(
+                name,
+                where,
+                f"neither JSON lines of spans nor OTLP protobuf (text starting {head.decode()!r})",
+            ) from None
         raise BadInput(name, where, f"not an OTLP ExportTraceServiceRequest ({exc})") from None
     for rs in request.resource_spans:
         resource = _proto_attributes(rs.resource.attributes)

@@ -465,3 +465,13 @@ def test_a_number_the_table_cannot_read_is_bad_input_not_a_traceback(
         ingest([path], tmp_path / "a")
     summary = ingest([path], tmp_path / "b", skip_bad=True)
     assert (summary.spans, summary.skipped_lines) == (1, 1)
+
+
+@pytest.mark.parametrize("content", [b"null\n", b"hello world\n", b"42\n"])
+def test_text_that_is_no_trace_format_is_named_as_such(tmp_path: Path, content: bytes):
+    """Detected by content: text that is neither JSON lines of spans nor protobuf is not called
+    a corrupt protobuf message."""
+    path = tmp_path / "x.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(BadInput, match=r"x\.jsonl@0: neither JSON lines of spans nor OTLP"):
+        read(path)
