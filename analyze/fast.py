@@ -6,7 +6,7 @@ Three readers, tried in turn for each chunk:
 
 1. the native decoder (``analyze/_spanjson.c``, built with the package): reads each byte once
    and hands its columns to polars through the Arrow C data interface, without the GIL, so one
-   chunk decodes per core. ~3 us a span where DuckDB took ~21 (OTLP JSON).
+   chunk decodes per core. ~1.7 us a span where DuckDB took ~21 (OTLP JSON, CPU).
 2. DuckDB (its JSON reader was the fastest engine found, see DESIGN.md "Measured on this
    machine"), for what the native decoder refuses or where it is not built: it flattens OTLP
    requests to one row per span and re-encodes the attributes as JSON text.
