@@ -472,6 +472,7 @@ static int arr_next(Dec *d, int *first) {
 }
 
 #define IS(name, n, lit) ((n) == sizeof(lit) - 1 && memcmp((name), (lit), (n)) == 0)
+#define IS_N(name, n, other, other_n) ((n) == (other_n) && memcmp((name), (other), (n)) == 0)
 
 /* Each known member once: a second one (Python keeps the last) is refused. */
 #define ONCE(d, seen, bit)                               \
@@ -1141,36 +1142,67 @@ static int otlp_attrs(Dec *d, int depth) {
     return add_slots(d, d->acols, d->akeys, d->aslot, c->data.data);
 }
 
+/* The members both layouts have (ids, name, times), under each one's own names. */
+typedef struct {
+    const char *otlp, *flat;
+    size_t otlp_n, flat_n;
+    int bit;
+} Shared;
+
+#define SHARED(o, f, bit) {o, f, sizeof(o) - 1, sizeof(f) - 1, bit}
+static const Shared SHARED_MEMBERS[] = {
+    SHARED("traceId", "trace_id", S_TRACE),
+    SHARED("spanId", "span_id", S_SPAN),
+    SHARED("parentSpanId", "parent_span_id", S_PARENT),
+    SHARED("name", "name", S_NAME),
+    SHARED("startTimeUnixNano", "start_time_unix_nano", S_START),
+    SHARED("endTimeUnixNano", "end_time_unix_nano", S_END),
+};
+
+/* The bit of a shared member named so in this layout, or -1 for another member. */
+static int shared_bit(const char *name, size_t n, int flat) {
+    for (size_t i = 0; i < sizeof SHARED_MEMBERS / sizeof *SHARED_MEMBERS; i++) {
+        const Shared *m = &SHARED_MEMBERS[i];
+        if (flat ? IS_N(name, n, m->flat, m->flat_n) : IS_N(name, n, m->otlp, m->otlp_n))
+            return m->bit;
+    }
+    return -1;
+}
+
+/* A shared member's value into its column (each member once). */
+static int read_shared(Dec *d, int bit, unsigned *seen) {
+    int has;
+    ONCE(d, *seen, bit);
+    switch (bit) {
+    case S_TRACE:
+        return id_value(d, &d->cols[TRACE_ID], 16, &has) && (has || refuse(d, "no trace id"));
+    case S_SPAN:
+        return id_value(d, &d->cols[SPAN_ID], 8, &has) && (has || refuse(d, "no span id"));
+    case S_PARENT:
+        return id_value(d, &d->cols[PARENT_ID], 8, &has);
+    case S_NAME:
+        return text_value(d, &d->cols[NAME], 0, EMPTY_KEEP);
+    case S_START:
+        return time_value(d, &d->cols[START], 1);
+    default:
+        return time_value(d, &d->cols[END], 0);
+    }
+}
+
 static int otlp_span(Dec *d, int depth) {
     const char *name;
     size_t n;
-    int first = 1, m, has;
+    int first = 1, m, bit;
     unsigned seen = 0;
     if (peek(d) != '{') REFUSE(d, "span is not an object");
     if (!obj_open(d)) return 0;
     while ((m = obj_next(d, &first, &name, &n)) == 1) {
         int ok;
-        if (IS(name, n, "traceId")) {
-            ONCE(d, seen, S_TRACE);
-            ok = id_value(d, &d->cols[TRACE_ID], 16, &has) && (has || refuse(d, "no trace id"));
-        } else if (IS(name, n, "spanId")) {
-            ONCE(d, seen, S_SPAN);
-            ok = id_value(d, &d->cols[SPAN_ID], 8, &has) && (has || refuse(d, "no span id"));
-        } else if (IS(name, n, "parentSpanId")) {
-            ONCE(d, seen, S_PARENT);
-            ok = id_value(d, &d->cols[PARENT_ID], 8, &has);
-        } else if (IS(name, n, "name")) {
-            ONCE(d, seen, S_NAME);
-            ok = text_value(d, &d->cols[NAME], 0, EMPTY_KEEP);
+        if ((bit = shared_bit(name, n, 0)) >= 0) {
+            ok = read_shared(d, bit, &seen);
         } else if (IS(name, n, "kind")) {
             ONCE(d, seen, S_KIND);
             ok = otlp_kind(d);
-        } else if (IS(name, n, "startTimeUnixNano")) {
-            ONCE(d, seen, S_START);
-            ok = time_value(d, &d->cols[START], 1);
-        } else if (IS(name, n, "endTimeUnixNano")) {
-            ONCE(d, seen, S_END);
-            ok = time_value(d, &d->cols[END], 0);
         } else if (IS(name, n, "status")) {
             ONCE(d, seen, S_STATUS);
             ok = otlp_status(d, depth + 1);
@@ -1348,23 +1380,13 @@ static int flat_object(Dec *d, StrCol *c, const KeySet *keys, Slot *slots, StrCo
 static int flat_line(Dec *d) {
     const char *name, *s;
     size_t n;
-    int first = 1, m, has, flag;
+    int first = 1, m, bit, flag;
     unsigned seen = 0;
     if (!obj_open(d)) return 0;
     while ((m = obj_next(d, &first, &name, &n)) == 1) {
         int ok;
-        if (IS(name, n, "trace_id")) {
-            ONCE(d, seen, S_TRACE);
-            ok = id_value(d, &d->cols[TRACE_ID], 16, &has) && (has || refuse(d, "no trace id"));
-        } else if (IS(name, n, "span_id")) {
-            ONCE(d, seen, S_SPAN);
-            ok = id_value(d, &d->cols[SPAN_ID], 8, &has) && (has || refuse(d, "no span id"));
-        } else if (IS(name, n, "parent_span_id")) {
-            ONCE(d, seen, S_PARENT);
-            ok = id_value(d, &d->cols[PARENT_ID], 8, &has);
-        } else if (IS(name, n, "name")) {
-            ONCE(d, seen, S_NAME);
-            ok = text_value(d, &d->cols[NAME], 0, EMPTY_KEEP);
+        if ((bit = shared_bit(name, n, 1)) >= 0) {
+            ok = read_shared(d, bit, &seen);
         } else if (IS(name, n, "kind")) {
             ONCE(d, seen, S_KIND);
             int isnull = take_null(d);
@@ -1381,12 +1403,6 @@ static int flat_line(Dec *d) {
                 if (!kind) REFUSE(d, "unknown kind");
                 ok = add_kind(d, kind);
             }
-        } else if (IS(name, n, "start_time_unix_nano")) {
-            ONCE(d, seen, S_START);
-            ok = time_value(d, &d->cols[START], 1);
-        } else if (IS(name, n, "end_time_unix_nano")) {
-            ONCE(d, seen, S_END);
-            ok = time_value(d, &d->cols[END], 0);
         } else if (IS(name, n, "status")) {
             ONCE(d, seen, S_STATUS);
             int isnull = take_null(d);

@@ -693,15 +693,17 @@ def table_from_raw(raw: pl.DataFrame) -> pl.DataFrame | None:
     JSON text, ``a``/``r`` the table's keys as JSON text), or None if a span is not clean."""
     if raw.height == 0:
         return _empty_table()
+    # the times once: checked here, kept in the table below
+    raw = raw.with_columns(start_ns=_time(pl.col("start_text")), end_ns=_time(pl.col("end_text")))
     conditions = [
         ~pl.col("bad"),
         pl.col("trace_id").is_not_null(),
         pl.col("span_id").is_not_null(),
         *[pl.col(c).ne_missing("BAD") for c in ("trace_id", "span_id", "parent_span_id", "kind")],
-        _time(pl.col("start_text")).is_not_null(),
+        pl.col("start_ns").is_not_null(),
         pl.col("end_text").is_null()
         | pl.col("end_text").is_in(['""', ""])
-        | _time(pl.col("end_text")).is_not_null(),
+        | pl.col("end_ns").is_not_null(),
     ]
     if not all(raw.select([c.all().alias(f"c{i}") for i, c in enumerate(conditions)]).row(0)):
         return None
@@ -751,8 +753,8 @@ def table_from_raw(raw: pl.DataFrame) -> pl.DataFrame | None:
         "status_message",
         "attributes",
         "resource",
-        start_ns=_time(pl.col("start_text")),
-        end_ns=_time(pl.col("end_text")),
+        "start_ns",
+        "end_ns",
     )
     frame = pl.concat([base, decoded], how="horizontal")
     no_set = pl.col(f"a:{contract.VERSION_SET}").fill_null("").eq("") & pl.col(

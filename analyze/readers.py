@@ -458,13 +458,8 @@ def _stream(path: Path, name: str) -> IO[bytes]:
     return handle
 
 
-def read_file(path: Path, report: ReadReport, *, skip_bad: bool = False) -> Iterator[SpanRecord]:
-    """The spans in one file, whatever its format; counts what it skips in ``report``.
-
-    JSON lines are read line by line (memory follows a line, not the file); a single JSON
-    document and protobuf are read whole.
-    """
-    name = str(path)
+def _open(path: Path, name: str) -> tuple[IO[bytes], bytes]:
+    """The file's (decompressed) stream and its first 64 KiB, which tell its format."""
     try:
         stream = _stream(path, name)
         head = stream.peek(1 << 16)[: 1 << 16] if hasattr(stream, "peek") else b""
@@ -472,6 +467,17 @@ def read_file(path: Path, report: ReadReport, *, skip_bad: bool = False) -> Iter
         raise BadInput(name, "", f"cannot read ({exc.strerror})") from None
     except Exception as exc:  # a corrupt compressed header
         raise BadInput(name, "", f"not a readable compressed stream ({exc})") from None
+    return stream, head
+
+
+def read_file(path: Path, report: ReadReport, *, skip_bad: bool = False) -> Iterator[SpanRecord]:
+    """The spans in one file, whatever its format; counts what it skips in ``report``.
+
+    JSON lines are read line by line (memory follows a line, not the file); a single JSON
+    document and protobuf are read whole.
+    """
+    name = str(path)
+    stream, head = _open(path, name)
     report.files += 1
     with stream:
         if head.lstrip()[:1] in (b"{", b"["):
@@ -670,13 +676,7 @@ def json_line_chunks(
     :func:`read_file` does. The caller counts the file in ``report.files``.
     """
     name = str(path)
-    try:
-        stream = _stream(path, name)
-        head = stream.peek(1 << 16)[: 1 << 16] if hasattr(stream, "peek") else b""
-    except FileNotFoundError as exc:
-        raise BadInput(name, "", f"cannot read ({exc.strerror})") from None
-    except Exception as exc:  # a corrupt compressed header
-        raise BadInput(name, "", f"not a readable compressed stream ({exc})") from None
+    stream, head = _open(path, name)
     if head.lstrip()[:1] not in (b"{", b"["):
         stream.close()
         return None

@@ -51,6 +51,10 @@ def any_value(v) -> dict:
         return {"doubleValue": v}
     if isinstance(v, list):
         return {"arrayValue": {"values": [any_value(x) for x in v]}}
+    if isinstance(v, dict):
+        return {
+            "kvlistValue": {"values": [{"key": k, "value": any_value(x)} for k, x in v.items()]}
+        }
     return {"stringValue": v}
 
 

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from analyze import fast
 from analyze.readers import BadInput
 from analyze.table import spans_frame
+from tests.analyze.test_ingest_fast import any_value, rows
 from tests.analyze.test_readers import read
 
 native = pytest.importorskip("analyze._spanjson")
@@ -62,28 +63,14 @@ FLAT_SEED: dict[str, Any] = {
 }
 
 
-def _any(v: Any) -> dict[str, Any]:
-    if isinstance(v, bool):
-        return {"boolValue": v}
-    if isinstance(v, int):
-        return {"intValue": str(v)}
-    if isinstance(v, float):
-        return {"doubleValue": v}
-    if isinstance(v, list):
-        return {"arrayValue": {"values": [_any(x) for x in v]}}
-    if isinstance(v, dict):
-        return {"kvlistValue": {"values": [{"key": k, "value": _any(x)} for k, x in v.items()]}}
-    return {"stringValue": v}
-
-
 OTLP_SEED: dict[str, Any] = {
     "resourceSpans": [
         {
             "resource": {
                 "attributes": [
-                    {"key": k, "value": _any(v)} for k, v in FLAT_SEED["resource"].items()
+                    {"key": k, "value": any_value(v)} for k, v in FLAT_SEED["resource"].items()
                 ]
-                + [{"key": "process.command_args", "value": _any(["run", "-v"])}]
+                + [{"key": "process.command_args", "value": any_value(["run", "-v"])}]
             },
             "scopeSpans": [
                 {
@@ -99,10 +86,10 @@ OTLP_SEED: dict[str, Any] = {
                             "endTimeUnixNano": 1_767_225_600_250_000_000,
                             "status": {"code": 2, "message": "upstream timeout"},
                             "attributes": [
-                                {"key": k, "value": _any(v)}
+                                {"key": k, "value": any_value(v)}
                                 for k, v in FLAT_SEED["attributes"].items()
                             ]
-                            + [{"key": "meta", "value": _any({"a": 1, "b": [True]})}],
+                            + [{"key": "meta", "value": any_value({"a": 1, "b": [True]})}],
                             "events": [
                                 {
                                     "timeUnixNano": "5",
@@ -131,15 +118,7 @@ def row_reader_rows(data: bytes, tmp: Path) -> list[dict] | None:
         return None
     if report.skipped_lines:
         return None
-    return comparable(spans_frame(records))
-
-
-def comparable(frame: pl.DataFrame) -> list[dict]:
-    out = frame.to_dicts()
-    for row in out:
-        row["attributes"] = json.loads(row["attributes"])
-        row["resource"] = json.loads(row["resource"])
-    return out
+    return rows(spans_frame(records))
 
 
 def check_against_python(data: bytes, layout: str, tmp: Path) -> Any:
@@ -155,7 +134,7 @@ def check_against_python(data: bytes, layout: str, tmp: Path) -> Any:
     if table is not None:  # taken as it is: the row reader must agree, row for row
         expected = row_reader_rows(data, tmp)
         assert expected is not None, f"the row reader refuses what native took: {data[:300]!r}"
-        assert comparable(table) == expected
+        assert rows(table) == expected
     return result
 
 
@@ -415,7 +394,7 @@ def test_escaped_text_is_written_plainly_and_read_as_the_row_reader_reads_it(
     path = tmp_path / "spans.jsonl"
     path.write_bytes(line)
     ingest([path], tmp_path / "ds")
-    stored = comparable(load(tmp_path / "ds").drop("day").collect())
+    stored = rows(load(tmp_path / "ds").drop("day").collect())
     assert stored == row_reader_rows(line, tmp_path)
     assert stored[0]["version.model"] == "m1"
 
@@ -439,7 +418,7 @@ def test_a_version_value_holding_a_semicolon_reads_as_the_row_reader_reads_it(tm
     path.write_bytes(line)
     summary = ingest([path], tmp_path / "ds")
     assert summary.decoders == {"rows": 1}
-    stored = comparable(load(tmp_path / "ds").drop("day").collect())
+    stored = rows(load(tmp_path / "ds").drop("day").collect())
     assert stored == row_reader_rows(line, tmp_path)
     assert stored[0]["version.prompt"] == "code=1;prompt=p"
 
