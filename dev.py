@@ -20,6 +20,9 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
 STAMP = VENV / ".blameset-installed"
+# Installed as blameset.<name> (pyproject's package-dir).
+PACKAGES = ("instrument", "analyze", "cli")
+TYPECHECK = ROOT / "build" / "typecheck"  # mypy's view of the tree under its installed names
 
 
 def _run(*cmd: str | Path) -> int:
@@ -29,9 +32,16 @@ def _run(*cmd: str | Path) -> int:
 
 def ensure_env() -> None:
     """Create the virtual environment and install the project when it is missing or stale."""
-    # The native decoder is built by the install: a change to its source needs one too.
+    # The native decoder is built by the install: a change to its source needs one too. The set of
+    # modules and packages is part of the stamp as well, so a new or renamed module is installed
+    # before anything imports it, whatever the editable mode setuptools picked.
     sources = [ROOT / "pyproject.toml", *sorted((ROOT / "analyze").glob("*.c"))]
-    want = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()
+    modules = sorted(
+        str(p.relative_to(ROOT)) for name in PACKAGES for p in (ROOT / name).rglob("*.py")
+    )
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources))
+    digest.update("\n".join(modules).encode())
+    want = digest.hexdigest()
     if STAMP.exists() and STAMP.read_text().strip() == want and PY.exists():
         return
     if not PY.exists():
@@ -64,8 +74,20 @@ def test(args: list[str]) -> int:
     return rc
 
 
+def typecheck_tree() -> None:
+    """Link the package folders under their import names (build/typecheck/blameset/<name>), so
+    mypy, which cannot follow setuptools' editable-install finder, reads `blameset.instrument`."""
+    home = TYPECHECK / "blameset"
+    home.mkdir(parents=True, exist_ok=True)
+    for name in PACKAGES:
+        link = home / name
+        if not link.is_symlink():
+            link.symlink_to(Path("..", "..", "..", name), target_is_directory=True)
+
+
 def lint(args: list[str]) -> int:
     """ruff (lint + format check) and mypy (strict for instrument and analyze)."""
+    typecheck_tree()
     rc = _run(PY, "-m", "ruff", "check", ".")
     rc |= _run(PY, "-m", "ruff", "format", "--check", ".")
     rc |= _run(PY, "-m", "mypy")

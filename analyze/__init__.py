@@ -4,21 +4,21 @@ cost spikes to the version_set change (and component) behind them.
 
 From a notebook::
 
-    import analyze
+    from blameset import analyze
     spans = analyze.load("dataset/")          # or analyze.open_spans(["spans.jsonl"])
     analyze.report(spans, by=["version_set"])  # a Report: .to_polars(), .to_dict()
     result = analyze.attribute(spans)          # an Attribution: findings, cost decomposition
 """
 
-from analyze.attribute import Attribution, Finding, attribute, request_table
-from analyze.check import Coverage, coverage
-from analyze.costs import decompose
-from analyze.gate import check_design
-from analyze.ingest import IngestSummary, ingest, load
-from analyze.readers import BadInput, ReadReport, expand_inputs, read_file
-from analyze.report import Report, report
-from analyze.source import open_spans
-from analyze.table import SPAN_SCHEMA, requests, spans_frame
+from .attribute import Attribution, Finding, attribute, request_table
+from .check import Coverage, coverage
+from .costs import decompose
+from .gate import check_design
+from .ingest import IngestSummary, ingest, load
+from .readers import BadInput, ReadReport, expand_inputs, read_file
+from .report import Report, report
+from .source import open_spans
+from .table import SPAN_SCHEMA, requests, spans_frame
 
 __all__ = [
     "SPAN_SCHEMA",

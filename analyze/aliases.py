@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from instrument import contract
+from blameset.instrument import contract
 
 __all__ = ["COLUMN_ALIASES", "COST_ALIASES", "VERSION_ALIASES"]
 

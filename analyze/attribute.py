@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from analyze.stats import (
+from .stats import (
     GroupSums,
     Ratio,
     bh_adjust,
@@ -46,7 +46,7 @@ from analyze.stats import (
     group_labels,
     pelt,
 )
-from analyze.table import requests
+from .table import requests
 
 __all__ = [
     "MEAN_METRICS",
@@ -862,7 +862,7 @@ def attribute(
     ``strata`` defaults to the route, plus the tenant when there are at most 12 tenants.
     ``requests`` is :func:`request_table` of ``spans`` when the caller has it already (the
     roll-up is most of the run's time on a large dataset)."""
-    from analyze.costs import decompose
+    from .costs import decompose
 
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be between 0 and 1, not {alpha}")

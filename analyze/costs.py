@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from analyze.stats import lmdi
+from .stats import lmdi
 
 __all__ = ["TERMS", "decompose"]
 

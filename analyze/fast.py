@@ -39,13 +39,14 @@ from typing import Any
 
 import polars as pl
 
-from analyze.aliases import COLUMN_ALIASES, COST_ALIASES, VERSION_ALIASES
-from analyze.table import SPAN_SCHEMA, _Pricer, _versions, with_derived_columns
-from instrument import contract
+from blameset.instrument import contract
+
+from .aliases import COLUMN_ALIASES, COST_ALIASES, VERSION_ALIASES
+from .table import SPAN_SCHEMA, _Pricer, _versions, with_derived_columns
 
 _spanjson: ModuleType | None
 try:  # the native decoder, built with the package; without it DuckDB decodes every chunk
-    from analyze import _spanjson
+    from . import _spanjson
 except ImportError:  # pragma: no cover - a build without a C compiler
     _spanjson = None
 

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import polars as pl
 
-from analyze.attribute import Attribution, request_table
+from .attribute import Attribution, request_table
 
 __all__ = ["auto_bucket", "write_html"]
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import polars as pl
 
-from analyze import fast
-from analyze.readers import (
+from . import fast
+from .readers import (
     BadInput,
     ReadReport,
     SpanRecord,
@@ -31,7 +31,7 @@ from analyze.readers import (
     read_file,
     read_json_lines_chunk,
 )
-from analyze.table import requests, spans_frame
+from .table import requests, spans_frame
 
 __all__ = ["IngestSummary", "ingest", "load"]
 

@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
 
-from analyze.aliases import COLUMN_ALIASES
-from instrument import contract
+from blameset.instrument import contract
+
+from .aliases import COLUMN_ALIASES
 
 __all__ = [
     "BadInput",
@@ -656,7 +657,7 @@ def _read_proto(data: bytes, name: str, report: ReadReport, skip_bad: bool) -> I
 
 
 try:
-    from analyze._spanjson import count_lines as _count_lines
+    from ._spanjson import count_lines as _count_lines
 except ImportError:  # pragma: no cover - a build without a C compiler
 
     def _count_lines(data: bytes) -> int:

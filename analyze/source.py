@@ -9,9 +9,9 @@ from pathlib import Path
 
 import polars as pl
 
-from analyze.ingest import load
-from analyze.readers import ReadReport, expand_inputs, read_file
-from analyze.table import spans_frame
+from .ingest import load
+from .readers import ReadReport, expand_inputs, read_file
+from .table import spans_frame
 
 __all__ = ["open_spans"]
 

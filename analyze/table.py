@@ -15,9 +15,10 @@ from typing import Any
 
 import polars as pl
 
-from analyze.aliases import COLUMN_ALIASES, COST_ALIASES, VERSION_ALIASES
-from analyze.readers import SpanRecord
-from instrument import contract
+from blameset.instrument import contract
+
+from .aliases import COLUMN_ALIASES, COST_ALIASES, VERSION_ALIASES
+from .readers import SpanRecord
 
 __all__ = ["SPAN_SCHEMA", "requests", "spans_frame"]
 

@@ -34,9 +34,9 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analyze.attribute import Attribution, request_table
-from analyze.attribute import attribute as run_attribute
 from bench.scenarios import SCENARIOS, Scenario, generate, write_dataset
+from blameset.analyze.attribute import Attribution, request_table
+from blameset.analyze.attribute import attribute as run_attribute
 
 NAIVE_METRICS = ("latency_ms", "ttft_ms", "tpot_ms", "input_tokens", "output_tokens", "cost_usd")
 
@@ -200,7 +200,7 @@ def scale(spans_target: int) -> None:
         )
         code = (
             "import sys, time\n"
-            "import analyze\n"
+            "from blameset import analyze\n"
             "t = time.perf_counter()\n"
             f"a = analyze.attribute(analyze.load({str(folder)!r}))\n"
             "took = time.perf_counter() - t\n"

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from instrument.budget import Budget
+from blameset.instrument.budget import Budget
 
 TARGETS_US = {"memory": 5.0, "sqlite": 1000.0, "redis": 500.0}
 

@@ -128,7 +128,7 @@ def _any(value: object) -> dict:
 
 CASES = {
     "blameset_ingest": (
-        "from analyze.ingest import ingest\n"
+        "from blameset.analyze.ingest import ingest\n"
         "import sys\n"
         "s = ingest([sys.argv[1]], sys.argv[2])\n"
         "print(s.spans)\n"

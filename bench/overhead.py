@@ -34,8 +34,8 @@ from opentelemetry.sdk.trace.export import (  # noqa: E402
     SpanExportResult,
 )
 
-import instrument  # noqa: E402
-from instrument import VersionSet, traced  # noqa: E402
+from blameset import instrument  # noqa: E402
+from blameset.instrument import VersionSet, traced  # noqa: E402
 
 MODEL = "gpt-4o-2024-08-06"
 NULL = contextlib.nullcontext()

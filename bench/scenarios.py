@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from analyze.table import SPAN_SCHEMA
+from blameset.analyze.table import SPAN_SCHEMA
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 SPAN_NS = 2 * 86_400 * 1_000_000_000  # two days

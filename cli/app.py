@@ -60,7 +60,7 @@ if typer is not None:
         fmt: Annotated[str, typer.Option("--format", help="md (a Markdown table) or json.")] = "md",
     ) -> None:
         """Print the error taxonomy: codes, HTTP status, retry policy, budget, alert, messages."""
-        from instrument import errors
+        from blameset.instrument import errors
 
         if fmt == "json":
             typer.echo(json.dumps(errors.taxonomy_json(), ensure_ascii=False, indent=2))
@@ -79,7 +79,7 @@ if typer is not None:
         ] = None,
     ) -> None:
         """Check the hash chain; exit 1 naming the first edited, removed or moved record."""
-        from instrument.audit import verify
+        from blameset.instrument.audit import verify
 
         if not path.is_file():
             typer.echo(f"blameset audit verify: {path}: no such file", err=True)
@@ -112,7 +112,7 @@ if typer is not None:
     ) -> None:
         """Spend per tenant and window (settled, held, limit) and the global breaker's state
         as the store shows it now (the service's own breaker may be half-open)."""
-        from instrument.budget import Budget
+        from blameset.instrument.budget import Budget
 
         if store == "memory":
             typer.echo(
@@ -172,8 +172,8 @@ if typer is not None:
         as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
     ) -> None:
         """Read trace files into a Parquet dataset partitioned by day (appends; no duplicates)."""
-        from analyze.ingest import ingest as run_ingest
-        from analyze.readers import BadInput
+        from blameset.analyze.ingest import ingest as run_ingest
+        from blameset.analyze.readers import BadInput
 
         progress = None
         if sys.stderr.isatty() and not as_json:
@@ -235,10 +235,10 @@ if typer is not None:
     ) -> None:
         """Check telemetry against the contract: per service and span kind, the share of spans
         carrying each required field; exit 1 naming the gaps under --min-coverage."""
-        from analyze.check import coverage, log_coverage
-        from analyze.ingest import load
-        from analyze.readers import BadInput, ReadReport, expand_inputs, read_file
-        from analyze.table import spans_frame
+        from blameset.analyze.check import coverage, log_coverage
+        from blameset.analyze.ingest import load
+        from blameset.analyze.readers import BadInput, ReadReport, expand_inputs, read_file
+        from blameset.analyze.table import spans_frame
 
         if not 0 <= min_coverage <= 100:
             typer.echo(f"--min-coverage is a percent (0-100), not {min_coverage:g}", err=True)
@@ -301,7 +301,7 @@ if typer is not None:
         files: Annotated[list[Path], typer.Argument(help="Backend design documents (Markdown).")],
     ) -> None:
         """Check design documents name idempotency keys, trace_id, version_set and retry budgets."""
-        from analyze.gate import check_design
+        from blameset.analyze.gate import check_design
 
         failed = False
         for file in files:
@@ -350,8 +350,8 @@ if typer is not None:
         return start, end
 
     def _open(inputs: list[str], command: str, skip_bad: bool) -> Any:
-        from analyze.readers import BadInput, ReadReport
-        from analyze.source import open_spans
+        from blameset.analyze.readers import BadInput, ReadReport
+        from blameset.analyze.source import open_spans
 
         report = ReadReport()
         try:
@@ -369,7 +369,7 @@ if typer is not None:
     def _write_html(
         path: Path, spans: Any, attribution: Any, command: str, requests: Any = None
     ) -> None:
-        from analyze.html import write_html
+        from blameset.analyze.html import write_html
 
         try:
             write_html(path, spans, attribution=attribution, requests=requests)
@@ -412,8 +412,8 @@ if typer is not None:
         skip_bad_lines: _Skip = False,
     ) -> None:
         """Cost and latency by version_set, model, route, tenant or time bucket."""
-        from analyze.attribute import request_table
-        from analyze.report import report as run_report
+        from blameset.analyze.attribute import request_table
+        from blameset.analyze.report import report as run_report
 
         spans = _open(inputs, "report", skip_bad_lines)
         table = request_table(spans)  # one roll-up for the report, attribution and the page
@@ -430,7 +430,7 @@ if typer is not None:
             typer.echo(f"blameset report: {exc}", err=True)
             raise typer.Exit(2) from None
         if html_path is not None:
-            from analyze.attribute import attribute as run_attribute
+            from blameset.analyze.attribute import attribute as run_attribute
 
             found = run_attribute(
                 spans,
@@ -521,8 +521,8 @@ if typer is not None:
     ) -> None:
         """Attribute regressions and cost changes to the version_set change (and component) behind
         them; mix-adjusted, with confidence intervals, `confounded` and `external` verdicts."""
-        from analyze.attribute import attribute as run_attribute
-        from analyze.attribute import request_table
+        from blameset.analyze.attribute import attribute as run_attribute
+        from blameset.analyze.attribute import request_table
 
         spans = _open(inputs, "attribute", skip_bad_lines)
         table = request_table(spans)  # one roll-up for the attribution and the page
@@ -653,7 +653,7 @@ if typer is not None:
         """Serve two days of simulated traffic through an instrumented AI writing assistant (a
         prompt change and a model canary included), then ingest, report and attribute it and
         write the HTML report. Prints the findings and where the files are."""
-        from cli.demo import main as run_demo
+        from .demo import main as run_demo
 
         raise typer.Exit(run_demo(out, requests, seed))
 

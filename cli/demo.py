@@ -37,9 +37,9 @@ if TYPE_CHECKING:
     import polars as pl
     from rich.console import Console
 
-    from analyze.attribute import Attribution, Finding
-    from analyze.ingest import IngestSummary
-    from analyze.report import Report
+    from blameset.analyze.attribute import Attribution, Finding
+    from blameset.analyze.ingest import IngestSummary
+    from blameset.analyze.report import Report
 
 __all__ = [
     "DEFAULT_OUT",
@@ -290,7 +290,7 @@ class StandInProvider:
     async def stream(
         self, model: str, messages: list[dict[str, str]], max_tokens: int
     ) -> AsyncIterator[Delta | FinalUsage]:
-        from instrument.errors import QuotaExceeded, SafetyViolation, UpstreamTimeout
+        from blameset.instrument.errors import QuotaExceeded, SafetyViolation, UpstreamTimeout
 
         rng = _sim_rng.get()
         input_tokens = sum(count_tokens(m["content"]) for m in messages)
@@ -346,7 +346,7 @@ class WriterService:
     def __init__(
         self, out: Path, clock_s: Callable[[], float], free_usd_per_day: float = 1.6
     ) -> None:
-        from instrument import (
+        from blameset.instrument import (
             QueueStamp,
             RetryBudget,
             dequeued,
@@ -356,9 +356,9 @@ class WriterService:
             stamp,
             traced,
         )
-        from instrument.audit import AuditLog
-        from instrument.budget import Budget, degrade
-        from instrument.stores import MemoryStore
+        from blameset.instrument.audit import AuditLog
+        from blameset.instrument.budget import Budget, degrade
+        from blameset.instrument.stores import MemoryStore
 
         self.provider = StandInProvider()
         self.audit = AuditLog(out / AUDIT_FILE)
@@ -470,7 +470,7 @@ class WriterService:
         # -- the three actions (request spans)
         @traced("generate_outline", route="/v1/outline")
         async def generate_outline(req: Request) -> str:
-            from instrument.errors import InvalidInput
+            from blameset.instrument.errors import InvalidInput
 
             if not req.topic.strip():
                 raise InvalidInput("topic is empty")
@@ -531,8 +531,8 @@ class WriterService:
     async def handle(self, req: Request) -> str:
         """Serve one request as the API gateway would (tenant, actor, action id, and the version
         overrides of the prompt registry and the canary router); returns the client's outcome."""
-        from instrument import request_context
-        from instrument.errors import classify
+        from blameset.instrument import request_context
+        from blameset.instrument.errors import classify
 
         overrides: dict[str, str | None] = {}
         if req.prompt != BASE_VERSIONS["prompt"]:
@@ -649,9 +649,9 @@ def simulate(
     """Serve the planned traffic through the instrumented service in simulated time, exporting
     spans to ``out/spans.jsonl``. Telemetry is off again afterwards (the previous configuration,
     if it was off, is back in force)."""
-    import instrument
-    from instrument import VersionSet, _runtime
-    from instrument.audit import set_default
+    from blameset import instrument
+    from blameset.instrument import VersionSet, _runtime
+    from blameset.instrument.audit import set_default
 
     plan = plan_traffic(requests, seed)
     served = 0
@@ -718,8 +718,8 @@ def run(
     progress: Progress | None = None,
 ) -> DemoResult:
     """The whole demo: simulate, then ingest, report, attribute and write the HTML report."""
-    from analyze import attribute, ingest, load, report, request_table
-    from analyze.html import write_html
+    from blameset.analyze import attribute, ingest, load, report, request_table
+    from blameset.analyze.html import write_html
 
     if requests < 1:
         raise ValueError("requests must be at least 1")

@@ -12,8 +12,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-import instrument
-from instrument import VersionSet, record_usage, request_context, traced
+from blameset import instrument
+from blameset.instrument import VersionSet, record_usage, request_context, traced
 
 
 @traced.llm(model="gpt-4o-2024-08-06", provider="openai")

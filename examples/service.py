@@ -1,8 +1,8 @@
 import asyncio
 
-import instrument
-from instrument import VersionSet, idempotent, record_usage, request_context, traced
-from instrument.budget import Budget, degrade
+from blameset import instrument
+from blameset.instrument import VersionSet, idempotent, record_usage, request_context, traced
+from blameset.instrument.budget import Budget, degrade
 
 instrument.configure(
     service="writer-api",

@@ -3,14 +3,14 @@ the version set, tokens, cost and the latency breakdown. Light to import: the Op
 genai-prices load only when configure() or the first priced call needs them.
 """
 
-from instrument._runtime import configure, force_flush, shutdown
-from instrument.context import RequestContext, bind_context, current_context, request_context
-from instrument.cost import ModelPrice
-from instrument.idempotency import dedupe_key, idempotent
-from instrument.logs import emit_event, setup_logging
-from instrument.queue import QueueStamp, dequeued, stamp
-from instrument.retry import RetryBudget, retry
-from instrument.tracing import (
+from ._runtime import configure, force_flush, shutdown
+from .context import RequestContext, bind_context, current_context, request_context
+from .cost import ModelPrice
+from .idempotency import dedupe_key, idempotent
+from .logs import emit_event, setup_logging
+from .queue import QueueStamp, dequeued, stamp
+from .retry import RetryBudget, retry
+from .tracing import (
     Traced,
     current_span,
     error_code,
@@ -21,7 +21,7 @@ from instrument.tracing import (
     set_final_status,
     traced,
 )
-from instrument.version_set import VersionSet
+from .version_set import VersionSet
 
 __all__ = [
     "ModelPrice",

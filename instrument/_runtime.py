@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from instrument import contract
-from instrument.cost import ModelPrice, Pricer
-from instrument.redact import Redactor
-from instrument.version_set import VersionSet
+from . import contract
+from .cost import ModelPrice, Pricer
+from .redact import Redactor
+from .version_set import VersionSet
 
 if TYPE_CHECKING:
     from opentelemetry.sdk._logs import LoggerProvider
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.sampling import Sampler
     from opentelemetry.trace import Tracer
 
-    from instrument.spill import SpillWriter
+    from .spill import SpillWriter
 
 __all__ = ["State", "configure", "current_state", "force_flush", "shutdown"]
 
@@ -71,7 +71,7 @@ class State:
         """
         import contextvars
 
-        from instrument.pipeline import SHUTDOWN_MARGIN_S, _shutdown_deadline
+        from .pipeline import SHUTDOWN_MARGIN_S, _shutdown_deadline
 
         budget_s = (
             timeout_millis / 1000 if timeout_millis is not None else self.export_timeout_s
@@ -235,7 +235,7 @@ def default_exporter(environ: Mapping[str, str]) -> str:
 
 def build_state(options: Options) -> State:
     """A State for these options, not yet installed (configure() and instrument.testing)."""
-    from instrument.logs import install_log_context
+    from .logs import install_log_context
 
     install_log_context()
     pricer = Pricer(options.prices)
@@ -270,8 +270,8 @@ def _build(options: Options, pricer: Pricer, redactor: Redactor) -> State:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-    from instrument import export
-    from instrument.pipeline import exporter_timeout_s
+    from . import export
+    from .pipeline import exporter_timeout_s
 
     resource = _resource(options)
     export_timeout = exporter_timeout_s("traces", options.timeout)
@@ -351,14 +351,14 @@ def _build(options: Options, pricer: Pricer, redactor: Redactor) -> State:
 
 
 def _spill_writer(options: Options) -> SpillWriter:
-    from instrument.spill import DEFAULT_MAX_BYTES, SpillWriter, default_spill_dir
+    from .spill import DEFAULT_MAX_BYTES, SpillWriter, default_spill_dir
 
     folder = Path(options.spill_dir) if options.spill_dir is not None else default_spill_dir()
     return SpillWriter(folder, options.spill_max_bytes or DEFAULT_MAX_BYTES)
 
 
 def _spilling(exporter: SpanExporter, spill: SpillWriter, settings: Any) -> SpanProcessor:
-    from instrument.pipeline import SpillingSpanProcessor, exporter_timeout_s
+    from .pipeline import SpillingSpanProcessor, exporter_timeout_s
 
     timeout = exporter_timeout_s("traces", settings.timeout)
     return SpillingSpanProcessor(exporter, spill, export_timeout_s=timeout)
@@ -370,7 +370,7 @@ def _logger_provider(
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
-    from instrument.pipeline import exporter_timeout_s, spilling_log_processor
+    from .pipeline import exporter_timeout_s, spilling_log_processor
 
     provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
     if spill is None:  # a local JSONL file: nothing to spill to

@@ -25,8 +25,8 @@ from typing import Any
 
 from opentelemetry import trace
 
-from instrument import _runtime, contract
-from instrument.context import current_context, resolve_versions
+from . import _runtime, contract
+from .context import current_context, resolve_versions
 
 __all__ = ["AuditLog", "AuditLogDamaged", "Verification", "record_error", "set_default", "verify"]
 
@@ -92,7 +92,7 @@ class AuditLog:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
         if self.emit:
-            from instrument.logs import emit_event
+            from .logs import emit_event
 
             emit_event(
                 "blameset.audit",
@@ -234,7 +234,7 @@ def record_error(exc: BaseException, operation: str, span: Any = None) -> None:
             if _default is not None:
                 _default.record(**fields, detail=str(exc))
             else:
-                from instrument.logs import emit_event
+                from .logs import emit_event
 
                 emit_event("blameset.audit", {f"blameset.audit.{k}": v for k, v in fields.items()})
         finally:

@@ -48,12 +48,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, cast
 
-from instrument import _runtime, contract
-from instrument._guard import request_guard as _request_guard
-from instrument.cost import Usage
-from instrument.errors import BudgetExhausted, Internal, InvalidInput
-from instrument.stores import Ledger, Window, open_store
-from instrument.tracing import _current as _current_recorder
+from . import _runtime, contract
+from ._guard import request_guard as _request_guard
+from .cost import Usage
+from .errors import BudgetExhausted, Internal, InvalidInput
+from .stores import Ledger, Window, open_store
+from .tracing import _current as _current_recorder
 
 __all__ = ["Budget", "Hold", "RequestGuard", "degrade", "usd_to_micros"]
 
@@ -456,7 +456,7 @@ def degrade(
 ) -> Callable[[F], F]:
     """Run ``fallback`` (same arguments) when the call is refused by a budget or an upstream
     (``on``), instead of failing; the request span then says ``degraded`` and why."""
-    from instrument.tracing import set_final_status, set_request_attributes
+    from .tracing import set_final_status, set_request_attributes
 
     def decorate(fn: F) -> F:
         def mark(exc: BaseException) -> None:

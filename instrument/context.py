@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, ParamSpec, TypeVar
 
-from instrument.version_set import VersionSet, check_component
+from .version_set import VersionSet, check_component
 
 __all__ = ["RequestContext", "bind_context", "current_context", "request_context"]
 

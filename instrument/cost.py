@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from instrument import contract
+from . import contract
 
 __all__ = ["ModelPrice", "Pricer", "Usage"]
 

@@ -166,7 +166,7 @@ class JsonlLogExporter:
     def export(self, batch: Sequence[Any]) -> Any:
         from opentelemetry.sdk._logs.export import LogRecordExportResult
 
-        from instrument.spill import log_to_dict
+        from .spill import log_to_dict
 
         try:
             lines = "".join(

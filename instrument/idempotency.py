@@ -30,16 +30,16 @@ from typing import Any, Protocol, TypeVar, cast
 
 from opentelemetry import trace
 
-from instrument import contract
-from instrument.context import current_context
-from instrument.errors import (
+from . import contract
+from .context import current_context
+from .errors import (
     BlamesetError,
     DuplicateInProgress,
     Internal,
     InvalidInput,
     exception_class,
 )
-from instrument.stores import Claim, Store, open_store
+from .stores import Claim, Store, open_store
 
 __all__ = ["JsonSerializer", "Serializer", "dedupe_key", "idempotent"]
 

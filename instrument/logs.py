@@ -13,8 +13,8 @@ from typing import Any
 
 from opentelemetry import trace
 
-from instrument import _runtime, contract
-from instrument.context import current_context, resolve_versions
+from . import _runtime, contract
+from .context import current_context, resolve_versions
 
 __all__ = ["BlamesetLogHandler", "emit_event", "install_log_context", "setup_logging"]
 
@@ -121,7 +121,7 @@ class BlamesetLogHandler(logging.Handler):
                 attributes=attributes,
             )
         except Exception:
-            from instrument.tracing import _internal_error
+            from .tracing import _internal_error
 
             _internal_error("log record")
 
@@ -238,6 +238,6 @@ def emit_event(name: str, attributes: dict[str, Any], body: str | None = None) -
             event_name=name,
         )
     except Exception:
-        from instrument.tracing import _internal_error
+        from .tracing import _internal_error
 
         _internal_error("event")

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
-from instrument.export import span_to_dict
-from instrument.spill import SpillWriter, log_to_dict
+from .export import span_to_dict
+from .spill import SpillWriter, log_to_dict
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context

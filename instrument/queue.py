@@ -19,10 +19,10 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind
 
-from instrument import _runtime, contract
-from instrument.context import current_context, request_context, resolve_versions
-from instrument.tracing import _internal_error, _pending_queue
-from instrument.version_set import VersionSet, span_attributes
+from . import _runtime, contract
+from .context import current_context, request_context, resolve_versions
+from .tracing import _internal_error, _pending_queue
+from .version_set import VersionSet, span_attributes
 
 __all__ = ["QueueStamp", "dequeued", "stamp"]
 

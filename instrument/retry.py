@@ -21,8 +21,8 @@ from typing import Any, TypeVar, cast, overload
 
 from opentelemetry import trace
 
-from instrument import contract
-from instrument.errors import ErrorCode, RetryPolicy, classify
+from . import contract
+from .errors import ErrorCode, RetryPolicy, classify
 
 __all__ = ["RetryBudget", "retry"]
 

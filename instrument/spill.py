@@ -38,7 +38,7 @@ def default_spill_dir(environ: Mapping[str, str] | None = None) -> Path:
 
 def log_to_dict(record: Any) -> dict[str, Any]:
     """One OTel SDK log record (``ReadableLogRecord``/``ReadWriteLogRecord``) as a flat dict."""
-    from instrument.export import _attrs
+    from .export import _attrs
 
     log = record.log_record
     resource = getattr(record, "resource", None)

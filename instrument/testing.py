@@ -16,10 +16,10 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import Sampler
 
-from instrument import _runtime
-from instrument.cost import ModelPrice
-from instrument.export import span_to_dict
-from instrument.version_set import VersionSet
+from . import _runtime
+from .cost import ModelPrice
+from .export import span_to_dict
+from .version_set import VersionSet
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan

@@ -26,12 +26,12 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from instrument import _runtime, contract
-from instrument._guard import request_guard as _request_guard
-from instrument.context import _current as _request_context
-from instrument.context import resolve_versions
-from instrument.cost import Usage
-from instrument.version_set import VersionSet, span_attributes
+from . import _runtime, contract
+from ._guard import request_guard as _request_guard
+from .context import _current as _request_context
+from .context import resolve_versions
+from .cost import Usage
+from .version_set import VersionSet, span_attributes
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -212,7 +212,7 @@ class _Recorder:
             if isinstance(extra, dict):
                 attrs.update(extra)
         if exc is not None and getattr(exc, "audited", False) is True:
-            from instrument.audit import record_error
+            from .audit import record_error
 
             record_error(exc, getattr(span, "name", ""), span)  # never raises
         if not span.is_recording():  # sampled out: roll-ups done, nothing to write

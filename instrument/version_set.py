@@ -20,7 +20,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from instrument import contract
+from . import contract
 
 __all__ = ["VersionSet", "check_component", "span_attributes"]
 

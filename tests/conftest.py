@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from instrument import VersionSet
-from instrument.testing import CapturedSpans, FakeClock, SequentialIds, capture_spans
+from blameset.instrument import VersionSet
+from blameset.instrument.testing import CapturedSpans, FakeClock, SequentialIds, capture_spans
 
 VS = VersionSet(code="3f2a91c", model="gpt-4o-2024-08-06", prompt="outline@v4", config="t0.7")
 
@@ -28,7 +28,7 @@ def _no_context_leaks() -> Iterator[None]:
     yield
     from opentelemetry import trace
 
-    from instrument import tracing
+    from blameset.instrument import tracing
 
     assert not trace.get_current_span().get_span_context().is_valid, "a span was left current"
     assert tracing._current.get() is None, "a blameset recorder was left current"
@@ -95,8 +95,8 @@ def restore_configuration() -> Iterator[None]:
     """Put back the telemetry configuration, the log handlers and the root level a test changed."""
     import logging
 
-    import instrument
-    from instrument import _runtime
+    from blameset import instrument
+    from blameset.instrument import _runtime
 
     previous = _runtime.current_state()
     root_level = logging.getLogger().level
@@ -127,7 +127,7 @@ class HandClock:
 @pytest.fixture(params=["memory", "sqlite", "redis"])
 def ledger_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     """The same budget tests against each store: a fresh memory store, a SQLite file, Redis."""
-    from instrument.stores import MemoryStore
+    from blameset.instrument.stores import MemoryStore
 
     if request.param == "memory":
         return MemoryStore()
@@ -140,8 +140,8 @@ def ledger_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """One `blameset demo` run (1200 requests, seed 7) shared by the demo tests and the notebooks,
     which explore the demo's dataset as a newcomer would."""
-    from cli.demo import run
-    from instrument import _runtime
+    from blameset.cli.demo import run
+    from blameset.instrument import _runtime
 
     before = _runtime.current_state()
     result = run(tmp_path_factory.mktemp("demo"), requests=1200, seed=7)

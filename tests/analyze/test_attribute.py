@@ -11,9 +11,9 @@ from functools import cache
 import polars as pl
 import pytest
 
-from analyze import attribute, decompose, request_table
-from analyze.attribute import Attribution
 from bench.scenarios import Drift, Rollout, Scenario, generate
+from blameset.analyze import attribute, decompose, request_table
+from blameset.analyze.attribute import Attribution
 
 REQUESTS = 8000
 

@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analyze import fast
-from analyze.ingest import ingest, load
-from analyze.readers import BadInput
-from analyze.table import spans_frame
+from blameset.analyze import fast
+from blameset.analyze.ingest import ingest, load
+from blameset.analyze.readers import BadInput
+from blameset.analyze.table import spans_frame
 from tests.analyze.test_readers import _flat, attr_values, read, resources, span_strategy
 
 OTLP = Path(__file__).parents[1] / "fixtures" / "otlp"

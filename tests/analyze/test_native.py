@@ -16,13 +16,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analyze import fast
-from analyze.readers import BadInput
-from analyze.table import spans_frame
+from blameset.analyze import fast
+from blameset.analyze.readers import BadInput
+from blameset.analyze.table import spans_frame
 from tests.analyze.test_ingest_fast import any_value, rows
 from tests.analyze.test_readers import read
 
-native = pytest.importorskip("analyze._spanjson")
+native = pytest.importorskip("blameset.analyze._spanjson")
 
 OTLP = Path(__file__).parents[1] / "fixtures" / "otlp"
 
@@ -317,7 +317,7 @@ def test_the_columns_are_handed_over_once():
 def test_ingest_says_which_reader_took_each_chunk(tmp_path: Path):
     """A Collector file goes to the native decoder; a chunk it refuses (a value of an odd
     type) to a slower reader, and the summary says so."""
-    from analyze.ingest import ingest
+    from blameset.analyze.ingest import ingest
 
     summary = ingest([OTLP / "otel-demo-capture.jsonl"], tmp_path / "a")
     assert summary.decoders == {"native": 1}
@@ -384,7 +384,7 @@ def test_escaped_text_is_written_plainly_and_read_as_the_row_reader_reads_it(
 ):
     """Escapes in kept text are undone (written again as JSON needs), so what looks for text in
     the attributes (the version components check, the HTML page's boundary) finds it."""
-    from analyze.ingest import ingest, load
+    from blameset.analyze.ingest import ingest, load
 
     result = decode(line, layout)
     assert not isinstance(result, str), result
@@ -408,7 +408,7 @@ def test_a_double_written_as_minus_zero_reads_as_python_reads_it():
 def test_a_version_value_holding_a_semicolon_reads_as_the_row_reader_reads_it(tmp_path: Path):
     """Found by review (both column readers): a built version set whose value holds ';' cannot
     be split back into its components, so such a chunk goes to the row reader."""
-    from analyze.ingest import ingest, load
+    from blameset.analyze.ingest import ingest, load
 
     line = (
         "{" + BASE + ',"start_time_unix_nano":5,"attributes":'
@@ -432,7 +432,7 @@ def test_mutated_lines_ingest_or_are_named_never_a_traceback(
 ):
     """Whichever reader takes a line (native, DuckDB, the row reader), ingest stores it or says
     FILE:LINE: problem; nothing else escapes."""
-    from analyze.ingest import ingest
+    from blameset.analyze.ingest import ingest
 
     seed = FLAT_SEED if layout == "flat" else OTLP_SEED
     path = data.draw(st.sampled_from(_paths(seed)))

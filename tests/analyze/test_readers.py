@@ -18,9 +18,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
-from analyze.fast import _ATTR_KEYS, _RESOURCE_KEYS
-from analyze.readers import BadInput, ReadReport, expand_inputs, read_file
-from analyze.table import requests, spans_frame
+from blameset.analyze.fast import _ATTR_KEYS, _RESOURCE_KEYS
+from blameset.analyze.readers import BadInput, ReadReport, expand_inputs, read_file
+from blameset.analyze.table import requests, spans_frame
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 OTLP = FIXTURES / "otlp"
@@ -163,8 +163,8 @@ def test_reported_costs_and_version_aliases():
 
 def test_our_own_jsonl_round_trips_to_the_contract_columns(tmp_path: Path):
     """Spans blameset writes come back with version set, route, status and roll-ups."""
-    import instrument
-    from instrument import VersionSet, _runtime, record_usage, traced
+    from blameset import instrument
+    from blameset.instrument import VersionSet, _runtime, record_usage, traced
 
     out = tmp_path / "spans.jsonl"
     previous = _runtime.current_state()
@@ -376,7 +376,7 @@ resources = st.sampled_from(
 @given(st.lists(st.tuples(span_strategy, attr_values, resources), min_size=1, max_size=8))
 def test_the_fast_path_and_the_row_reader_agree(tmp_path_factory, spans):
     """On any clean flat JSONL, the column-wise fast path gives the row reader's table."""
-    from analyze.fast import flat_frame
+    from blameset.analyze.fast import flat_frame
 
     path = tmp_path_factory.mktemp("fast") / "spans.jsonl"
     lines = []
@@ -403,7 +403,7 @@ def test_the_fast_path_and_the_row_reader_agree(tmp_path_factory, spans):
 
 def test_the_fast_path_steps_aside_for_the_row_reader_on_bad_lines(tmp_path: Path):
     """A file with a broken line: no fast table, so the row reader names the line."""
-    from analyze.fast import flat_frame
+    from blameset.analyze.fast import flat_frame
 
     path = tmp_path / "spans.jsonl"
     good = json.dumps(
@@ -429,7 +429,7 @@ def test_the_fast_path_steps_aside_for_the_row_reader_on_bad_lines(tmp_path: Pat
 
 def test_analyze_exports_its_names():
     """The package re-exports its public names (ruff keeps __all__ sorted), each name real."""
-    import analyze
+    from blameset import analyze
 
     assert len(set(analyze.__all__)) == len(analyze.__all__)
     for name in analyze.__all__:
@@ -455,7 +455,7 @@ def test_a_number_the_table_cannot_read_is_bad_input_not_a_traceback(
 ):
     """These reached the table and failed there with a traceback; now FILE:LINE: problem, exit
     2 from the CLI, or one skipped line with --skip-bad-lines."""
-    from analyze.ingest import ingest
+    from blameset.analyze.ingest import ingest
 
     path = tmp_path / "spans.jsonl"
     good = "{" + NUMBER_BASE + ',"start_time_unix_nano":5}'

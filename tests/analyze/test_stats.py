@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from analyze.stats import (
+from blameset.analyze.stats import (
     GroupSums,
     bh_adjust,
     bootstrap_ratio,

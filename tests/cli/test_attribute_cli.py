@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.scenarios import generate, write_dataset
-from cli.app import app
+from blameset.cli.app import app
 
 OTLP = Path(__file__).parents[1] / "fixtures" / "otlp"
 runner = CliRunner()

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-import instrument
-from cli.app import app
-from instrument import VersionSet, _runtime, record_usage, traced
+from blameset import instrument
+from blameset.cli.app import app
+from blameset.instrument import VersionSet, _runtime, record_usage, traced
 
 OTLP = Path(__file__).parents[1] / "fixtures" / "otlp"
 runner = CliRunner()

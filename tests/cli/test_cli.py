@@ -6,7 +6,7 @@ from importlib.metadata import version
 
 from typer.testing import CliRunner
 
-from cli.app import app
+from blameset.cli.app import app
 
 runner = CliRunner()
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.app import app
-from cli.demo import GPT_4O, GPT_4O_MINI, DemoResult, describe_finding, plan_traffic, run
-from instrument.audit import verify
+from blameset.cli.app import app
+from blameset.cli.demo import GPT_4O, GPT_4O_MINI, DemoResult, describe_finding, plan_traffic, run
+from blameset.instrument.audit import verify
 
 REQUESTS = 1200  # fewer than the default 3000, still far past what the finding needs
 SEED = 7

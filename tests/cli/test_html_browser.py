@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import analyze
-from analyze.html import write_html
 from bench.scenarios import generate
+from blameset import analyze
+from blameset.analyze.html import write_html
 
 BROWSER_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
 RENDER_BUDGET = "--virtual-time-budget=10000"  # virtual ms for scripts: plotly draws, then capture

@@ -8,8 +8,8 @@ from pathlib import Path
 import polars as pl
 from typer.testing import CliRunner
 
-from analyze.ingest import load
-from cli.app import app
+from blameset.analyze.ingest import load
+from blameset.cli.app import app
 
 OTLP = Path(__file__).parents[1] / "fixtures" / "otlp"
 runner = CliRunner()
@@ -79,8 +79,8 @@ def test_skip_bad_lines_reports_per_file_and_reason(tmp_path: Path):
 
 def test_a_spill_folder_ingests_with_its_spans(tmp_path: Path):
     """The export pipeline's spill folder (flat JSONL) ingests like any input."""
-    import instrument
-    from instrument import VersionSet, _runtime, traced
+    from blameset import instrument
+    from blameset.instrument import VersionSet, _runtime, traced
 
     spill = tmp_path / "spill"
     previous = _runtime.current_state()
@@ -104,8 +104,8 @@ def test_a_spill_folder_ingests_with_its_spans(tmp_path: Path):
 
 def test_a_dataset_mixing_our_spans_and_other_tools_loads(tmp_path: Path):
     """Our spans (with version.<component> columns) and another tool's (without) read together."""
-    import instrument
-    from instrument import VersionSet, _runtime, traced
+    from blameset import instrument
+    from blameset.instrument import VersionSet, _runtime, traced
 
     ours = tmp_path / "spans.jsonl"
     previous = _runtime.current_state()
@@ -125,10 +125,10 @@ def test_a_dataset_mixing_our_spans_and_other_tools_loads(tmp_path: Path):
 
 def test_chunks_and_files_do_not_change_what_a_root_is(tmp_path: Path, monkeypatch):
     """A child read in one chunk (or file) and its parent in another: one request, not two."""
-    import analyze.fast
-    from analyze.table import requests
+    from blameset.analyze import fast as _fast
+    from blameset.analyze.table import requests
 
-    monkeypatch.setattr(analyze.fast, "CHUNK_BYTES", 300)  # a chunk or two per span
+    monkeypatch.setattr(_fast, "CHUNK_BYTES", 300)  # a chunk or two per span
     parent = {
         "trace_id": "a" * 32,
         "span_id": "1" * 16,

@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 import threading
 
-from instrument.budget import Budget
-from instrument.errors import BudgetExhausted
+from blameset.instrument.budget import Budget
+from blameset.instrument.errors import BudgetExhausted
 
 
 def main() -> None:

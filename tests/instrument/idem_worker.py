@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 
-from instrument.idempotency import idempotent
+from blameset.instrument.idempotency import idempotent
 
 
 def main() -> None:

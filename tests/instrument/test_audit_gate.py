@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import instrument
-from cli.app import app
-from instrument import _runtime, request_context, traced
-from instrument.audit import AuditLog, set_default, verify
-from instrument.errors import PolicyViolation, taxonomy_markdown
-from instrument.testing import CapturedSpans
+from blameset import instrument
+from blameset.cli.app import app
+from blameset.instrument import _runtime, request_context, traced
+from blameset.instrument.audit import AuditLog, set_default, verify
+from blameset.instrument.errors import PolicyViolation, taxonomy_markdown
+from blameset.instrument.testing import CapturedSpans
 from tests.conftest import VS
 
 runner = CliRunner()
@@ -177,7 +177,7 @@ def test_the_idempotency_card_matches_the_code():
     """The card's promises (wait time, conflict code) are the decorator's defaults."""
     import inspect
 
-    from instrument.idempotency import idempotent
+    from blameset.instrument.idempotency import idempotent
 
     card = (DOCS / "idempotency.md").read_text(encoding="utf-8")
     wait = inspect.signature(idempotent).parameters["wait_s"].default

@@ -16,12 +16,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from typer.testing import CliRunner
 
-from cli.app import app
-from instrument import record_usage, traced
-from instrument.budget import MICROS, Budget, degrade, usd_to_micros
-from instrument.errors import BudgetExhausted
-from instrument.stores import MemoryStore
-from instrument.testing import CapturedSpans
+from blameset.cli.app import app
+from blameset.instrument import record_usage, traced
+from blameset.instrument.budget import MICROS, Budget, degrade, usd_to_micros
+from blameset.instrument.errors import BudgetExhausted
+from blameset.instrument.stores import MemoryStore
+from blameset.instrument.testing import CapturedSpans
 from tests.conftest import NOON
 from tests.conftest import HandClock as Clock
 

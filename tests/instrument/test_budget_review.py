@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.app import app
-from instrument import record_usage, traced
-from instrument.budget import Budget, degrade
-from instrument.errors import BudgetExhausted, Internal, InvalidInput
-from instrument.stores import MemoryStore
-from instrument.testing import CapturedSpans
+from blameset.cli.app import app
+from blameset.instrument import record_usage, traced
+from blameset.instrument.budget import Budget, degrade
+from blameset.instrument.errors import BudgetExhausted, Internal, InvalidInput
+from blameset.instrument.stores import MemoryStore
+from blameset.instrument.testing import CapturedSpans
 from tests.conftest import NOON
 from tests.conftest import HandClock as Clock
 

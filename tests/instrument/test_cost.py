@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from instrument import ModelPrice, record_usage, traced
-from instrument.cost import Pricer, Usage
-from instrument.testing import CapturedSpans, FakeClock, capture_spans
+from blameset.instrument import ModelPrice, record_usage, traced
+from blameset.instrument.cost import Pricer, Usage
+from blameset.instrument.testing import CapturedSpans, FakeClock, capture_spans
 from tests.conftest import VS
 
 

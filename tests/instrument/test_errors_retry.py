@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from instrument import errors, traced
-from instrument.errors import (
+from blameset.instrument import errors, traced
+from blameset.instrument.errors import (
     BudgetExhausted,
     InvalidInput,
     PolicyViolation,
@@ -17,8 +17,8 @@ from instrument.errors import (
     SafetyViolation,
     UpstreamTimeout,
 )
-from instrument.retry import RetryBudget, retry
-from instrument.testing import CapturedSpans
+from blameset.instrument.retry import RetryBudget, retry
+from blameset.instrument.testing import CapturedSpans
 
 BOOK_TABLE = [
     ("INVALID_INPUT", 400, "none", 0, False),

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from opentelemetry.sdk.trace import SpanProcessor
 
-import instrument
-from instrument import record_usage, request_context, traced
+from blameset import instrument
+from blameset.instrument import record_usage, request_context, traced
 from tests.conftest import VS
 from tests.otlp_receiver import GrpcReceiver, HttpReceiver, closed_port
 

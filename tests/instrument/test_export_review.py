@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-import instrument
-from instrument import traced
-from instrument.redact import Redactor
-from instrument.spill import SpillWriter
+from blameset import instrument
+from blameset.instrument import traced
+from blameset.instrument.redact import Redactor
+from blameset.instrument.spill import SpillWriter
 from tests.conftest import VS
 from tests.otlp_receiver import GrpcReceiver, HttpReceiver
 

@@ -9,8 +9,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from instrument import traced
-from instrument.testing import capture_spans
+from blameset.instrument import traced
+from blameset.instrument.testing import capture_spans
 
 
 class Boom(Exception):

@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from analyze.gate import check_design
-from cli.app import app
-from instrument import errors, request_context, traced
-from instrument.audit import AuditLog, AuditLogDamaged, set_default, verify
-from instrument.errors import Internal, PolicyViolation, QuotaExceeded
-from instrument.idempotency import idempotent
-from instrument.retry import RetryBudget, retry
-from instrument.stores import MemoryStore, SQLiteStore
-from instrument.testing import CapturedSpans
+from blameset.analyze.gate import check_design
+from blameset.cli.app import app
+from blameset.instrument import errors, request_context, traced
+from blameset.instrument.audit import AuditLog, AuditLogDamaged, set_default, verify
+from blameset.instrument.errors import Internal, PolicyViolation, QuotaExceeded
+from blameset.instrument.idempotency import idempotent
+from blameset.instrument.retry import RetryBudget, retry
+from blameset.instrument.stores import MemoryStore, SQLiteStore
+from blameset.instrument.testing import CapturedSpans
 
 
 def test_a_result_that_cannot_be_stored_never_reruns_the_effect(caplog):

@@ -8,9 +8,9 @@ import logging
 
 import pytest
 
-import instrument
-from instrument import QueueStamp, dequeued, request_context, stamp, traced
-from instrument.testing import CapturedSpans, FakeClock
+from blameset import instrument
+from blameset.instrument import QueueStamp, dequeued, request_context, stamp, traced
+from blameset.instrument.testing import CapturedSpans, FakeClock
 from tests.conftest import VS
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import instrument
-from instrument import contract
+from blameset import instrument
+from blameset.instrument import contract
 
 DESIGN_NAMES = {
     "service.name",

@@ -12,10 +12,10 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-import instrument
-from instrument import _runtime, traced
-from instrument.export import ConsoleSpanExporter
-from instrument.testing import CapturedSpans, FakeClock, SequentialIds
+from blameset import instrument
+from blameset.instrument import _runtime, traced
+from blameset.instrument.export import ConsoleSpanExporter
+from blameset.instrument.testing import CapturedSpans, FakeClock, SequentialIds
 from tests.conftest import VS
 
 

@@ -12,9 +12,9 @@ import traceback
 
 import pytest
 
-import instrument
-from instrument import _runtime, dequeued, record_usage, request_context, stamp, traced
-from instrument.testing import CapturedSpans, FakeClock, capture_spans
+from blameset import instrument
+from blameset.instrument import _runtime, dequeued, record_usage, request_context, stamp, traced
+from blameset.instrument.testing import CapturedSpans, FakeClock, capture_spans
 from tests.conftest import VS
 
 
@@ -104,7 +104,7 @@ def test_bad_token_counts_are_refused_not_fatal(
 
 def test_one_unpriceable_call_does_not_stop_pricing_the_model():
     """After a call that cannot be priced, the next good call of the same model is priced."""
-    from instrument.cost import Pricer, Usage
+    from blameset.instrument.cost import Pricer, Usage
 
     pricer = Pricer()
     assert pricer.price("gpt-4o-2024-08-06", "openai", Usage(10, 1, cache_read_tokens=99)) == (
@@ -117,7 +117,7 @@ def test_one_unpriceable_call_does_not_stop_pricing_the_model():
 
 def test_otel_provider_names_unknown_to_genai_prices_still_price():
     """OTel's provider name (x_ai) is not genai-prices' id: the model alone finds the price."""
-    from instrument.cost import Pricer, Usage
+    from blameset.instrument.cost import Pricer, Usage
 
     cost, source = Pricer().price("grok-3", "x_ai", Usage(1000, 1000))
     assert cost is not None and cost > 0

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from instrument import request_context, traced
-from instrument.errors import DuplicateInProgress, InvalidInput, QuotaExceeded
-from instrument.idempotency import dedupe_key, idempotent
-from instrument.stores import MemoryStore, RedisStore, SQLiteStore, Store, open_store
-from instrument.testing import CapturedSpans
+from blameset.instrument import request_context, traced
+from blameset.instrument.errors import DuplicateInProgress, InvalidInput, QuotaExceeded
+from blameset.instrument.idempotency import dedupe_key, idempotent
+from blameset.instrument.stores import MemoryStore, RedisStore, SQLiteStore, Store, open_store
+from blameset.instrument.testing import CapturedSpans
 
 WORKER = Path(__file__).with_name("idem_worker.py")
 

@@ -9,9 +9,9 @@ import traceback
 
 import pytest
 
-import instrument
-from instrument import record_usage, request_context, set_final_status, traced
-from instrument.testing import CapturedSpans, FakeClock
+from blameset import instrument
+from blameset.instrument import record_usage, request_context, set_final_status, traced
+from blameset.instrument.testing import CapturedSpans, FakeClock
 from tests.conftest import VS
 
 
