@@ -3,7 +3,7 @@ the version set, tokens, cost and the latency breakdown. Light to import: the Op
 genai-prices load only when configure() or the first priced call needs them.
 """
 
-from ._runtime import configure, force_flush, shutdown
+from ._runtime import configure, configured, force_flush, shutdown
 from .context import RequestContext, bind_context, current_context, request_context
 from .cost import ModelPrice
 from .idempotency import dedupe_key, idempotent
@@ -32,6 +32,7 @@ __all__ = [
     "VersionSet",
     "bind_context",
     "configure",
+    "configured",
     "current_context",
     "current_span",
     "dedupe_key",

@@ -8,13 +8,14 @@ The OpenTelemetry SDK is imported here lazily, by configure(), not when a servic
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import logging
 import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 
     from .spill import SpillWriter
 
-__all__ = ["State", "configure", "current_state", "force_flush", "shutdown"]
+__all__ = ["State", "configure", "configured", "current_state", "force_flush", "shutdown"]
 
 logger = logging.getLogger("blameset")
 
@@ -222,6 +223,23 @@ def configure(
     previous = install(new)
     previous.shutdown()
     return new
+
+
+@contextlib.contextmanager
+def configured(**settings: Any) -> Iterator[State]:
+    """``configure(**settings)`` for the length of a ``with`` block; then the configuration that
+    was in force before is back, untouched and still open (the block's own is flushed and shut).
+
+    For a program that runs an instrumented service inside another one (the demo, a test
+    harness, a notebook cell) without ending the host's telemetry. The block's configuration is
+    process-wide while it lasts: other threads' calls are recorded by it too.
+    """
+    # A placeholder takes the previous state's place, so configure() shuts that down, not it.
+    previous = install(State(off=True, version_set=STATE.version_set, service=STATE.service))
+    try:
+        yield configure(**settings)
+    finally:
+        install(previous).shutdown()
 
 
 def default_exporter(environ: Mapping[str, str]) -> str:

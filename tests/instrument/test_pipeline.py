@@ -251,3 +251,24 @@ def test_a_broken_clock_never_reaches_the_caller():
     instrument.configure(version_set=VS, exporter=captured, batch=False, clock=clock)
     assert [op(i) for i in range(4)] == [1, 2, 3, 4]
     assert len(captured) == 1  # the first call had time enough for a span
+
+
+def test_configured_restores_the_previous_configuration_open(tmp_path: Path):
+    """instrument.configured() records the block's calls to its own exporter, then puts the
+    configuration that was in force back, still exporting."""
+    outer, inner = tmp_path / "outer.jsonl", tmp_path / "inner.jsonl"
+    instrument.configure(version_set=VS, exporter=f"jsonl:{outer}")
+
+    @traced("op")
+    def op(n: int) -> int:
+        return n
+
+    op(1)
+    with instrument.configured(version_set=VS.replace(prompt="v9"), exporter=f"jsonl:{inner}"):
+        op(2)
+    op(3)
+    instrument.shutdown()
+    spans = [json.loads(line) for line in inner.read_text().splitlines()]
+    assert len(spans) == 1
+    assert spans[0]["resource"]["blameset.version.prompt"] == "v9"
+    assert len(outer.read_text().splitlines()) == 2  # 1 and 3: the outer pipeline stayed open
