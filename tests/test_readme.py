@@ -12,11 +12,13 @@ ROOT = Path(__file__).parents[1]
 
 
 def test_the_readme_shows_the_example_that_runs() -> None:
+    """The README's service example is examples/service.py, verbatim."""
     code = (ROOT / "examples" / "service.py").read_text()
     assert f"```python\n{code}```" in (ROOT / "README.md").read_text()
 
 
 def test_the_service_example_runs(tmp_path: Path) -> None:
+    """The example runs and writes the request spans, costs, TTFT and idempotency hits it shows."""
     done = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "service.py")],
         cwd=tmp_path,

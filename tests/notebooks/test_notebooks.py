@@ -22,11 +22,13 @@ def dataset(demo_run: Any) -> Path:
 
 
 def test_there_are_notebooks() -> None:
+    """The two notebooks the README names are the ones the suite runs (none silently skipped)."""
     assert [p.name for p in NOTEBOOKS] == ["01_explore.ipynb", "02_cost_spike.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_is_committed_without_outputs(path: Path) -> None:
+    """No cell output or execution count is committed: diffs stay readable, no stale data."""
     notebook = nbformat.read(path, as_version=4)
     for cell in notebook.cells:
         if cell.cell_type == "code":
@@ -36,6 +38,7 @@ def test_notebook_is_committed_without_outputs(path: Path) -> None:
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs(path: Path, dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each notebook runs top to bottom on the demo's dataset and draws its plotly figures."""
     monkeypatch.setenv("BLAMESET_DATA", str(dataset))
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(
