@@ -30,18 +30,22 @@ def _run(*cmd: str | Path) -> int:
     return subprocess.call([str(c) for c in cmd], cwd=ROOT)
 
 
-def ensure_env() -> None:
-    """Create the virtual environment and install the project when it is missing or stale."""
-    # The native decoder is built by the install: a change to its source needs one too. The set of
-    # modules and packages is part of the stamp as well, so a new or renamed module is installed
-    # before anything imports it, whatever the editable mode setuptools picked.
-    sources = [ROOT / "pyproject.toml", *sorted((ROOT / "analyze").glob("*.c"))]
+def install_stamp(root: Path) -> str:
+    """What an install depends on, as one digest: pyproject.toml, the native decoder's C source
+    (the install builds it) and the list of modules and packages, so a new or renamed module is
+    installed before anything imports it, whatever editable mode setuptools picked."""
+    sources = [root / "pyproject.toml", *sorted((root / "analyze").glob("*.c"))]
     modules = sorted(
-        str(p.relative_to(ROOT)) for name in PACKAGES for p in (ROOT / name).rglob("*.py")
+        p.relative_to(root).as_posix() for name in PACKAGES for p in (root / name).rglob("*.py")
     )
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources))
     digest.update("\n".join(modules).encode())
-    want = digest.hexdigest()
+    return digest.hexdigest()
+
+
+def ensure_env() -> None:
+    """Create the virtual environment and install the project when it is missing or stale."""
+    want = install_stamp(ROOT)
     if STAMP.exists() and STAMP.read_text().strip() == want and PY.exists():
         return
     if not PY.exists():

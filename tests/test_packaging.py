@@ -85,8 +85,5 @@ def test_a_users_own_instrument_analyze_and_cli_do_not_shadow_ours(
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["PYTHONPATH"] = str(app)  # the user's modules come first, as in their own app
     assert _run(installed / "bin" / "python", "main.py", cwd=app, env=env).strip() == "ok"
-    out = _run(
-        installed / "bin" / "blameset", "demo", "--out", tmp_path / "demo", cwd=app, env=env
-    )
+    out = _run(installed / "bin" / "blameset", "demo", "--out", tmp_path / "demo", cwd=app, env=env)
     assert "Headline:" in out
-
