@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import threading
 from dataclasses import dataclass
@@ -23,10 +24,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from . import _runtime, contract
-from .context import current_context, resolve_versions
+from . import _runtime, contract, tracing
+from ._context import current_context, resolve_versions
+from .logs import emit_event
 
 __all__ = ["AuditLog", "AuditLogDamaged", "Verification", "record_error", "set_default", "verify"]
 
@@ -92,8 +95,6 @@ class AuditLog:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
         if self.emit:
-            from .logs import emit_event
-
             emit_event(
                 "blameset.audit",
                 {
@@ -212,8 +213,9 @@ def set_default(log: AuditLog | None) -> None:
 
 
 def record_error(exc: BaseException, operation: str, span: Any = None) -> None:
-    """Audit an error whose code says so, once, at the span it was raised in (called by
-    instrument.tracing; never raises: a broken audit log is logged, the span is still written)."""
+    """Audit an error whose code says so, once, at the span it was raised in (the decorators
+    call it through :func:`tracing.on_audited_error`; never raises: a broken audit log is
+    logged, the span is still written)."""
     if getattr(exc, "_blameset_audited", False):
         return
     try:
@@ -227,20 +229,17 @@ def record_error(exc: BaseException, operation: str, span: Any = None) -> None:
             "result": str(code),
         }
         # The span has ended and left the context: put it back so the record carries its trace.
-        from opentelemetry import context as otel_context
-
         token = otel_context.attach(trace.set_span_in_context(span)) if span is not None else None
         try:
             if _default is not None:
                 _default.record(**fields, detail=str(exc))
             else:
-                from .logs import emit_event
-
                 emit_event("blameset.audit", {f"blameset.audit.{k}": v for k, v in fields.items()})
         finally:
             if token is not None:
                 otel_context.detach(token)
     except Exception:
-        import logging
-
         logging.getLogger("blameset").exception("blameset: auditing %s failed", operation)
+
+
+tracing.on_audited_error(record_error)

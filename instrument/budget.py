@@ -49,11 +49,11 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, cast
 
 from . import _runtime, contract
-from ._guard import request_guard as _request_guard
+from ._guard import request_guard
 from .cost import Usage
 from .errors import BudgetExhausted, Internal, InvalidInput
 from .stores import Ledger, Window, open_store
-from .tracing import _current as _current_recorder
+from .tracing import add_span_event, set_final_status, set_request_attributes
 
 __all__ = ["Budget", "Hold", "RequestGuard", "degrade", "usd_to_micros"]
 
@@ -127,7 +127,7 @@ class RequestGuard:
 
 
 def current_guard() -> RequestGuard | None:
-    guard: RequestGuard | None = _request_guard.get()
+    guard: RequestGuard | None = request_guard.get()
     return guard
 
 
@@ -190,11 +190,8 @@ class Hold:
 
 
 def _event(name: str, attributes: dict[str, Any]) -> None:
-    """A budget decision as an event on the current blameset span (found through our own
-    contextvar: nanoseconds, where OTel's current-span lookup costs a microsecond)."""
-    rec = _current_recorder.get()
-    if rec is not None and rec.span.is_recording():
-        rec.span.add_event(name, attributes)
+    """A budget decision as an event on the current blameset span."""
+    add_span_event(name, attributes)
 
 
 # --- the budget ----------------------------------------------------------------------------------
@@ -399,16 +396,16 @@ class Budget:
         """Count this request's tool calls (``traced.tool`` spans) and tokens (``record_usage``)
         against the per-request limits. The count follows the context: tasks and
         ``bind_context``-wrapped thread work count; a bare thread pool does not (wrap its work)."""
-        outer = _request_guard.get()
+        outer = request_guard.get()
         if outer is not None:  # nested: the outer request's counts go on (no fresh allowance)
             yield outer
             return
         guard = RequestGuard(self.request_max_tool_calls, self.request_max_tokens)
-        token = _request_guard.set(guard)
+        token = request_guard.set(guard)
         try:
             yield guard
         finally:
-            _request_guard.reset(token)
+            request_guard.reset(token)
 
     # -- status -----------------------------------------------------------------------------------
     def status(self, tenants: Sequence[str], now: float | None = None) -> dict[str, Any]:
@@ -456,7 +453,6 @@ def degrade(
 ) -> Callable[[F], F]:
     """Run ``fallback`` (same arguments) when the call is refused by a budget or an upstream
     (``on``), instead of failing; the request span then says ``degraded`` and why."""
-    from .tracing import set_final_status, set_request_attributes
 
     def decorate(fn: F) -> F:
         def mark(exc: BaseException) -> None:

@@ -31,7 +31,7 @@ from typing import Any, Protocol, TypeVar, cast
 from opentelemetry import trace
 
 from . import contract
-from .context import current_context
+from ._context import current_context
 from .errors import (
     BlamesetError,
     DuplicateInProgress,

@@ -14,7 +14,8 @@ from typing import Any
 from opentelemetry import trace
 
 from . import _runtime, contract
-from .context import current_context, resolve_versions
+from ._context import current_context, resolve_versions
+from ._faults import internal_error
 
 __all__ = ["BlamesetLogHandler", "emit_event", "install_log_context", "setup_logging"]
 
@@ -121,9 +122,7 @@ class BlamesetLogHandler(logging.Handler):
                 attributes=attributes,
             )
         except Exception:
-            from .tracing import _internal_error
-
-            _internal_error("log record")
+            internal_error("log record")
 
 
 def _record_context(record: logging.LogRecord) -> Any:
@@ -238,6 +237,4 @@ def emit_event(name: str, attributes: dict[str, Any], body: str | None = None) -
             event_name=name,
         )
     except Exception:
-        from .tracing import _internal_error
-
-        _internal_error("event")
+        internal_error("event")

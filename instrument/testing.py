@@ -16,10 +16,10 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import Sampler
 
-from . import _runtime
+from . import _config, _runtime
+from ._records import span_to_dict
+from ._version_set import VersionSet
 from .cost import ModelPrice
-from .export import span_to_dict
-from .version_set import VersionSet
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
@@ -128,8 +128,8 @@ def capture_spans(
     """
     captured = CapturedSpans()
     previous = _runtime.current_state()
-    state = _runtime.build_state(
-        _runtime.Options(
+    state = _config.build_state(
+        _config.Options(
             service=service,
             versions=version_set if version_set is not None else previous.version_set,
             exporter=captured,

@@ -16,7 +16,6 @@ import contextvars
 import functools
 import inspect
 import json
-import logging
 from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Mapping
 from datetime import UTC, datetime
 from types import CoroutineType
@@ -27,11 +26,11 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import _runtime, contract
-from ._guard import request_guard as _request_guard
-from .context import _current as _request_context
-from .context import resolve_versions
+from ._context import request_context_var, resolve_versions
+from ._faults import internal_error
+from ._guard import request_guard
+from ._version_set import VersionSet, span_attributes
 from .cost import Usage
-from .version_set import VersionSet, span_attributes
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -48,21 +47,21 @@ __all__ = [
     "traced",
 ]
 
-logger = logging.getLogger("blameset")
-
 F = TypeVar("F", bound=Callable[..., Any])
 Kind = Literal["request", "llm", "tool", "queue", "step"]
 
-_reported: set[str] = set()
+AuditHook = Callable[[BaseException, str, "Span"], None]
+"""Called with (exception, span name, span) when a span ends by an exception marked audited."""
+
+_audit_hooks: list[AuditHook] = []
 
 
-def _internal_error(where: str) -> None:
-    """Log a telemetry fault (with traceback the first time per place) and carry on."""
-    if where in _reported:
-        logger.debug("blameset: telemetry fault in %s", where, exc_info=True)
-        return
-    _reported.add(where)
-    logger.exception("blameset: telemetry fault in %s; the call goes on without it", where)
+def on_audited_error(hook: AuditHook) -> None:
+    """Have ``hook`` called when a span ends by an exception whose code is audited
+    (``SAFETY_VIOLATION``). The audit module registers its recorder here when it is imported,
+    so the decorators need not import it. A hook that raises is a telemetry fault."""
+    if hook not in _audit_hooks:
+        _audit_hooks.append(hook)
 
 
 class _Recorder:
@@ -121,7 +120,7 @@ class _Recorder:
             self.otel_token = otel_context.attach(trace.set_span_in_context(self.span))
             self.rec_token = _current.set(self)
         except Exception:
-            _internal_error("context attach")
+            internal_error("context attach")
 
     def exit(self) -> None:
         """Restore the context from before :meth:`enter`. Never raises."""
@@ -130,13 +129,13 @@ class _Recorder:
             try:
                 _current.reset(token)
             except Exception:  # entered in another context (a task or thread hand-off)
-                _internal_error("context detach")
+                internal_error("context detach")
         otel_token, self.otel_token = self.otel_token, None
         if otel_token is not None:
             try:
                 otel_context.detach(otel_token)  # type: ignore[arg-type]
             except Exception:
-                _internal_error("context detach")
+                internal_error("context detach")
 
     def first_item(self) -> None:
         """A streaming span handed its first item to the consumer: that is its TTFT."""
@@ -144,7 +143,7 @@ class _Recorder:
             try:
                 self.first_token_ns = self.state.clock()
             except Exception:
-                _internal_error("first token")
+                internal_error("first token")
 
     # -- outcome ----------------------------------------------------------------------------
     def done(self, exc: BaseException | None, closed_early: bool = False) -> None:
@@ -159,11 +158,11 @@ class _Recorder:
             end_ns = self.state.clock()
             self._outcome(exc, closed_early, end_ns)
         except Exception:
-            _internal_error("span outcome")
+            internal_error("span outcome")
         try:
             self.span.end(end_time=end_ns)  # a span must end, with or without its roll-ups
         except Exception:
-            _internal_error("span end")
+            internal_error("span end")
 
     def _outcome(self, exc: BaseException | None, closed_early: bool, end_ns: int) -> None:
         span = self.span
@@ -212,9 +211,11 @@ class _Recorder:
             if isinstance(extra, dict):
                 attrs.update(extra)
         if exc is not None and getattr(exc, "audited", False) is True:
-            from .audit import record_error
-
-            record_error(exc, getattr(span, "name", ""), span)  # never raises
+            for hook in _audit_hooks:
+                try:
+                    hook(exc, getattr(span, "name", ""), span)
+                except Exception:
+                    internal_error("audit hook")
         if not span.is_recording():  # sampled out: roll-ups done, nothing to write
             return
         span.set_attributes(attrs)
@@ -292,7 +293,7 @@ def _describe(exc: BaseException) -> str:
 _current: contextvars.ContextVar[_Recorder | None] = contextvars.ContextVar(
     "blameset_recorder", default=None
 )
-_pending_queue: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar(
+pending_queue: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar(
     "blameset_pending_queue", default=None
 )
 """Set by ``dequeued``: a one-item list, so the first request started there takes the wait,
@@ -350,7 +351,7 @@ class Traced:
         """Start the span (and enter its context when ``enter``); None on a telemetry fault."""
         try:
             parent = _current.get()
-            ctx = _request_context.get()
+            ctx = request_context_var.get()
             versions = (
                 resolve_versions(state.version_set, ctx) if ctx.versions is not None else None
             )
@@ -370,7 +371,7 @@ class Traced:
                 self._last = (state, vs, kind, attrs)
             queue_ms = None
             if kind == "request":
-                pending = _pending_queue.get()
+                pending = pending_queue.get()
                 if pending:
                     try:
                         queue_ms = pending.pop()  # atomic: one queue wait, one request
@@ -404,7 +405,7 @@ class Traced:
                 rec.enter()
             return rec
         except Exception:
-            _internal_error("span start")
+            internal_error("span start")
             return None
 
     def _fixed_attributes(
@@ -838,7 +839,7 @@ def _record_usage(
         rec.usage = (input_tokens, output_tokens, cache_read_tokens, reasoning_tokens, cost)
         return cost
     except Exception:
-        _internal_error("record_usage")
+        internal_error("record_usage")
         return None
 
 
@@ -872,13 +873,13 @@ def record_content(
         rec.span.set_attributes(attrs)
         return bool(attrs)
     except Exception:
-        _internal_error("record_content")
+        internal_error("record_content")
         return False
 
 
 def _tool_check(name: str) -> Callable[[], None]:
     def check() -> None:
-        guard = _request_guard.get()
+        guard = request_guard.get()
         if guard is not None:
             guard.tool_call(name)  # raises BudgetExhausted past the limit, before the tool runs
 
@@ -887,7 +888,7 @@ def _tool_check(name: str) -> Callable[[], None]:
 
 def _count_tokens(input_tokens: int, output_tokens: int) -> None:
     """Per-request token budget (``Budget.request()``): may raise BudgetExhausted, on purpose."""
-    guard = _request_guard.get()
+    guard = request_guard.get()
     if guard is not None and isinstance(input_tokens, int) and isinstance(output_tokens, int):
         guard.add_tokens(input_tokens + output_tokens)
 
@@ -900,6 +901,16 @@ def record_first_token() -> None:
         rec.streaming = True
 
 
+def add_span_event(name: str, attributes: Mapping[str, Any]) -> None:
+    """Add an event to the innermost blameset span when it records (a budget decision, say).
+
+    Found through our own contextvar: nanoseconds, where OTel's current-span lookup costs a
+    microsecond."""
+    rec = _current.get()
+    if rec is not None and rec.span.is_recording():
+        rec.span.add_event(name, attributes)
+
+
 def set_request_attributes(attributes: Mapping[str, Any]) -> None:
     """Set attributes on the current request span (not the innermost step); never raises."""
     rec = _current.get()
@@ -910,7 +921,7 @@ def set_request_attributes(attributes: Mapping[str, Any]) -> None:
         if request.span.is_recording():
             request.span.set_attributes(dict(attributes))
     except Exception:
-        _internal_error("request attributes")
+        internal_error("request attributes")
 
 
 def set_final_status(status: str, *, boundary: str | None = None) -> None:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blameset.instrument import errors, traced
+from blameset.instrument import RetryBudget, errors, retry, traced
 from blameset.instrument.errors import (
     BudgetExhausted,
     InvalidInput,
@@ -17,7 +17,6 @@ from blameset.instrument.errors import (
     SafetyViolation,
     UpstreamTimeout,
 )
-from blameset.instrument.retry import RetryBudget, retry
 from blameset.instrument.testing import CapturedSpans
 
 BOOK_TABLE = [

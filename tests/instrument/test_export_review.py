@@ -17,8 +17,8 @@ import pytest
 
 from blameset import instrument
 from blameset.instrument import traced
-from blameset.instrument.redact import Redactor
-from blameset.instrument.spill import SpillWriter
+from blameset.instrument._redact import Redactor
+from blameset.instrument._spill import SpillWriter
 from tests.conftest import VS
 from tests.otlp_receiver import GrpcReceiver, HttpReceiver
 

@@ -16,11 +16,10 @@ from typer.testing import CliRunner
 
 from blameset.analyze.gate import check_design
 from blameset.cli.app import app
-from blameset.instrument import errors, request_context, traced
+from blameset.instrument import RetryBudget, errors, request_context, retry, traced
 from blameset.instrument.audit import AuditLog, AuditLogDamaged, set_default, verify
 from blameset.instrument.errors import Internal, PolicyViolation, QuotaExceeded
 from blameset.instrument.idempotency import idempotent
-from blameset.instrument.retry import RetryBudget, retry
 from blameset.instrument.stores import MemoryStore, SQLiteStore
 from blameset.instrument.testing import CapturedSpans
 

@@ -13,8 +13,8 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from blameset import instrument
-from blameset.instrument import _runtime, traced
-from blameset.instrument.export import ConsoleSpanExporter
+from blameset.instrument import _config, _runtime, traced
+from blameset.instrument._export import ConsoleSpanExporter
 from blameset.instrument.testing import CapturedSpans, FakeClock, SequentialIds
 from tests.conftest import VS
 
@@ -165,9 +165,9 @@ def test_otel_sdk_disabled_turns_telemetry_off(monkeypatch: pytest.MonkeyPatch, 
 
 def test_default_exporter_follows_the_environment():
     """No exporter given: BLAMESET_EXPORTER, then OTLP when an endpoint is set, else JSONL."""
-    assert _runtime.default_exporter({"BLAMESET_EXPORTER": "console"}) == "console"
-    assert _runtime.default_exporter({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x"}) == "otlp"
-    assert _runtime.default_exporter({}) == "jsonl:blameset-spans.jsonl"
+    assert _config.default_exporter({"BLAMESET_EXPORTER": "console"}) == "console"
+    assert _config.default_exporter({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x"}) == "otlp"
+    assert _config.default_exporter({}) == "jsonl:blameset-spans.jsonl"
 
 
 # --- faults ------------------------------------------------------------------------------------

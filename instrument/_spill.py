@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["SpillWriter", "default_spill_dir", "log_to_dict"]
+__all__ = ["DEFAULT_MAX_BYTES", "SpillWriter", "default_spill_dir"]
 
 logger = logging.getLogger("blameset")
 
@@ -34,27 +34,6 @@ def default_spill_dir(environ: Mapping[str, str] | None = None) -> Path:
         return Path(env["BLAMESET_SPILL_DIR"])
     cache = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(cache) / "blameset" / "spill"
-
-
-def log_to_dict(record: Any) -> dict[str, Any]:
-    """One OTel SDK log record (``ReadableLogRecord``/``ReadWriteLogRecord``) as a flat dict."""
-    from .export import _attrs
-
-    log = record.log_record
-    resource = getattr(record, "resource", None)
-    severity = log.severity_number
-    return {
-        "time_unix_nano": log.timestamp,
-        "observed_time_unix_nano": log.observed_timestamp,
-        "severity_text": log.severity_text,
-        "severity_number": severity.value if severity is not None else None,
-        "body": log.body,
-        "trace_id": f"{log.trace_id:032x}" if log.trace_id else None,
-        "span_id": f"{log.span_id:016x}" if log.span_id else None,
-        "event_name": getattr(log, "event_name", None) or None,
-        "resource": _attrs(resource.attributes) if resource is not None else {},
-        "attributes": _attrs(log.attributes),
-    }
 
 
 class SpillWriter:

@@ -1,6 +1,6 @@
 """Queue time: carry a stamp with each job, and the worker's request span reports the wait.
 
-Producer: ``job = {"payload": ..., "stamp": instrument.queue.stamp().to_dict()}``. Worker:
+Producer: ``job = {"payload": ..., "stamp": instrument.stamp().to_dict()}``. Worker:
 ``with dequeued(QueueStamp.from_dict(job["stamp"]), "outline"): handle(job)``. The stamp holds the
 enqueue time, the W3C trace context and the request context (tenant, user, actor, action_id,
 version override), all JSON-safe, so it crosses process boundaries (Redis, Celery, SQS) too.
@@ -20,9 +20,10 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind
 
 from . import _runtime, contract
-from .context import current_context, request_context, resolve_versions
-from .tracing import _internal_error, _pending_queue
-from .version_set import VersionSet, span_attributes
+from ._context import current_context, request_context, resolve_versions
+from ._faults import internal_error
+from ._version_set import VersionSet, span_attributes
+from .tracing import pending_queue
 
 __all__ = ["QueueStamp", "dequeued", "stamp"]
 
@@ -67,7 +68,7 @@ def stamp() -> QueueStamp:
 
         get_global_textmap().inject(carrier)
     except Exception:
-        _internal_error("queue stamp")
+        internal_error("queue stamp")
     ctx = current_context()
     versions = resolve_versions(state.version_set, ctx) if ctx.versions is not None else None
     return QueueStamp(
@@ -95,7 +96,7 @@ def dequeued(job: QueueStamp, name: str = "job") -> Iterator[float]:
             token = otel_context.attach(parent)
             stack.callback(otel_context.detach, token)
         except Exception:
-            _internal_error("queue context")
+            internal_error("queue context")
         versions = VersionSet.parse(job.versions) if job.versions else None
         stack.enter_context(
             request_context(
@@ -111,8 +112,8 @@ def dequeued(job: QueueStamp, name: str = "job") -> Iterator[float]:
             if span is not None:  # the work becomes a child of the wait: wait, then process
                 token = otel_context.attach(trace.set_span_in_context(span))
                 stack.callback(otel_context.detach, token)
-        pending = _pending_queue.set([queue_ms])
-        stack.callback(_pending_queue.reset, pending)
+        pending = pending_queue.set([queue_ms])
+        stack.callback(pending_queue.reset, pending)
         yield queue_ms
 
 
@@ -136,5 +137,5 @@ def _queue_span(
         span.end(end_time=end)
         return span
     except Exception:
-        _internal_error("queue span")
+        internal_error("queue span")
         return None

@@ -1,7 +1,6 @@
 """Span exporters: the flat JSONL format of DESIGN.md (file or stdout), and exporter spec strings.
 
-The flat format is one JSON object per span with hex ids, nanosecond times and plain attribute
-values, so ``jq``, polars and ``blameset ingest`` read it without an OTLP decoder.
+The records themselves (span or log record -> dict) are ``_records``'s; this module writes them.
 """
 
 from __future__ import annotations
@@ -18,6 +17,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from ._records import log_to_dict, span_to_dict
+
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
 
@@ -28,54 +29,9 @@ __all__ = [
     "OtlpSettings",
     "otlp_exporter",
     "sibling_log_path",
-    "span_to_dict",
 ]
 
 logger = logging.getLogger("blameset")
-
-_KINDS = {0: "internal", 1: "server", 2: "client", 3: "producer", 4: "consumer"}
-_STATUSES = {0: "unset", 1: "ok", 2: "error"}
-
-
-def _plain(value: Any) -> Any:
-    # OTel stores sequence attributes as tuples; JSON wants lists. Bytes have no JSON form: hex.
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    if isinstance(value, bytes):
-        return value.hex()
-    return value
-
-
-def _attrs(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {k: _plain(v) for k, v in (attributes or {}).items()}
-
-
-def span_to_dict(span: ReadableSpan) -> dict[str, Any]:
-    """One finished span in the flat JSONL format of DESIGN.md."""
-    ctx = span.get_span_context()
-    parent = span.parent
-    status = span.status
-    return {
-        "trace_id": f"{ctx.trace_id:032x}" if ctx else None,
-        "span_id": f"{ctx.span_id:016x}" if ctx else None,
-        "parent_span_id": f"{parent.span_id:016x}" if parent is not None else None,
-        "name": span.name,
-        "kind": _KINDS.get(span.kind.value, "internal"),
-        "start_time_unix_nano": span.start_time,
-        "end_time_unix_nano": span.end_time,
-        "status": _STATUSES.get(status.status_code.value, "unset"),
-        "status_message": status.description,
-        "resource": _attrs(span.resource.attributes),
-        "attributes": _attrs(span.attributes),
-        "events": [
-            {
-                "name": event.name,
-                "time_unix_nano": event.timestamp,
-                "attributes": _attrs(event.attributes),
-            }
-            for event in span.events
-        ],
-    }
 
 
 def _dumps(span: ReadableSpan) -> str:
@@ -165,8 +121,6 @@ class JsonlLogExporter:
 
     def export(self, batch: Sequence[Any]) -> Any:
         from opentelemetry.sdk._logs.export import LogRecordExportResult
-
-        from .spill import log_to_dict
 
         try:
             lines = "".join(

@@ -3,7 +3,7 @@
 Contextvars follow ``await`` and asyncio tasks (each task starts with a copy of its creator's
 context), ``asyncio.to_thread`` and ``loop.run_in_executor`` with ``contextvars.copy_context()``.
 A plain ``ThreadPoolExecutor.submit`` or ``threading.Thread`` starts empty: wrap the callable with
-:func:`bind_context`, or carry the context through a queue with :func:`instrument.queue.stamp`.
+:func:`bind_context`, or carry the context through a queue with :func:`instrument.stamp`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, ParamSpec, TypeVar
 
-from .version_set import VersionSet, check_component
+from ._version_set import VersionSet, check_component
 
 __all__ = ["RequestContext", "bind_context", "current_context", "request_context"]
 
@@ -37,14 +37,15 @@ class RequestContext:
 
 
 _EMPTY = RequestContext()
-_current: contextvars.ContextVar[RequestContext] = contextvars.ContextVar(
+request_context_var: contextvars.ContextVar[RequestContext] = contextvars.ContextVar(
     "blameset_request_context", default=_EMPTY
 )
+"""The context in force; the decorators read it directly (a call saved on every span)."""
 
 
 def current_context() -> RequestContext:
     """The request context in force here (empty fields when none was set)."""
-    return _current.get()
+    return request_context_var.get()
 
 
 @contextmanager
@@ -60,7 +61,7 @@ def request_context(
 
     Version overrides nest: an inner mapping applies on top of an outer one.
     """
-    outer = _current.get()
+    outer = request_context_var.get()
     changes: dict[str, Any] = {}
     if tenant is not None:
         changes["tenant"] = tenant
@@ -77,11 +78,11 @@ def request_context(
                     check_component(name, value)  # a bad override fails here, not in every span
         changes["versions"] = _merge_versions(outer.versions, versions)
     ctx = replace(outer, **changes) if changes else outer
-    token = _current.set(ctx)
+    token = request_context_var.set(ctx)
     try:
         yield ctx
     finally:
-        _current.reset(token)
+        request_context_var.reset(token)
 
 
 def _merge_versions(

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
-from .export import span_to_dict
-from .spill import SpillWriter, log_to_dict
+from ._records import log_to_dict, span_to_dict
+from ._spill import SpillWriter
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -243,7 +243,7 @@ def _flush(batcher: SpillingBatcher[Any], spill: SpillWriter, timeout_millis: in
 
 def _close(batcher: SpillingBatcher[Any], exporter: Any, what: str) -> None:
     """Last export attempt under the shared shutdown deadline, then close the exporter."""
-    batcher.shutdown(_shutdown_deadline.get(None))
+    batcher.shutdown(shutdown_deadline.get(None))
     try:
         exporter.shutdown()
     except Exception:
@@ -305,7 +305,7 @@ class _ForkRegistry:
 
 _forks = _ForkRegistry()
 
-_shutdown_deadline: contextvars.ContextVar[float] = contextvars.ContextVar("blameset_deadline")
+shutdown_deadline: contextvars.ContextVar[float] = contextvars.ContextVar("blameset_deadline")
 """Set by State.shutdown: one deadline (monotonic) shared by the span and log pipelines."""
 
 
