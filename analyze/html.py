@@ -14,7 +14,8 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import polars as pl
 
-from .attribute import Attribution, request_table
+from ._requests import request_table
+from ._results import Attribution
 
 __all__ = ["auto_bucket", "write_html"]
 

@@ -13,7 +13,7 @@ from typing import Any
 import polars as pl
 import polars.selectors as cs
 
-from .attribute import request_table
+from ._requests import request_table
 
 __all__ = ["GROUPINGS", "Report", "report"]
 

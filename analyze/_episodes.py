@@ -1,0 +1,182 @@
+"""Cohorts and episodes (step 1 of attribution): each version_set as the data saw it, and each
+time one took traffic from another on a route (a cutover, a canary, an A/B split or a rollback),
+with the components that differ between the two; and the traffic share timeline behind them."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from ._requests import NS, UNVERSIONED, bounds, from_ns
+from ._results import Cohort, Episode
+
+__all__ = ["changes", "cohorts", "episodes", "timeline"]
+
+
+def cohorts(frame: pl.DataFrame, versions: list[str]) -> dict[str, Cohort]:
+    """Every version_set of the request table, in order of first appearance; its components are
+    the most common value of each ``version.*`` column among its requests."""
+    if frame.is_empty():
+        return {}
+    agg = frame.group_by("version_set_id").agg(
+        pl.col("version_set").drop_nulls().first(),
+        pl.col("start").min().alias("first"),
+        pl.col("start").max().alias("last"),
+        pl.len().alias("n"),
+        pl.col("route").unique().sort().alias("routes"),
+        *[pl.col(v).drop_nulls().mode().first().alias(v) for v in versions],
+    )
+    out = {}
+    for row in agg.sort("first", "version_set_id").iter_rows(named=True):
+        components = {v.removeprefix("version."): row[v] for v in versions if row[v] is not None}
+        out[row["version_set_id"]] = Cohort(
+            id=row["version_set_id"],
+            version_set=row["version_set"],
+            components=components,
+            first_seen=row["first"],
+            last_seen=row["last"],
+            requests=row["n"],
+            routes=tuple(row["routes"]),
+        )
+    return out
+
+
+def changes(a: Cohort, b: Cohort) -> dict[str, tuple[str | None, str | None]]:
+    """The components whose values differ from ``a`` to ``b``: (value in a, value in b)."""
+    keys = sorted(set(a.components) | set(b.components))
+    return {
+        k: (a.components.get(k), b.components.get(k))
+        for k in keys
+        if a.components.get(k) != b.components.get(k)
+    }
+
+
+def _closest(vid: str, before: Counter[str], cohorts: dict[str, Cohort]) -> str:
+    """The baseline of a version_set that appears: among those serving just before it (at least
+    5% of those requests), the one it differs from in the fewest components, then the busiest.
+    A canary's successor (canary + new code) is compared with the canary, not the incumbent."""
+    total = sum(before.values())
+    live = [v for v, n in before.items() if n >= 0.05 * total and v != UNVERSIONED] or [
+        before.most_common(1)[0][0]
+    ]
+    if vid == UNVERSIONED or vid not in cohorts:
+        return max(live, key=lambda v: before[v])
+    return min(
+        live,
+        key=lambda v: (
+            len(changes(cohorts[v], cohorts[vid])) if v in cohorts else 99,
+            -before[v],
+        ),
+    )
+
+
+class _Found:
+    """Episodes gathered over the routes: one per (baseline, candidate) pair over all routes; its
+    kind is the one seen on the route with the most traffic (a canary on a busy route may look
+    like an A/B on a quiet one)."""
+
+    def __init__(self, cohorts: dict[str, Cohort]) -> None:
+        self.cohorts = cohorts
+        self.found: dict[tuple[str, str], Episode] = {}
+        self.weight: dict[tuple[str, str], int] = {}
+
+    def add(self, kind: str, base: str, cand: str, at_ns: int, route: str, n: int) -> None:
+        if base == cand or UNVERSIONED in (base, cand):
+            return
+        key = (base, cand)
+        if key in self.found:
+            episode = self.found[key]
+            episode.routes = sorted({*episode.routes, route})
+            episode.at = min(episode.at, from_ns(at_ns))
+            if n > self.weight[key]:
+                episode.kind, self.weight[key] = kind, n
+        else:
+            moved = changes(self.cohorts[base], self.cohorts[cand])
+            self.found[key] = Episode(kind, base, cand, from_ns(at_ns), [route], moved)
+            self.weight[key] = n
+
+    def episodes(self) -> list[Episode]:
+        return sorted(self.found.values(), key=lambda e: (e.at, e.baseline, e.candidate))
+
+
+def episodes(frame: pl.DataFrame, cohorts: dict[str, Cohort], *, block: int = 400) -> list[Episode]:
+    """Episodes from each route's request sequence: where a version_set first appears (its
+    baseline is the dominant one in the requests just before), and where the dominant version_set
+    changes back to one that dominated earlier (a rollback)."""
+    t0, t1 = bounds(frame)
+    if t0 == t1:
+        return []  # no spread in time: no order to read a rollout from
+    found = _Found(cohorts)
+    for (route,), part in (
+        frame.select("route", "start", "version_set_id").partition_by("route", as_dict=True).items()
+    ):
+        ids = part["version_set_id"].to_list()
+        times = part["start"].dt.epoch("ns").to_numpy()
+        _appearances(found, ids, times, str(route), block)
+        _rollbacks(found, ids, times, str(route), block)
+    return found.episodes()
+
+
+def _appearances(
+    found: _Found, ids: list[str], times: npt.NDArray[np.int64], route: str, block: int
+) -> None:
+    """Where each version_set first appears on the route: what share of the next ``block``
+    requests it takes from its baseline tells a cutover from a canary or an A/B split."""
+    first: dict[str, int] = {}
+    for i, vid in enumerate(ids):
+        first.setdefault(vid, i)
+    for vid, i in sorted(first.items(), key=lambda kv: kv[1]):
+        before = Counter(ids[max(0, i - block) : i])
+        if not before:
+            continue
+        base = _closest(vid, before, found.cohorts)
+        after = ids[i : i + block]
+        ours, theirs = after.count(vid), after.count(base)
+        share = ours / (ours + theirs)  # does the baseline keep serving beside it?
+        kind = "cutover" if share >= 0.8 else ("canary" if share <= 0.35 else "ab")
+        found.add(kind, base, vid, int(times[i]), route, len(ids))
+
+
+def _rollbacks(
+    found: _Found, ids: list[str], times: npt.NDArray[np.int64], route: str, block: int
+) -> None:
+    """The dominant version_set per block, run-length encoded: one that dominates again after
+    another took over is a rollback to it."""
+    dominant: list[tuple[str, int]] = []
+    for start in range(0, len(ids), block):
+        counts = Counter(ids[start : start + block])
+        vid, n = counts.most_common(1)[0]
+        if n >= 0.6 * sum(counts.values()) and (not dominant or dominant[-1][0] != vid):
+            dominant.append((vid, start))
+    for j in range(1, len(dominant)):
+        vid, start = dominant[j]
+        if any(d[0] == vid for d in dominant[: j - 1]):
+            at = int(times[start])
+            found.add("rollback", dominant[j - 1][0], vid, at, route, len(ids))
+
+
+def timeline(frame: pl.DataFrame, buckets: int = 48) -> pl.DataFrame:
+    """Each version_set's share of its route's requests per time bucket."""
+    if frame.is_empty():
+        return pl.DataFrame(
+            schema={
+                "time": pl.Datetime("ns", "UTC"),
+                "route": pl.String,
+                "version_set_id": pl.String,
+            }
+        )
+    t0, t1 = bounds(frame)
+    width = max((t1 - t0) // buckets // NS, 1)
+    return (
+        frame.group_by(
+            pl.col("start").dt.truncate(f"{width}s").alias("time"),
+            pl.col("route").cast(pl.String),
+            pl.col("version_set_id").cast(pl.String),
+        )
+        .agg(requests=pl.len())
+        .with_columns(share=pl.col("requests") / pl.col("requests").sum().over("time", "route"))
+        .sort("time", "route", "version_set_id")
+    )

@@ -1,0 +1,169 @@
+"""External change points (step 5 of attribution): shifts in a version_set's own metric series,
+the route mix taken out, that no version change explains (provider drift, price changes),
+proposed by PELT and then confirmed by a before/after comparison."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from ._compare import HypothesisTest, Sample, Settings, compare
+from ._requests import EXTERNAL_METRICS, LATENCY_METRICS, bounds, from_ns, window
+from .stats import pelt
+
+__all__ = ["ChangePoint", "change_points", "external_tests"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChangePoint:
+    """A candidate shift of ``metric`` in ``cohort``'s series at ``at_ns``, with the segments
+    (ns, ``[from, to)``) on either side of it."""
+
+    cohort: str
+    metric: str
+    at_ns: int
+    before: tuple[int, int]
+    after: tuple[int, int]
+
+
+def change_points(
+    frame: pl.DataFrame,
+    strata: list[str],
+    settings: Settings,
+    *,
+    buckets: int = 120,
+) -> list[ChangePoint]:
+    """Candidate shifts in each cohort's own series of each watched metric, the stratum means
+    taken out (a mix shift moves no residual), proposed by PELT on time-bucket means."""
+    found: list[ChangePoint] = []
+    if frame.height < 2 * settings.min_n:
+        return found
+    t0, t1 = bounds(frame)
+    width = max((t1 - t0) // buckets + 1, 1)
+    for (cohort,), part in frame.partition_by("version_set_id", as_dict=True).items():
+        if part.height < 4 * settings.min_n:
+            continue
+        for metric in EXTERNAL_METRICS:
+            series = _residual_series(part, metric, strata, t0, width, settings.min_n)
+            if series is not None:
+                found += _cuts(*series, str(cohort), metric, width, settings)
+    return found
+
+
+def _residual_series(
+    part: pl.DataFrame, metric: str, strata: list[str], t0: int, width: int, min_n: int
+) -> tuple[pl.DataFrame, float] | None:
+    """One cohort's metric as time-bucket means of its residual from the stratum means (``r``,
+    with the bucket's row count ``n`` and first start ``t``), and the residual variance; None
+    when the series is too short or flat to look for shifts in."""
+    rows = part.filter(pl.col("final_status") == "success") if metric in LATENCY_METRICS else part
+    # means on the log scale (multiplicative effects); a rate as the failure share
+    y = (
+        (pl.col("final_status") == "failure").fill_null(False).cast(pl.Float64)
+        if metric == "error_rate"
+        else pl.col(metric).cast(pl.Float64).log()
+    )
+    values = rows.select(pl.col("start").dt.epoch("ns").alias("t"), y.alias("y"), *strata).filter(
+        pl.col("y").is_finite()
+    )
+    if values.height < 4 * min_n:
+        return None
+    values = values.with_columns(
+        r=pl.col("y") - pl.col("y").mean().over(strata), b=(pl.col("t") - t0) // width
+    )
+    sigma2 = float(np.var(values["r"].to_numpy()))
+    if sigma2 <= 0:
+        return None
+    series = (
+        values.group_by("b")
+        .agg(pl.col("r").mean(), pl.len().alias("n"), pl.col("t").min().alias("t"))
+        .sort("b")
+        .filter(pl.col("n") >= 3)
+    )
+    if series.height < 6:
+        return None
+    return series, sigma2
+
+
+def _cuts(
+    series: pl.DataFrame,
+    sigma2: float,
+    cohort: str,
+    metric: str,
+    width: int,
+    settings: Settings,
+) -> list[ChangePoint]:
+    """PELT's change points in the series whose shift (weighted mean after minus before) is at
+    least half the practical size a finding needs."""
+    means = series["r"].to_numpy()
+    weights = series["n"].to_numpy().astype(np.float64) / sigma2
+    penalty = 4.0 * math.log(series.height) + 10.0
+    points = pelt(means, weights, penalty, min_size=3)
+    edges = [0, *points, series.height]
+    starts = series["t"].to_numpy()
+    small = (
+        settings.min_rate_delta * 0.5
+        if metric == "error_rate"
+        else math.log1p(settings.min_effect) * 0.5
+    )
+    found = []
+    for j, cut in enumerate(points):
+        seg_b = means[edges[j] : cut]
+        seg_a = means[cut : edges[j + 2]]
+        wb, wa = weights[edges[j] : cut], weights[cut : edges[j + 2]]
+        shift = float(np.average(seg_a, weights=wa) - np.average(seg_b, weights=wb))
+        if abs(shift) < small:
+            continue
+        lo_t = int(starts[edges[j]])
+        cut_t = int(starts[cut])
+        hi_t = int(starts[edges[j + 2] - 1]) + width
+        found.append(ChangePoint(cohort, metric, cut_t, (lo_t, cut_t), (cut_t, hi_t)))
+    return found
+
+
+def external_tests(
+    frame: pl.DataFrame,
+    changes: list[ChangePoint],
+    first_seen_on_route: dict[tuple[str, str], int],
+    strata: list[str],
+    settings: Settings,
+    rng: np.random.Generator,
+) -> list[HypothesisTest]:
+    """Before/after tests of each candidate shift within one cohort's own series. Another
+    version_set appearing beside it cannot move this cohort's requests, so only a shift at the
+    cohort's own start on a route (where its traffic begins, an edge of the series) is passed
+    over."""
+    tests = []
+    for cp in changes:
+        part = frame.filter(pl.col("version_set_id") == cp.cohort)
+        routes = sorted(str(r) for r in part["route"].unique().to_list())
+        tolerance = max((cp.after[1] - cp.before[0]) // 20, 1)
+        if any(
+            abs(t - cp.at_ns) <= tolerance
+            for (route, vid), t in first_seen_on_route.items()
+            if route in routes and vid == cp.cohort
+        ):
+            continue  # the cohort reaching another route: a mix edge, not a shift
+        before = window(frame, cp.cohort, routes, *cp.before)
+        after = window(frame, cp.cohort, routes, *cp.after)
+        context = {
+            "baseline": cp.cohort,
+            "candidate": cp.cohort,
+            "episode": "external",
+            "comparison": "before_after",
+            "window": [from_ns(cp.before[0]).isoformat(), from_ns(cp.after[1]).isoformat()],
+            "since": from_ns(cp.at_ns).isoformat(),
+            "routes": routes,
+        }
+        tests += compare(
+            Sample.of(before, strata),
+            Sample.of(after, strata),
+            [cp.metric if cp.metric.endswith("_rate") else f"{cp.metric}.mean"],
+            settings,
+            rng,
+            context,
+        )
+    return tests

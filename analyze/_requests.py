@@ -1,0 +1,148 @@
+"""The request table attribution, reports and the HTML page read: one row per request with the
+metrics compared, the lists of those metrics, and the time helpers every step of attribution
+shares (bounds of a frame, one cohort's requests in a window)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import polars as pl
+
+from .table import requests
+
+__all__ = [
+    "EXTERNAL_METRICS",
+    "LATENCY_METRICS",
+    "MEAN_METRICS",
+    "NS",
+    "QUANTILE_METRICS",
+    "RATE_METRICS",
+    "UNVERSIONED",
+    "bounds",
+    "from_ns",
+    "request_table",
+    "utc",
+    "window",
+]
+
+MEAN_METRICS = (
+    "latency_ms",
+    "ttft_ms",
+    "tpot_ms",
+    "tool_ms",
+    "queue_ms",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+)
+"""Per-request metrics compared by their mean (``<metric>.mean`` in findings)."""
+
+QUANTILE_METRICS = {"latency_ms": (0.5, 0.95, 0.99), "ttft_ms": (0.5, 0.95)}
+"""Metrics compared at quantiles as well (``latency_ms.p95``)."""
+
+RATE_METRICS = ("error_rate", "degraded_rate", "blocked_rate")
+
+LATENCY_METRICS = frozenset({"latency_ms", "ttft_ms", "tpot_ms", "tool_ms", "queue_ms"})
+"""Compared over successful requests only: a degraded, blocked or failed answer is fast (or slow)
+for reasons its own rate already reports. Tokens and cost count every request: they are the bill."""
+
+EXTERNAL_METRICS = (*MEAN_METRICS, "error_rate")
+"""Metrics watched for shifts no version change explains (provider drift, price changes)."""
+
+UNVERSIONED = "unversioned"
+
+NS = 1_000_000_000
+"""Nanoseconds per second: request starts are compared as ns since the epoch."""
+
+
+def request_table(spans: pl.LazyFrame) -> pl.DataFrame:
+    """One row per request (root span) with the metrics attribution compares, sorted by start.
+
+    ``tpot_ms`` (time per output token) is the trace's generation time (LLM span time after the
+    first token) over its output tokens; requests without output tokens have none."""
+    names = spans.collect_schema().names()
+    versions = sorted(c for c in names if c.startswith("version."))
+    keep = [
+        "start",
+        "name",
+        "route",
+        "tenant_id",
+        "version_set",
+        "version_set_id",
+        *versions,
+        "latency_ms",
+        "ttft_ms",
+        "tool_ms",
+        "queue_ms",
+        "input_tokens",
+        "output_tokens",
+        "cost_usd",
+        "llm_calls",
+        "final_status",
+        "error_code",
+        "generation_ms",
+        "llm_model",
+    ]
+    frame = (
+        requests(spans)
+        .select(keep)
+        .with_columns(
+            model=pl.col("llm_model"),
+            tpot_ms=pl.when(pl.col("output_tokens") > 0).then(
+                pl.col("generation_ms") / pl.col("output_tokens")
+            ),
+            version_set_id=pl.col("version_set_id").fill_null(UNVERSIONED),
+            route=pl.col("route").fill_null(pl.col("name")),
+            tenant_id=pl.col("tenant_id").fill_null(""),
+            input_tokens=pl.col("input_tokens").fill_null(0),
+            output_tokens=pl.col("output_tokens").fill_null(0),
+            cost_usd=pl.col("cost_usd").fill_null(0.0),
+            tool_ms=pl.col("tool_ms").fill_null(0.0),
+            queue_ms=pl.col("queue_ms").fill_null(0.0),
+        )
+        .drop("generation_ms", "llm_model", "name")
+        .with_columns(pl.col(_label_columns(versions)).cast(pl.Categorical))
+        .sort("start")
+    )
+    return frame.collect(engine="streaming")
+
+
+def _label_columns(versions: list[str]) -> list[str]:
+    """Low-cardinality text columns, held as categoricals: millions of requests share a few
+    routes and version sets, and a categorical stores each once."""
+    return [
+        "route",
+        "tenant_id",
+        "version_set",
+        "version_set_id",
+        "final_status",
+        "error_code",
+        "model",
+        *versions,
+    ]
+
+
+def from_ns(ns: int) -> datetime:
+    """A time in ns since the epoch as an aware UTC datetime."""
+    return datetime.fromtimestamp(ns / NS, tz=UTC)
+
+
+def utc(when: datetime) -> datetime:
+    """A naive datetime means UTC (span times are UTC)."""
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def bounds(frame: pl.DataFrame) -> tuple[int, int]:
+    """First and last request start, in ns since the epoch ((0, 0) when empty)."""
+    if frame.is_empty():
+        return 0, 0
+    t = frame["start"].dt.epoch("ns").to_numpy()
+    return int(t.min()), int(t.max())
+
+
+def window(frame: pl.DataFrame, cohort: str, routes: list[str], lo: int, hi: int) -> pl.DataFrame:
+    """The requests of ``cohort`` on ``routes`` that started in ``[lo, hi)`` (ns)."""
+    t = pl.col("start").dt.epoch("ns")
+    return frame.filter(
+        (pl.col("version_set_id") == cohort) & pl.col("route").is_in(routes) & (t >= lo) & (t < hi)
+    )
