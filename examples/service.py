@@ -1,8 +1,15 @@
 import asyncio
 
 from blameset import instrument
-from blameset.instrument import VersionSet, idempotent, record_usage, request_context, traced
-from blameset.instrument.budget import Budget, degrade
+from blameset.instrument import (
+    Budget,
+    VersionSet,
+    degrade,
+    idempotent,
+    record_usage,
+    request_context,
+    traced,
+)
 
 instrument.configure(
     service="writer-api",
