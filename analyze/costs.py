@@ -93,13 +93,7 @@ def decompose(
     strata = strata or ["route"]
     if frame.is_empty():
         return {"terms": dict.fromkeys(TERMS, 0.0), "change_usd": 0.0, "drivers": {}}
-    if windows is None:
-        t0, t1 = frame["start"].min(), frame["start"].max()
-        if not isinstance(t0, datetime) or not isinstance(t1, datetime):
-            raise TypeError("start must be a datetime column")
-        mid = t0 + (t1 - t0) / 2
-        windows = ((t0, mid), (mid, t1 + timedelta(microseconds=1)))
-    (b0, b1), (a0, a1) = windows
+    (b0, b1), (a0, a1) = windows or _halves(frame)
     before = frame.filter((pl.col("start") >= b0) & (pl.col("start") < b1))
     after = frame.filter((pl.col("start") >= a0) & (pl.col("start") < a1))
     sb, sa = _window_stats(before, strata), _window_stats(after, strata)
@@ -109,49 +103,19 @@ def decompose(
     rows = []
     drivers: dict[str, dict[str, dict[str, Any]]] = {"tokens_per_call": {}, "price": {}}
     for key in sorted(set(sb) | set(sa)):
-        c0 = sb.get(key, {}).get("cost", 0.0)
-        c1 = sa.get(key, {}).get("cost", 0.0)
-        if c0 == 0 and c1 == 0:
+        row = _stratum_row(dict(zip(strata, key, strict=True)), sb.get(key), sa.get(key), vb, va)
+        if row is None:
             continue
-        fb, fa = _factors(sb.get(key), sa.get(key), vb, va)
-        terms = lmdi(fb, fa)
-        row: dict[str, Any] = {
-            "stratum": dict(zip(strata, key, strict=True)),
-            "cost_before": c0,
-            "cost_after": c1,
-        }
-        row.update(dict(zip(TERMS, terms, strict=True)))
         rows.append(row)
-        for name, value in zip(TERMS, terms, strict=True):
-            totals[name] += value
+        for name in TERMS:
+            totals[name] += row[name]
         if versions:
-            mask_b = pl.all_horizontal([pl.col(c) == v for c, v in zip(strata, key, strict=True)])
-            dom_b = _dominant(before.filter(mask_b), versions)
-            dom_a = _dominant(after.filter(mask_b), versions)
-            moved = {k: [dom_b[k], dom_a[k]] for k in dom_b if dom_b[k] != dom_a[k]}
-            for term in ("tokens_per_call", "price"):
-                value = row[term]
-                label = ",".join(sorted(moved)) if moved else "(no version change)"
-                entry = drivers[term].setdefault(
-                    label,
-                    {"components": sorted(moved), "changes": moved, "usd": 0.0, "strata": []},
-                )
-                entry["usd"] += value
-                entry["strata"].append(row["stratum"])
+            moved = _moved(before, after, row["stratum"], versions)
+            _add_drivers(drivers, row, moved)
     change = sum(float(r["cost_after"]) - float(r["cost_before"]) for r in rows)
     return {
-        "before": {
-            "from": b0.isoformat(),
-            "to": b1.isoformat(),
-            "requests": int(vb),
-            "cost_usd": sum(s["cost"] for s in sb.values()),
-        },
-        "after": {
-            "from": a0.isoformat(),
-            "to": a1.isoformat(),
-            "requests": int(va),
-            "cost_usd": sum(s["cost"] for s in sa.values()),
-        },
+        "before": _window_summary(b0, b1, vb, sb),
+        "after": _window_summary(a0, a1, va, sa),
         "change_usd": change,
         "terms": totals,
         "residual_usd": change - sum(totals.values()),
@@ -160,4 +124,68 @@ def decompose(
             term: sorted(entries.values(), key=lambda e: -abs(e["usd"]))
             for term, entries in drivers.items()
         },
+    }
+
+
+def _halves(frame: pl.DataFrame) -> tuple[tuple[datetime, datetime], tuple[datetime, datetime]]:
+    """The first and second half of the data's time range (the second includes the last request)."""
+    t0, t1 = frame["start"].min(), frame["start"].max()
+    if not isinstance(t0, datetime) or not isinstance(t1, datetime):
+        raise TypeError("start must be a datetime column")
+    mid = t0 + (t1 - t0) / 2
+    return (t0, mid), (mid, t1 + timedelta(microseconds=1))
+
+
+def _stratum_row(
+    stratum: dict[str, str],
+    before: dict[str, float] | None,
+    after: dict[str, float] | None,
+    vb: float,
+    va: float,
+) -> dict[str, Any] | None:
+    """One stratum's costs and LMDI terms; None when it cost nothing in either window."""
+    c0 = (before or {}).get("cost", 0.0)
+    c1 = (after or {}).get("cost", 0.0)
+    if c0 == 0 and c1 == 0:
+        return None
+    fb, fa = _factors(before, after, vb, va)
+    row: dict[str, Any] = {"stratum": stratum, "cost_before": c0, "cost_after": c1}
+    row.update(dict(zip(TERMS, lmdi(fb, fa), strict=True)))
+    return row
+
+
+def _moved(
+    before: pl.DataFrame, after: pl.DataFrame, stratum: dict[str, str], versions: list[str]
+) -> dict[str, list[str | None]]:
+    """The components whose dominant value in the stratum moved between the windows."""
+    mask = pl.all_horizontal([pl.col(c) == v for c, v in stratum.items()])
+    dom_b = _dominant(before.filter(mask), versions)
+    dom_a = _dominant(after.filter(mask), versions)
+    return {k: [dom_b[k], dom_a[k]] for k in dom_b if dom_b[k] != dom_a[k]}
+
+
+def _add_drivers(
+    drivers: dict[str, dict[str, dict[str, Any]]],
+    row: dict[str, Any],
+    moved: dict[str, list[str | None]],
+) -> None:
+    """Credit the stratum's token and price terms to the components that moved there."""
+    label = ",".join(sorted(moved)) if moved else "(no version change)"
+    for term in ("tokens_per_call", "price"):
+        entry = drivers[term].setdefault(
+            label,
+            {"components": sorted(moved), "changes": moved, "usd": 0.0, "strata": []},
+        )
+        entry["usd"] += row[term]
+        entry["strata"].append(row["stratum"])
+
+
+def _window_summary(
+    start: datetime, end: datetime, n: float, stats: dict[tuple[str, ...], dict[str, float]]
+) -> dict[str, Any]:
+    return {
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "requests": int(n),
+        "cost_usd": sum(s["cost"] for s in stats.values()),
     }

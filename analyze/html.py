@@ -182,7 +182,8 @@ def _findings(attribution: Attribution) -> go.Figure:
     return fig
 
 
-def _service_map(spans: pl.LazyFrame, max_traces: int = 20_000) -> go.Figure | None:
+def _call_sample(spans: pl.LazyFrame, max_traces: int) -> pl.LazyFrame:
+    """The spans of up to ``max_traces`` traces, each with its ``blameset.boundary``."""
     names = spans.collect_schema().names()
     boundary = (
         pl.col("attributes").str.extract(r'"blameset\.boundary"\s*:\s*"([a-z]+)"')
@@ -190,22 +191,30 @@ def _service_map(spans: pl.LazyFrame, max_traces: int = 20_000) -> go.Figure | N
         else pl.lit(None, pl.String)
     )
     traces = spans.select("trace_id").unique().head(max_traces)
-    sample = spans.join(traces, on="trace_id").select(
+    return spans.join(traces, on="trace_id").select(
         "trace_id", "span_id", "parent_span_id", "name", boundary.alias("boundary")
     )
-    edges = (
-        sample.join(
-            sample.select(
-                "trace_id",
-                pl.col("span_id").alias("parent_span_id"),
-                pl.col("name").alias("caller"),
-            ),
-            on=["trace_id", "parent_span_id"],
-        )
+
+
+def _call_edges(sample: pl.LazyFrame) -> pl.DataFrame:
+    """(caller, name, boundary, len): how often each operation called each other one."""
+    callers = sample.select(
+        "trace_id",
+        pl.col("span_id").alias("parent_span_id"),
+        pl.col("name").alias("caller"),
+    )
+    return (
+        sample.join(callers, on=["trace_id", "parent_span_id"])
         .group_by("caller", "name", "boundary")
         .len()
         .collect()
     )
+
+
+def _service_map(spans: pl.LazyFrame, max_traces: int = 20_000) -> go.Figure | None:
+    """A Sankey of who calls whom over a sample of traces; None when no span has a caller."""
+    sample = _call_sample(spans, max_traces)
+    edges = _call_edges(sample)
     if edges.is_empty():
         return None
     nodes = sorted(set(edges["caller"].to_list()) | set(edges["name"].to_list()))
