@@ -9,10 +9,12 @@ import pytest
 from typer.testing import CliRunner
 
 from blameset import instrument
+from blameset.analyze.gate import check_design
 from blameset.cli.app import app
 from blameset.instrument import _runtime, request_context, traced
-from blameset.instrument.audit import AuditLog, set_default, verify
+from blameset.instrument.audit import AuditLog, AuditLogDamaged, set_default, verify
 from blameset.instrument.errors import PolicyViolation, taxonomy_markdown
+from blameset.instrument.idempotency import idempotent
 from blameset.instrument.testing import CapturedSpans
 from tests.conftest import VS
 
@@ -177,9 +179,108 @@ def test_the_idempotency_card_matches_the_code():
     """The card's promises (wait time, conflict code) are the decorator's defaults."""
     import inspect
 
-    from blameset.instrument.idempotency import idempotent
-
     card = (DOCS / "idempotency.md").read_text(encoding="utf-8")
     wait = inspect.signature(idempotent).parameters["wait_s"].default
     assert f"waits up to {wait:g} s" in card
     assert "`IN_PROGRESS` (409)" in card
+
+
+def test_an_edit_hidden_behind_a_duplicate_key_is_caught(tmp_path: Path):
+    """A second "result" key placed before the real one would be ignored by JSON readers."""
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path, emit=False)
+    for i in range(3):
+        log.record(actor="u", action="a", target=str(i), result="denied")
+    lines = path.read_text().splitlines()
+    lines[1] = '{"result":"ok",' + lines[1][1:]
+    path.write_text("\n".join(lines) + "\n")
+    result = verify(path)
+    assert not result.ok
+    assert result.line == 2
+
+
+def test_a_partial_last_line_stops_appends_with_a_clear_error(tmp_path: Path):
+    """After a crash mid-write, record() refuses with a message naming the file."""
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path, emit=False)
+    log.record(actor="u", action="a", target="t", result="ok")
+    with path.open("a") as handle:
+        handle.write('{"seq": 2, "actor": "u"')
+    with pytest.raises(AuditLogDamaged, match=r"audit\.jsonl"):
+        log.record(actor="u", action="a", target="t", result="ok")
+
+
+def test_audit_failures_never_cost_the_span_its_outcome(tmp_path: Path, spans: CapturedSpans):
+    """A broken audit log: the span still records the error; the violation audits once."""
+    path = tmp_path / "audit.jsonl"
+    path.write_text('{"broken')
+    set_default(AuditLog(path, emit=False))
+    try:
+
+        @traced("inner")
+        def inner() -> None:
+            raise PolicyViolation("nope")
+
+        @traced("outer")
+        def outer() -> None:
+            inner()
+
+        with pytest.raises(PolicyViolation):
+            outer()
+    finally:
+        set_default(None)
+    assert spans.attributes("inner")["error.type"] == "SAFETY_VIOLATION"
+    assert spans.attributes("outer")["blameset.final_status"] == "blocked"
+
+
+def test_violations_are_audited_once_through_nested_spans(tmp_path: Path, spans: CapturedSpans):
+    """One violation passing through three spans makes one audit record."""
+    log = AuditLog(tmp_path / "audit.jsonl", emit=False)
+    set_default(log)
+    try:
+
+        @traced.step("c")
+        def c() -> None:
+            raise PolicyViolation("x")
+
+        @traced.step("b")
+        def b() -> None:
+            c()
+
+        @traced("a")
+        def a() -> None:
+            b()
+
+        with request_context(actor="u1"), pytest.raises(PolicyViolation):
+            a()
+    finally:
+        set_default(None)
+    records = [json.loads(x) for x in log.path.read_text().splitlines()]
+    assert [r["action"] for r in records] == ["c"]
+
+
+def test_audit_verify_names_a_line_that_is_not_utf8(tmp_path: Path):
+    """Invalid bytes: exit 1 naming the line, no traceback."""
+    path = tmp_path / "audit.jsonl"
+    AuditLog(path, emit=False).record(actor="u", action="a", target="t", result="ok")
+    with path.open("ab") as handle:
+        handle.write(b"\xff\xfe not text\n")
+    result = CliRunner().invoke(app, ["audit", "verify", str(path)])
+    assert result.exit_code == 1
+    assert "line 2" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "每次写操作都要幂等键；日志记录trace_id和version_set；重试预算为3次。",
+        "Writes carry idempotency keys; logs carry trace IDs and the version sets; retry budgets.",
+        "幂等 key 由 action_id 构成；trace_id；version_set；重试次数预算 2。",
+    ],
+)
+def test_the_gate_passes_realistic_documents(tmp_path: Path, text: str):
+    """Terms run into Chinese text, plurals, and common Chinese phrasings all count."""
+    doc = tmp_path / "design.md"
+    doc.write_text(text, encoding="utf-8")
+    assert check_design(doc).ok, [r.name for r in check_design(doc).missing]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 from hypothesis import given, settings
@@ -246,3 +247,65 @@ def test_async_retry_and_the_error_passes_unchanged():
         asyncio.run(call())
     assert info.value is last
     assert len(slept) == 3
+
+
+def test_an_alias_cannot_shadow_a_code():
+    """Registering an alias that is already a code (or alias) is refused."""
+    with pytest.raises(ValueError, match="already a code"):
+        errors.register(
+            "MY_CODE", http_status=400, message_en="x", message_zh="x", aliases=("INVALID_INPUT",)
+        )
+    assert "MY_CODE" not in errors.CODES
+    assert errors.classify(errors.InvalidInput()).code == "INVALID_INPUT"
+
+
+def test_the_retry_budget_bounds_retries_after_a_long_healthy_stretch():
+    """1000 healthy calls, then a 200-call outage: retries <= burst of 10 + 10% of calls."""
+    budget = RetryBudget()
+    fail = False
+
+    @retry(budget=budget, sleep=lambda s: None)
+    def call() -> None:
+        if fail:
+            raise QuotaExceeded()
+
+    for _ in range(1000):
+        call()
+    fail = True
+    before = budget.retries
+    for _ in range(200):
+        with pytest.raises(QuotaExceeded):
+            call()
+    assert budget.retries - before <= 10 + 0.1 * 200 + 1
+
+
+def test_retry_after_is_honoured_or_the_retry_given_up():
+    """A Retry-After under the cap becomes the wait; one over the cap is not retried at all."""
+    waits: list[float] = []
+    errs = [QuotaExceeded(retry_after_s=2.0), QuotaExceeded(retry_after_s=60.0)]
+
+    @retry(budget=RetryBudget(), sleep=waits.append, rng=lambda: 0.0, max_delay_s=5)
+    def call() -> None:
+        raise errs.pop(0)
+
+    with pytest.raises(QuotaExceeded) as info:
+        call()
+    assert waits == [2.0]
+    assert info.value.retry_after_s == 60.0
+
+
+def test_retry_budget_and_threads_with_a_real_lock():
+    """The bucket is safe across threads: spent tokens never exceed what was deposited."""
+    budget = RetryBudget(ratio=0.5, min_tokens=0, max_tokens=1000)
+
+    def worker() -> None:
+        for _ in range(1000):
+            budget.record_call()
+            budget.try_spend()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert budget.retries <= 0.5 * budget.calls

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.handlers
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -13,6 +16,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 
 from blameset import instrument
 from blameset.instrument import record_usage, request_context, traced
+from blameset.instrument._spill import SpillWriter
 from tests.conftest import VS
 from tests.otlp_receiver import GrpcReceiver, HttpReceiver, closed_port
 
@@ -370,3 +374,172 @@ def test_captured_content_is_redacted(tmp_path: Path):
     failed = spans["fails"]
     assert "[REDACTED:email]" in failed["status_message"]
     assert "[REDACTED:email]" in failed["events"][0]["attributes"]["exception.message"]
+
+
+@traced("op")
+def op(i: int) -> int:
+    logging.getLogger("app").warning("op %d", i)
+    return i
+
+
+def test_shutdown_is_bounded_with_many_batches_and_both_signals_hanging(tmp_path: Path):
+    """1500 spans and 1500 log records (several batches each) against a hanging collector:
+    shutdown returns within the export timeout plus the margin, and everything is spilled."""
+    hanging = HttpReceiver(mode="hang")
+    try:
+        instrument.configure(
+            version_set=VS,
+            exporter="otlp",
+            endpoint=hanging.endpoint,
+            timeout=1.0,
+            spill_dir=tmp_path,
+        )
+        instrument.setup_logging(logger="app")
+        for i in range(1500):
+            op(i)
+        t0 = time.perf_counter()
+        instrument.shutdown()
+        took = time.perf_counter() - t0
+    finally:
+        hanging.close()
+    # Export timeout + margin + the spill folder's 2 s (+ slack); batch by batch, spans then
+    # logs, would be six timeouts or more.
+    assert took < 1.0 + 0.5 + 2.0 + 0.5, f"shutdown took {took:.2f} s"
+    assert len(spilled(tmp_path, "spans")) == 1500
+    assert len(spilled(tmp_path, "logs")) == 1500
+
+
+def test_a_slow_spill_disk_is_counted_not_lost(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    """A disk that does not take the spill in time: close() is bounded and says what it dropped."""
+    writer = SpillWriter(tmp_path)
+    stuck = threading.Event()
+    original = writer._write_locked
+
+    def slow_write(batch):
+        stuck.wait(5)  # the disk hangs until the test lets go
+        original(batch)
+
+    writer._write_locked = slow_write  # type: ignore[method-assign]
+    writer.spill("spans", [{"a": 1}], lambda x: x, "export failed")
+    for _ in range(1000):  # until the writer thread holds the first batch (bounded)
+        if writer._busy:
+            break
+        stuck.wait(0.005)
+    writer.spill("spans", [{"a": 2}, {"a": 3}], lambda x: x, "export failed")
+    with caplog.at_level(logging.WARNING, logger="blameset"):
+        t0 = time.perf_counter()
+        writer.close(timeout_s=0.2)
+        took = time.perf_counter() - t0
+    stuck.set()
+    assert took < 1.0
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "2 spans (spill disk too slow at shutdown)" in messages
+    assert "still being written" in messages
+
+
+def test_a_span_ending_after_shutdown_is_spilled(tmp_path: Path):
+    """A request still running when telemetry shuts down is written to the spill folder."""
+    instrument.configure(
+        version_set=VS,
+        exporter="otlp",
+        endpoint="http://127.0.0.1:9",
+        timeout=0.2,
+        spill_dir=tmp_path,
+    )
+    with traced("in_flight"):
+        instrument.shutdown()
+    (span,) = spilled(tmp_path, "spans")
+    assert span["name"] == "in_flight"
+
+
+def test_a_forked_child_exports_its_own_spans(tmp_path: Path):
+    """After fork() the child's spans reach the collector (its threads are restarted)."""
+    receiver = HttpReceiver()
+    try:
+        instrument.configure(
+            version_set=VS,
+            exporter="otlp",
+            endpoint=receiver.endpoint,
+            timeout=5,
+            spill_dir=tmp_path,
+        )
+        pid = os.fork()
+        if pid == 0:  # the child
+            code = 1
+            try:
+                child_op = traced("child_op")(lambda: None)
+                for _ in range(20):
+                    child_op()
+                instrument.shutdown()
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        instrument.shutdown()
+    finally:
+        receiver.close()
+    assert [s["name"] for s in receiver.received.spans].count("child_op") == 20
+    assert spilled(tmp_path, "spans") == []
+
+
+def test_transport_debug_logs_do_not_loop_back(tmp_path: Path):
+    """With the root logger at DEBUG, the exporters' own HTTP chatter is not exported."""
+    receiver = HttpReceiver()
+    try:
+        logging.getLogger().setLevel(logging.DEBUG)
+        instrument.configure(
+            version_set=VS,
+            exporter="otlp",
+            endpoint=receiver.endpoint,
+            timeout=5,
+            spill_dir=tmp_path,
+        )
+        instrument.setup_logging()
+        logging.getLogger("app").info("the one line")
+        for _ in range(3):
+            instrument.force_flush()
+        instrument.shutdown()
+    finally:
+        receiver.close()
+    assert [r["body"] for r in receiver.received.logs] == ["the one line"]
+
+
+def test_header_values_are_url_decoded_as_in_the_variable(tmp_path: Path):
+    """headers="k=v" as a string is read like OTEL_EXPORTER_OTLP_HEADERS (URL-encoded values)."""
+    receiver = HttpReceiver()
+    try:
+        instrument.configure(
+            version_set=VS,
+            exporter="otlp",
+            endpoint=receiver.endpoint,
+            headers="Authorization=Basic%20dXNlcjpwdw%3D%3D",
+            spill_dir=tmp_path,
+        )
+        op(1)
+        instrument.shutdown()
+    finally:
+        receiver.close()
+    assert receiver.received.headers[0]["authorization"] == "Basic dXNlcjpwdw=="
+
+
+def test_grpc_with_an_http_endpoint_is_plaintext_without_extra_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """endpoint="http://host:port" over gRPC connects in plaintext (the scheme decides)."""
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_INSECURE", raising=False)
+    receiver = GrpcReceiver()
+    try:
+        instrument.configure(
+            version_set=VS,
+            exporter="otlp",
+            protocol="grpc",
+            endpoint=receiver.endpoint + "/",
+            timeout=5,
+            spill_dir=tmp_path,
+        )
+        op(1)
+        instrument.shutdown()
+    finally:
+        receiver.close()
+    assert [s["name"] for s in receiver.received.spans] == ["op"]

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import logging.handlers
+import queue
+from pathlib import Path
 
 import pytest
 
@@ -133,3 +136,37 @@ def test_record_queue_time_by_hand(spans: CapturedSpans):
 
     handler()
     assert spans.attributes("handler")["blameset.latency.queue_ms"] == 42.0
+
+
+@pytest.mark.usefixtures("restore_configuration")
+def test_setup_logging_leaves_logger_levels_alone():
+    """Adding the handler does not make the user's console print INFO lines."""
+    root = logging.getLogger()
+    root.setLevel(logging.WARNING)
+    instrument.setup_logging()
+    assert root.level == logging.WARNING
+
+
+@pytest.mark.usefixtures("restore_configuration")
+def test_records_handled_on_another_thread_keep_their_trace(tmp_path: Path):
+    """With a QueueHandler, the listener thread exports the record with the span it came from."""
+    out = tmp_path / "spans.jsonl"
+    instrument.configure(version_set=VS, exporter=f"jsonl:{out}")
+    q: queue.Queue = queue.Queue()
+    listener = logging.handlers.QueueListener(q, instrument.logs.BlamesetLogHandler())
+    app = logging.getLogger("app")
+    app.addHandler(logging.handlers.QueueHandler(q))
+    listener.start()
+    try:
+        with instrument.request_context(tenant="acme"), traced("handler"):
+            app.warning("queued")
+    finally:
+        listener.stop()
+        for handler in list(app.handlers):
+            app.removeHandler(handler)
+    instrument.shutdown()
+    span = json.loads(out.read_text().splitlines()[0])
+    (log,) = [json.loads(x) for x in (tmp_path / "spans.logs.jsonl").read_text().splitlines()]
+    assert log["trace_id"] == span["trace_id"]
+    assert log["span_id"] == span["span_id"]
+    assert log["attributes"]["blameset.tenant.id"] == "acme"

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import logging
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from blameset.instrument import request_context, traced
-from blameset.instrument.errors import DuplicateInProgress, InvalidInput, QuotaExceeded
+from blameset.instrument.errors import (
+    DuplicateInProgress,
+    Internal,
+    InvalidInput,
+    QuotaExceeded,
+)
 from blameset.instrument.idempotency import dedupe_key, idempotent
 from blameset.instrument.stores import MemoryStore, RedisStore, SQLiteStore, Store, open_store
 from blameset.instrument.testing import CapturedSpans
@@ -295,3 +305,130 @@ def test_a_killed_holder_loses_its_lease_and_one_later_call_runs(
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
     assert out.read_text().splitlines() == ["started", "ran"]
+
+
+def test_a_result_that_cannot_be_stored_never_reruns_the_effect(caplog):
+    """A non-JSON result: the first caller gets it; repeats get INTERNAL, the effect ran once."""
+    effects = []
+
+    @idempotent(key=lambda: "k", store=MemoryStore())
+    def make() -> datetime:
+        effects.append(1)
+        return datetime(2026, 1, 1)
+
+    with caplog.at_level(logging.ERROR, logger="blameset"):
+        assert make() == datetime(2026, 1, 1)
+    assert "cannot be serialised" in caplog.text
+    with pytest.raises(Internal):
+        make()
+    assert effects == [1]
+
+
+class BrokenStore(MemoryStore):
+    def __init__(self, fail: str) -> None:
+        super().__init__()
+        self.fail = fail
+
+    def begin(self, *a, **k):
+        if self.fail == "begin":
+            raise ConnectionError("store down")
+        return super().begin(*a, **k)
+
+    def complete(self, *a, **k):
+        if self.fail == "complete":
+            raise ConnectionError("store down")
+        return super().complete(*a, **k)
+
+    def release(self, *a, **k):
+        if self.fail == "release":
+            raise ConnectionError("store down")
+        return super().release(*a, **k)
+
+
+def test_store_faults_fail_closed_before_and_never_mask_after(caplog):
+    """Store down before the work: INTERNAL, the work does not run. After: the caller still gets
+    its result, or its own exception, never the store's error."""
+    ran = []
+
+    @idempotent(key=lambda: "a", store=BrokenStore("begin"))
+    def before() -> str:
+        ran.append("before")
+        return "x"
+
+    with pytest.raises(Internal, match="store unavailable"):
+        before()
+    assert ran == []
+
+    @idempotent(key=lambda: "b", store=BrokenStore("complete"))
+    def after() -> str:
+        return "result"
+
+    with caplog.at_level(logging.ERROR, logger="blameset"):
+        assert after() == "result"
+    original = QuotaExceeded("own error")
+
+    @idempotent(key=lambda: "c", store=BrokenStore("release"))
+    def fails() -> None:
+        raise original
+
+    with pytest.raises(QuotaExceeded) as info:
+        fails()
+    assert info.value is original
+
+
+def test_async_idempotency_does_not_block_the_event_loop(tmp_path: Path):
+    """A SQLite file locked by another writer: the loop keeps ticking while the call waits."""
+    store = SQLiteStore(tmp_path / "guard.db")
+    blocker = SQLiteStore(tmp_path / "guard.db")
+    db = blocker._connection()
+    db.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    ticks = []
+
+    @idempotent(key=lambda: "k", store=store)
+    async def work() -> str:
+        return "done"
+
+    async def ticker() -> None:
+        for _ in range(10):
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.02)
+
+    async def main() -> str:
+        task = asyncio.create_task(work())
+        await ticker()
+        db.execute("COMMIT")  # the other writer lets go
+        return await task
+
+    assert asyncio.run(main()) == "done"
+    gaps = [b - a for a, b in itertools.pairwise(ticks)]
+    assert max(gaps) < 0.5  # the loop was never stalled on the lock
+
+
+def test_store_failures_replay_keeps_the_message():
+    """A stored failure of an exception without a code replays as INTERNAL naming it."""
+
+    @idempotent(key=lambda: "k", store=MemoryStore(), store_failures=True)
+    def bad() -> None:
+        raise ValueError("bad row 7")
+
+    with pytest.raises(ValueError):
+        bad()
+    with pytest.raises(Internal, match="ValueError: bad row 7"):
+        bad()
+
+
+def test_memory_store_forgets_expired_records():
+    """Expired idempotency records are swept, so the store does not grow without bound."""
+    store = MemoryStore()
+    for i in range(5000):
+        store.begin(f"k{i}", "o", lease_s=1, now=1000.0 + i * 0.001)
+    store.begin("late", "o", lease_s=1, now=10_000.0)
+    for i in range(4096):
+        store.begin(f"m{i}", "o", lease_s=1, now=10_000.0)
+    assert len(store._records) < 5000
+
+
+def test_sqlite_in_memory_is_refused_with_a_reason():
+    """ ":memory:" cannot be shared between threads or processes: say so."""
+    with pytest.raises(ValueError, match="'memory' store"):
+        SQLiteStore(":memory:")
