@@ -11,6 +11,7 @@ it also moves when the input/output token mix moves.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -183,9 +184,11 @@ def _add_drivers(
 def _window_summary(
     start: datetime, end: datetime, n: float, stats: dict[tuple[str, ...], dict[str, float]]
 ) -> dict[str, Any]:
+    """A window's bounds, requests and cost. The cost is summed exactly (``fsum``): the strata
+    come in group-by order, which varies between runs, and a plain sum's last digit with it."""
     return {
         "from": start.isoformat(),
         "to": end.isoformat(),
         "requests": int(n),
-        "cost_usd": sum(s["cost"] for s in stats.values()),
+        "cost_usd": math.fsum(s["cost"] for s in stats.values()),
     }

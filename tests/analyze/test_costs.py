@@ -40,3 +40,20 @@ def test_cost_terms_add_up_when_cost_comes_without_tokens() -> None:
     assert cost["change_usd"] == pytest.approx(4.0)
     assert sum(cost["terms"].values()) == pytest.approx(4.0)
     assert cost["residual_usd"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_window_costs_do_not_depend_on_the_order_of_the_strata() -> None:
+    """A window's cost is the exactly rounded sum of its strata's, whatever order they come in."""
+    frame = pl.DataFrame(
+        {
+            "start": [datetime(2026, 11, 1, h, tzinfo=UTC) for h in (1, 2, 3, 13)],
+            "route": ["/a", "/b", "/c", "/a"],
+            "llm_calls": [1, 1, 1, 1],
+            "input_tokens": [10, 10, 10, 10],
+            "output_tokens": [10, 10, 10, 10],
+            "cost_usd": [0.1, 0.2, 0.3, 0.5],
+        }
+    )
+    # 0.1 + 0.2 + 0.3 is 0.6000000000000001 added left to right, 0.6 added right to left
+    for rows in (frame, frame.reverse(), frame.sample(fraction=1.0, shuffle=True, seed=7)):
+        assert decompose(rows)["before"]["cost_usd"] == 0.6
