@@ -1,0 +1,84 @@
+"""Comparison within strata: which strata and metrics a run compares, and a mix shift that the
+stratified comparison sees through while the naive pooled ratio does not."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from blameset.analyze._compare import Sample, Settings, compare, metric_names, strata_columns
+
+SETTINGS = Settings(
+    alpha=0.05,
+    min_effect=0.05,
+    min_rate_delta=0.005,
+    min_n=30,
+    min_stratum=5,
+    replicates=200,
+    seed=0,
+)
+CONTEXT = {"baseline": "a", "candidate": "b", "episode": "ab", "routes": ["/fast", "/slow"]}
+
+
+def requests(fast: int, slow: int, tenants: int = 1) -> pl.DataFrame:
+    """Successful requests: ``fast`` at 100 ms on /fast, ``slow`` at 1000 ms on /slow."""
+    n = fast + slow
+    return pl.DataFrame(
+        {
+            "route": ["/fast"] * fast + ["/slow"] * slow,
+            "tenant_id": [f"t{i % tenants}" for i in range(n)],
+            "latency_ms": [100.0] * fast + [1000.0] * slow,
+            "final_status": ["success"] * n,
+            "error_code": [None] * n,
+        },
+        schema_overrides={"error_code": pl.String},
+    )
+
+
+def test_default_strata_are_the_route_and_a_few_tenants() -> None:
+    """By default the route, and the tenant too when there are 2 to 12 of them."""
+    assert strata_columns(requests(10, 10, tenants=1), None) == ["route"]
+    assert strata_columns(requests(10, 10, tenants=3), None) == ["route", "tenant_id"]
+    assert strata_columns(requests(20, 20, tenants=13), None) == ["route"]
+
+
+def test_strata_by_name_and_an_unknown_name_says_what_is_known() -> None:
+    """``tenant`` means the tenant column; a name no column has is an error listing the known."""
+    frame = requests(10, 10).with_columns(pl.lit("v1").alias("version.prompt"))
+    assert strata_columns(frame, ["tenant", "prompt"]) == ["tenant_id", "version.prompt"]
+    with pytest.raises(ValueError, match=r"cannot stratify by 'colour'; known: .*prompt"):
+        strata_columns(frame, ["colour"])
+
+
+def test_error_code_rates_are_tested_only_beside_a_second_code() -> None:
+    """With one error code its rate is the error rate again; with two each code gets a rate."""
+    frame = requests(40, 0).with_columns(
+        final_status=pl.lit("failure"),
+        error_code=pl.Series(["timeout"] * 20 + ["rate_limit"] * 20),
+    )
+    one = metric_names(frame.with_columns(error_code=pl.lit("timeout")), 10)
+    assert not [m for m in one if m.startswith("error_rate.")]
+    two = metric_names(frame, 10)
+    assert [m for m in two if m.startswith("error_rate.")] == [
+        "error_rate.rate_limit",
+        "error_rate.timeout",
+    ]
+
+
+def test_a_mix_shift_is_no_effect_within_strata() -> None:
+    """Same latency per route, more slow-route traffic: adjusted ratio 1, the naive one not."""
+    base = Sample.of(requests(900, 100), ["route"])
+    cand = Sample.of(requests(100, 900), ["route"])
+    (test,) = compare(base, cand, ["latency_ms.mean"], SETTINGS, np.random.default_rng(0), CONTEXT)
+    assert test.ratio.point == pytest.approx(1.0)
+    assert test.naive == pytest.approx(910.0 / 190.0)
+    assert (test.n_baseline, test.n_candidate) == (1000, 1000)
+    assert test.strata == [("/fast",), ("/slow",)]
+
+
+def test_a_metric_the_data_does_not_have_is_not_tested() -> None:
+    """A column that is zero on both sides (no tool time here) yields no test."""
+    base = Sample.of(requests(500, 500).with_columns(tool_ms=pl.lit(0.0)), ["route"])
+    cand = Sample.of(requests(500, 500).with_columns(tool_ms=pl.lit(0.0)), ["route"])
+    assert compare(base, cand, ["tool_ms.mean"], SETTINGS, np.random.default_rng(0), CONTEXT) == []
