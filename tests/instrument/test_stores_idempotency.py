@@ -25,7 +25,14 @@ from blameset.instrument.errors import (
     QuotaExceeded,
 )
 from blameset.instrument.idempotency import dedupe_key, idempotent
-from blameset.instrument.stores import MemoryStore, RedisStore, SQLiteStore, Store, open_store
+from blameset.instrument.stores import (
+    Claim,
+    MemoryStore,
+    RedisStore,
+    SQLiteStore,
+    Store,
+    open_store,
+)
 from blameset.instrument.testing import CapturedSpans
 
 WORKER = Path(__file__).with_name("idem_worker.py")
@@ -211,9 +218,26 @@ def test_a_duplicate_during_the_first_call_gets_in_progress():
     assert slow() == "done"
 
 
+class WatchedStore(MemoryStore):
+    """A real memory store that also says when a caller was told the key is running (and so
+    went to wait for it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running = 0
+        self.waiting = threading.Event()
+
+    def begin(self, key: str, owner: str, lease_s: float, now: float) -> Claim:
+        claim = super().begin(key, owner, lease_s, now)
+        if claim.status == "running":
+            self.running += 1
+            self.waiting.set()
+        return claim
+
+
 def test_a_duplicate_waits_for_the_first_call_when_allowed():
     """With wait_s, the duplicate blocks until the first finishes and returns its result."""
-    store = MemoryStore()
+    store = WatchedStore()
     inside = threading.Event()
     release = threading.Event()
     runs = []
@@ -221,7 +245,7 @@ def test_a_duplicate_waits_for_the_first_call_when_allowed():
     @idempotent(key=lambda: "w", store=store, wait_s=10, poll_s=0.005)
     def slow() -> str:
         runs.append(1)
-        inside.set()
+        inside.set()  # the claim is ours by now: the effect runs only once it is acquired
         release.wait(10)
         return "done"
 
@@ -231,11 +255,14 @@ def test_a_duplicate_waits_for_the_first_call_when_allowed():
     assert inside.wait(10)
     second = threading.Thread(target=lambda: results.append(slow()))
     second.start()
+    # Let the first finish only once the second was told the key is running: it is waiting.
+    assert store.waiting.wait(10), "the duplicate never found the first call running"
     release.set()
     first.join()
     second.join()
     assert results == ["done", "done"]
     assert runs == [1]
+    assert store.running >= 1  # the waiting path was taken, not a late read of the result
 
 
 def test_dedupe_key_is_stable_and_sensitive():
@@ -257,11 +284,21 @@ def _spec(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue("redis_url"))
 
 
-def _workers(spec: str, k: str, out: Path, procs: int, threads: int, lease_s: float, mode: str):
+def _workers(
+    spec: str,
+    k: str,
+    out: Path,
+    procs: int,
+    threads: int,
+    lease_s: float,
+    mode: str,
+    overlap: int = 0,
+):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    args = [spec, k, str(out), str(threads), str(lease_s), mode, str(overlap)]
     return [
         subprocess.Popen(
-            [sys.executable, str(WORKER), spec, k, str(out), str(threads), str(lease_s), mode],
+            [sys.executable, str(WORKER), *args],
             env=env,
             stderr=subprocess.PIPE,
             text=True,
@@ -272,14 +309,16 @@ def _workers(spec: str, k: str, out: Path, procs: int, threads: int, lease_s: fl
 
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
 def test_four_processes_of_eight_threads_run_the_effect_once(backend: str, tmp_path: Path, request):
-    """4 processes x 8 threads, one key: the side effect's file gets exactly one line."""
+    """4 processes x 8 threads, one key: the side effect's file gets exactly one line, while
+    the 31 duplicates were all waiting on the first call (it holds its claim until they are)."""
     spec = _spec(backend, tmp_path, request)
     out = tmp_path / "effects.txt"
-    procs = _workers(spec, key(), out, procs=4, threads=8, lease_s=30, mode="work")
+    procs = _workers(spec, key(), out, procs=4, threads=8, lease_s=30, mode="work", overlap=31)
     for p in procs:
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
     assert out.read_text().splitlines() == ["ran"]
+    assert len(set((tmp_path / "effects.txt.waiting").read_text().split())) == 31
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
