@@ -5,11 +5,18 @@ under a minimum coverage. Users run it in their own CI over a sample of exported
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import polars as pl
 
-__all__ = ["Coverage", "coverage", "log_coverage"]
+from .ingest import load
+from .readers import ReadReport, expand_inputs, read_file
+from .table import spans_frame
+
+__all__ = ["CheckResult", "Coverage", "check", "coverage", "log_coverage"]
 
 _LLM = (pl.col("span_kind") == "llm") | pl.col("operation").is_in(
     ["chat", "text_completion", "embeddings", "generate_content"]
@@ -52,6 +59,62 @@ class Coverage:
     @property
     def share(self) -> float:
         return self.covered / self.spans if self.spans else 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "kind": self.kind,
+            "field": self.field,
+            "spans": self.spans,
+            "covered": self.covered,
+            "share": self.share,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """The coverage rows of one check and the gate over them: a row under ``min_coverage``
+    percent is a gap, and any gap fails the check."""
+
+    min_coverage: float
+    rows: list[Coverage]
+
+    def is_gap(self, row: Coverage) -> bool:
+        return row.share * 100 < self.min_coverage
+
+    @property
+    def gaps(self) -> list[Coverage]:
+        return [r for r in self.rows if self.is_gap(r)]
+
+    @property
+    def ok(self) -> bool:
+        return not self.gaps
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document of ``blameset check --json``."""
+        return {
+            "min_coverage": self.min_coverage,
+            "rows": [r.to_dict() for r in self.rows],
+            "gaps": len(self.gaps),
+        }
+
+
+def check(inputs: Sequence[str], min_coverage: float = 100.0) -> CheckResult:
+    """Coverage of span files, ingested dataset folders and flat log files (``*.logs.jsonl``)
+    against the contract. A folder holding Parquet files is read as a dataset (spans only: log
+    records are not stored there); anything else as trace files, folders or globs. Raises
+    :class:`~blameset.analyze.readers.BadInput` naming the file and line it cannot read."""
+    if not 0 <= min_coverage <= 100:
+        raise ValueError(f"min_coverage is a percent (0-100), not {min_coverage:g}")
+    report = ReadReport(keep_logs=True)
+    datasets = [i for i in inputs if Path(i).is_dir() and next(Path(i).rglob("*.parquet"), None)]
+    files = [i for i in inputs if i not in datasets]
+    records = [r for p in expand_inputs(files) for r in read_file(p, report)]
+    rows = coverage(spans_frame(records).lazy()) if records else []
+    for folder in datasets:  # an ingested dataset: spans only (log records are not stored)
+        rows += coverage(load(folder))
+    rows += log_coverage(report.logs)
+    return CheckResult(min_coverage, rows)
 
 
 def coverage(spans: pl.LazyFrame) -> list[Coverage]:

@@ -21,10 +21,12 @@ __all__ = [
     "Claim",
     "Ledger",
     "MemoryStore",
+    "NoSuchStore",
     "RedisStore",
     "SQLiteStore",
     "Store",
     "Window",
+    "open_existing_store",
     "open_store",
 ]
 
@@ -540,3 +542,24 @@ def open_store(spec: str | Store) -> Store:
     raise ValueError(
         f"unknown store {spec!r}: use 'memory', 'sqlite:PATH' or 'redis://HOST:PORT/DB'"
     )
+
+
+class NoSuchStore(ValueError):
+    """The spec names no store another process could have written: ``memory`` (each process
+    has its own) or a SQLite file that is not there."""
+
+
+def open_existing_store(spec: str) -> Store:
+    """The store a running service writes, opened from another process to read it (``blameset
+    budget status``, a notebook, a cron job): ``sqlite:PATH`` of an existing file or
+    ``redis://HOST:PORT/DB``. Creates nothing: a missing SQLite file raises :class:`NoSuchStore`
+    (opening it would create an empty store and show no spend), as does ``memory``; an unknown
+    spec raises ``ValueError``. A Redis server is not contacted until the store is used."""
+    if spec == "memory":
+        raise NoSuchStore(
+            "the memory store lives inside one process; "
+            "point --store at the service's sqlite:PATH or redis:// store"
+        )
+    if spec.startswith("sqlite:") and not Path(spec[len("sqlite:") :]).is_file():
+        raise NoSuchStore(f"no SQLite store at {spec[len('sqlite:') :]}")
+    return open_store(spec)
