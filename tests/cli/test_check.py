@@ -10,48 +10,46 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from blameset import instrument
+from blameset.analyze.check import check
 from blameset.cli.app import app
-from blameset.instrument import VersionSet, _runtime, record_usage, traced
+from blameset.instrument import VersionSet, record_usage, traced
 
 OTLP = Path(__file__).parents[1] / "fixtures" / "otlp"
 runner = CliRunner()
 
 
 def _our_telemetry(out: Path) -> None:
-    previous = _runtime.current_state()
-    instrument.configure(
-        service="writer", version_set=VersionSet(code="c1", prompt="p1"), exporter=f"jsonl:{out}"
-    )
     app_log = logging.getLogger("checked-app")
-    handler = instrument.setup_logging(logger=app_log)
-    app_log.setLevel(logging.INFO)
-    try:
+    with instrument.configured(
+        service="writer", version_set=VersionSet(code="c1", prompt="p1"), exporter=f"jsonl:{out}"
+    ):
+        handler = instrument.setup_logging(logger=app_log)
+        app_log.setLevel(logging.INFO)
+        try:
 
-        @traced.llm(model="gpt-4o-2024-08-06", provider="openai")
-        def llm() -> None:
-            record_usage(input_tokens=10, output_tokens=5)
+            @traced.llm(model="gpt-4o-2024-08-06", provider="openai")
+            def llm() -> None:
+                record_usage(input_tokens=10, output_tokens=5)
 
-        @traced.tool("search")
-        def tool() -> None:
-            pass
+            @traced.tool("search")
+            def tool() -> None:
+                pass
 
-        @traced("handler")
-        def handler_fn() -> None:
-            app_log.info("working")
-            tool()
-            llm()
+            @traced("handler")
+            def handler_fn() -> None:
+                app_log.info("working")
+                tool()
+                llm()
 
-        @traced("fails")
-        def fails() -> None:
-            raise KeyError("x")
+            @traced("fails")
+            def fails() -> None:
+                raise KeyError("x")
 
-        handler_fn()
-        with contextlib.suppress(KeyError):
-            fails()
-        instrument.shutdown()
-    finally:
-        _runtime.install(previous)
-        app_log.removeHandler(handler)
+            handler_fn()
+            with contextlib.suppress(KeyError):
+                fails()
+        finally:
+            app_log.removeHandler(handler)
 
 
 def test_blamesets_own_telemetry_passes_at_full_coverage(tmp_path: Path):
@@ -91,11 +89,35 @@ def test_unreadable_input_exits_2():
     assert "malformed.json:21" in result.output
 
 
-def test_check_reads_an_ingested_dataset(tmp_path):
+def test_check_reads_an_ingested_dataset(dataset):
     """The folder `blameset ingest` wrote is checked like the files it came from."""
-    from bench.scenarios import generate, write_dataset
-
-    write_dataset(generate("prompt_regression", 200, seed=1), tmp_path / "ds")
-    result = CliRunner().invoke(app, ["check", str(tmp_path / "ds"), "--json"])
+    result = runner.invoke(app, ["check", str(dataset), "--json"])
     document = json.loads(result.output)
     assert {r["field"] for r in document["rows"]} >= {"trace_id", "version_set", "tokens"}
+
+
+def test_the_json_is_the_results_document():
+    """`check --json` prints analyze.check's result as its to_dict() says, gaps counted."""
+    capture = str(OTLP / "otel-demo-capture.jsonl")
+    result = runner.invoke(app, ["check", capture, "--json", "--min-coverage", "50"])
+    assert result.exit_code == 1
+    expected = check([capture], min_coverage=50.0)
+    assert json.loads(result.stdout) == expected.to_dict()
+    assert expected.to_dict()["gaps"] == len(expected.gaps) > 0
+    assert not expected.ok
+
+
+def test_min_coverage_is_a_percent():
+    """--min-coverage outside 0-100 is exit 2 before anything is read."""
+    result = runner.invoke(app, ["check", "no-such-file.jsonl", "--min-coverage", "150"])
+    assert result.exit_code == 2
+    assert "--min-coverage is a percent (0-100), not 150" in result.output
+
+
+def test_no_input_records_says_so(tmp_path: Path):
+    """An empty span file passes with a line saying nothing was found."""
+    empty = tmp_path / "spans.jsonl"
+    empty.write_text("")
+    result = runner.invoke(app, ["check", str(empty)])
+    assert result.exit_code == 0, result.output
+    assert "no spans or log records found" in result.output

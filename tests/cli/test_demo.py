@@ -216,3 +216,23 @@ def test_the_demo_will_not_take_over_a_folder_it_did_not_write(tmp_path):
     assert result.exit_code == 2
     assert "not written by blameset demo" in result.output
     assert (tmp_path / "dataset" / "mine.txt").read_text() == "keep"
+
+
+def test_the_demo_uses_only_public_names_of_blameset():
+    """The demo is written as a user's service: it imports no private module or name of
+    blameset.instrument or blameset.analyze (no `_runtime` state swapping)."""
+    import ast
+
+    import blameset.cli.demo as package
+
+    private = []
+    for source in Path(package.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("blameset."):
+                parts = node.module.split(".")
+                names = [alias.name for alias in node.names]
+                if any(p.startswith("_") for p in parts) or any(n.startswith("_") for n in names):
+                    private.append(f"{source.name}:{node.lineno} {node.module} {names}")
+            if isinstance(node, ast.Attribute) and node.attr == "_runtime":
+                private.append(f"{source.name}:{node.lineno} ._runtime")
+    assert private == []
