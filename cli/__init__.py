@@ -1,2 +1,10 @@
-"""blameset cli: the `blameset` command (:mod:`blameset.cli.app`) and the demo application it
-runs (:mod:`blameset.cli.demo`). Importing this package loads nothing else."""
+"""blameset cli: the `blameset` command and the demo application it runs. Importing this package
+loads nothing else, and it exports nothing: it is used from the shell.
+
+Its modules: ``app`` (the command: :func:`blameset.cli.app.main`, the console script), one module
+per command or noun (``ingest``, ``check``, ``gate``, ``report``, ``attribute``, ``audit``,
+``budget``, ``taxonomy``), and ``demo`` (the simulated service `blameset demo` runs). Modules whose
+names start with ``_`` are implementation.
+"""
+
+__all__: list[str] = []
