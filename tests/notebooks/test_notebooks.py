@@ -37,15 +37,23 @@ def test_notebook_is_committed_without_outputs(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs(path: Path, dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each notebook runs top to bottom on the demo's dataset and draws its plotly figures."""
-    monkeypatch.setenv("BLAMESET_DATA", str(dataset))
+def test_notebook_runs_where_jupyter_starts_it(
+    path: Path, dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each notebook runs top to bottom with its kernel in notebooks/ (where Jupyter starts it),
+    finds the demo's dataset in the repository's blameset-demo/ on its own, and draws its
+    plotly figures."""
+    monkeypatch.delenv("BLAMESET_DATA", raising=False)
+    repo = tmp_path / "repo"  # the checkout's layout: notebooks/ beside blameset-demo/
+    (repo / "notebooks").mkdir(parents=True)
+    (repo / "blameset-demo").mkdir()
+    (repo / "blameset-demo" / "dataset").symlink_to(dataset, target_is_directory=True)
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(
         notebook,
         timeout=300,
         kernel_name="python3",
-        resources={"metadata": {"path": str(path.parent)}},
+        resources={"metadata": {"path": str(repo / "notebooks")}},
     )
     client.execute(env={**os.environ})  # raises CellExecutionError naming the failing cell
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
