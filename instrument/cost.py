@@ -1,4 +1,9 @@
-"""Pricing one LLM call: the user's override table first, then genai-prices, at call time.
+"""Pricing one LLM call: the user's override table first, then genai-prices, at a given time.
+
+The one pricing module: the decorators price each call with it, and analyze prices spans that
+carry tokens but no cost with it (at the span's own start time). It is pure, not part of
+instrument's runtime: no OpenTelemetry, no configuration or global state (a :class:`Pricer`
+holds only its own caches), so analyze may import it as it imports ``contract`` (DESIGN.md).
 
 genai-prices is imported on the first call that needs it (it takes ~0.2 s to load), never at import
 time of instrument. An unknown model yields no cost and one warning per model, never an exception:
@@ -86,11 +91,18 @@ class Pricer:
     Thread-safe; lookups that miss are remembered so an unknown model costs one warning, once.
     A provider name genai-prices does not know (OTel's ``x_ai``, ``aws.bedrock``, ...) is retried
     without it: genai-prices then picks the provider from the model name.
+
+    ``warn=False`` prices without the warnings (analyze: a trace file's unknown models are not
+    the reader's to fix, and the span table shows them unpriced).
     """
 
     def __init__(
-        self, overrides: Mapping[str, ModelPrice | Mapping[str, float]] | None = None
+        self,
+        overrides: Mapping[str, ModelPrice | Mapping[str, float]] | None = None,
+        *,
+        warn: bool = True,
     ) -> None:
+        self._warn = warn
         self._overrides: dict[str, ModelPrice] = {}
         for model, price in (overrides or {}).items():
             self._overrides[model.lower()] = (
@@ -192,6 +204,8 @@ class Pricer:
     def _warn_once(
         self, key: tuple[str, str | None], message: str, *args: object, exc_info: bool = False
     ) -> None:
+        if not self._warn:
+            return
         with self._lock:
             if key in self._warned:
                 return
