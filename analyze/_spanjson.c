@@ -12,6 +12,10 @@
  * (invalid JSON or UTF-8, escapes in member names, an id of another size, a value of an odd type,
  * members in an unusual order, duplicated members) is refused as a whole with a short reason, and
  * the caller reads it another way. The property tests hold both paths to the same rows.
+ *
+ * The span kind and status mappings and the id sizes are not written here: set_rules() hands
+ * them over once from their one declaration (analyze.columns), and the tests hold this decoder's
+ * reading of every kind and status to the row reader's.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -162,6 +166,34 @@ static int keys_find(const KeySet *k, const char *s, size_t n) {
     return -1;
 }
 
+/* --- the rules, handed over once by set_rules() from analyze.columns (their one declaration) --- */
+
+#define MAX_RULES 16
+#define MAX_ID_BYTES 32
+
+typedef struct {
+    char *s;
+    size_t n;
+} Name;
+
+typedef struct {
+    Name from, to;
+} Rename;
+
+static struct {
+    int ready;
+    Name kind_by_number[MAX_RULES]; /* [0] is also the kind of a span that names none */
+    Rename kind_by_name[MAX_RULES];
+    Name flat_kinds[MAX_RULES];
+    Name status_by_number[MAX_RULES]; /* [0] is also the status of a span that names none */
+    Rename status_by_name[MAX_RULES];
+    int n_kind_numbers, n_kind_names, n_flat_kinds, n_status_numbers, n_status_names;
+    size_t trace_id_bytes, span_id_bytes;
+} R;
+
+#define DEFAULT_KIND R.kind_by_number[0]
+#define DEFAULT_STATUS R.status_by_number[0]
+
 /* --- the decoder's state ---------------------------------------------------------------------- */
 
 enum { TRACE_ID, SPAN_ID, PARENT_ID, NAME, KIND, START, END, STATUS, MESSAGE, RESOURCE, ATTRS, N_COLS };
@@ -198,6 +230,10 @@ static int refuse(Dec *d, const char *why) {
 #define REFUSE(d, reason) return refuse((d), (reason))
 
 static const char *OOM = "out of memory";
+
+static int add_name(Dec *d, StrCol *c, const Name *name) {
+    return col_add(c, name->s, name->n) ? 1 : refuse(d, OOM);
+}
 
 /* --- JSON: validation and skipping, exactly Python's json grammar (minus NaN/Infinity) -------- */
 
@@ -715,7 +751,7 @@ static int text_value(Dec *d, StrCol *c, int null_ok, int empty) {
     if (peek(d) != '"') REFUSE(d, "not a string");
     if (!string(d, &s, &n, &esc)) return 0;
     if (n == 0 && empty == EMPTY_NULL) return col_null(c) ? 1 : refuse(d, OOM);
-    if (n == 0 && empty == EMPTY_UNSET) return col_add(c, "unset", 5) ? 1 : refuse(d, OOM);
+    if (n == 0 && empty == EMPTY_UNSET) return add_name(d, c, &DEFAULT_STATUS);
     if (esc) {
         if (!unescape(d, s, n)) return 0;
         s = d->text.data;
@@ -752,7 +788,7 @@ static int id_value(Dec *d, StrCol *c, size_t size, int *has) {
     if (!string(d, &s, &n, &esc)) return 0;
     if (n == 0) return col_null(c) ? 1 : refuse(d, OOM);
     if (esc) REFUSE(d, "escape in an id");
-    char hex[32];
+    char hex[2 * MAX_ID_BYTES];
     static const char DIGITS[] = "0123456789abcdef";
     if (n == size * 2) {
         for (size_t i = 0; i < n; i++) {
@@ -761,12 +797,13 @@ static int id_value(Dec *d, StrCol *c, size_t size, int *has) {
             hex[i] = DIGITS[v];
         }
     } else {
-        /* base64 of 16 bytes: 22 symbols + "=="; of 8 bytes: 11 symbols + "=" */
-        size_t symbols = size == 16 ? 22 : 11, pad = size == 16 ? 2 : 1;
+        /* base64 of size bytes: ceil(8 size / 6) symbols, padded to a multiple of 4 with '='
+         * (16 bytes: 22 symbols + "=="; 8 bytes: 11 symbols + "=") */
+        size_t symbols = (size * 8 + 5) / 6, pad = (4 - symbols % 4) % 4;
         if (n != symbols + pad) REFUSE(d, "id of another size");
         for (size_t i = symbols; i < n; i++)
             if (s[i] != '=') REFUSE(d, "id of another size");
-        uint8_t bytes[18];
+        uint8_t bytes[MAX_ID_BYTES + 2];
         uint32_t acc = 0;
         int bits = 0;
         size_t out = 0;
@@ -971,45 +1008,56 @@ static int add_slots(Dec *d, StrCol *cols, const KeySet *keys, Slot *slots, cons
     return 1;
 }
 
-static int add_kind(Dec *d, const char *kind) {
-    return col_add(&d->cols[KIND], kind, strlen(kind)) ? 1 : refuse(d, OOM);
+static int add_kind(Dec *d, const Name *kind) { return add_name(d, &d->cols[KIND], kind); }
+
+/* The rule of a name written s, n (exactly), or NULL. */
+static const Name *renamed(const Rename *rules, int count, const char *s, size_t n) {
+    for (int i = 0; i < count; i++)
+        if (IS_N(s, n, rules[i].from.s, rules[i].from.n)) return &rules[i].to;
+    return NULL;
 }
 
-static const char *FLAT_KINDS[] = {"internal", "server", "client", "producer", "consumer"};
+/* The table kind written s, n in letters of any case, or NULL. */
+static const Name *flat_kind_any_case(const char *s, size_t n) {
+    for (int i = 0; i < R.n_flat_kinds; i++) {
+        const Name *k = &R.flat_kinds[i];
+        if (k->n != n) continue;
+        size_t j = 0;
+        while (j < n && (s[j] | 0x20) == k->s[j] &&
+               ((s[j] >= 'a' && s[j] <= 'z') || (s[j] >= 'A' && s[j] <= 'Z')))
+            j++;
+        if (j == n) return k;
+    }
+    return NULL;
+}
 
-/* OTLP kind: a number 0-5, an enum name, or a flat kind in any case. */
+/* An enum number (an int64 as JSON writes it) as its rule's index, or -1. */
+static int enum_index(const char *s, size_t n, int is_int, int count) {
+    int64_t v;
+    if (!is_int || !parse_i64(s, n, &v) || v < 0 || v >= count) return -1;
+    return (int)v;
+}
+
+/* OTLP kind: an enum number, an enum name, or a table kind in any case. */
 static int otlp_kind(Dec *d) {
     const char *s;
     size_t n;
     int flag;
     char c = peek(d);
-    if (c == 'n') return literal(d, "null", 4) && add_kind(d, "internal");
+    if (c == 'n') return literal(d, "null", 4) && add_kind(d, &DEFAULT_KIND);
     if (c == '"') {
         if (!string(d, &s, &n, &flag)) return 0;
         if (flag) REFUSE(d, "escape in a kind");
-        static const char *NAMES[] = {"SPAN_KIND_UNSPECIFIED", "SPAN_KIND_INTERNAL",
-                                      "SPAN_KIND_SERVER",      "SPAN_KIND_CLIENT",
-                                      "SPAN_KIND_PRODUCER",    "SPAN_KIND_CONSUMER"};
-        static const char *KINDS[] = {"internal", "internal", "server", "client", "producer",
-                                      "consumer"};
-        for (int i = 0; i < 6; i++)
-            if (strlen(NAMES[i]) == n && memcmp(NAMES[i], s, n) == 0) return add_kind(d, KINDS[i]);
-        for (int i = 0; i < 5; i++) {
-            if (strlen(FLAT_KINDS[i]) != n) continue;
-            size_t j = 0;
-            while (j < n && (s[j] | 0x20) == FLAT_KINDS[i][j] && ((s[j] >= 'a' && s[j] <= 'z') ||
-                                                                 (s[j] >= 'A' && s[j] <= 'Z')))
-                j++;
-            if (j == n) return add_kind(d, FLAT_KINDS[i]);
-        }
-        REFUSE(d, "unknown kind");
+        const Name *kind = renamed(R.kind_by_name, R.n_kind_names, s, n);
+        if (!kind) kind = flat_kind_any_case(s, n);
+        if (!kind) REFUSE(d, "unknown kind");
+        return add_kind(d, kind);
     }
     if (c < '0' || c > '9') REFUSE(d, "kind of an odd type");
     if (!number(d, &s, &n, &flag)) return 0;
-    if (!flag || n != 1 || s[0] > '5') REFUSE(d, "unknown kind");
-    static const char *BY_NUMBER[] = {"internal", "internal", "server", "client", "producer",
-                                      "consumer"};
-    return add_kind(d, BY_NUMBER[s[0] - '0']);
+    int i = enum_index(s, n, flag, R.n_kind_numbers);
+    if (i < 0) REFUSE(d, "unknown kind");
+    return add_kind(d, &R.kind_by_number[i]);
 }
 
 static int time_value(Dec *d, StrCol *c, int required) {
@@ -1028,7 +1076,7 @@ static int time_value(Dec *d, StrCol *c, int required) {
 
 /* OTLP status {"code", "message"}: the row reader's _status. */
 static int otlp_status(Dec *d, int depth) {
-    const char *code = "unset";
+    const Name *code = &DEFAULT_STATUS;
     int has_message = 0;
     if (peek(d) != '{') {
         if (!skip(d, depth)) return 0;
@@ -1045,15 +1093,15 @@ static int otlp_status(Dec *d, int depth) {
                 if (c == '"') {
                     if (!string(d, &s, &n, &flag)) return 0;
                     if (flag) REFUSE(d, "escape in a status code");
-                    code = IS(s, n, "STATUS_CODE_OK")      ? "ok"
-                           : IS(s, n, "STATUS_CODE_ERROR") ? "error"
-                                                           : "unset";
+                    code = renamed(R.status_by_name, R.n_status_names, s, n);
+                    if (!code) code = &DEFAULT_STATUS;
                 } else if (c == 'n') {
                     if (!literal(d, "null", 4)) return 0;
-                    code = "unset";
+                    code = &DEFAULT_STATUS;
                 } else if (c == '-' || (c >= '0' && c <= '9')) {
                     if (!number(d, &s, &n, &flag)) return 0;
-                    code = flag && IS(s, n, "1") ? "ok" : flag && IS(s, n, "2") ? "error" : "unset";
+                    int i = enum_index(s, n, flag, R.n_status_numbers);
+                    code = i < 0 ? &DEFAULT_STATUS : &R.status_by_number[i];
                 } else {
                     REFUSE(d, "status code of an odd type");
                 }
@@ -1068,7 +1116,7 @@ static int otlp_status(Dec *d, int depth) {
         if (m < 0) return 0;
     }
     if (!has_message && !col_null(&d->cols[MESSAGE])) REFUSE(d, OOM);
-    return col_add(&d->cols[STATUS], code, strlen(code)) ? 1 : refuse(d, OOM);
+    return add_name(d, &d->cols[STATUS], code);
 }
 
 /* OTLP events: only their times are read (the row reader's int() of each). */
@@ -1111,10 +1159,10 @@ static int finish_span(Dec *d, unsigned seen, int flat) {
     int ok = 1;
     if (!(seen & (1u << S_PARENT))) ok &= col_null(&d->cols[PARENT_ID]);
     if (!(seen & (1u << S_NAME))) ok &= col_add(&d->cols[NAME], "", 0);
-    if (!(seen & (1u << S_KIND))) ok &= col_add(&d->cols[KIND], "internal", 8);
+    if (!(seen & (1u << S_KIND))) ok &= col_add(&d->cols[KIND], DEFAULT_KIND.s, DEFAULT_KIND.n);
     if (!(seen & (1u << S_END))) ok &= col_null(&d->cols[END]);
     if (!(seen & (1u << S_STATUS))) {
-        ok &= col_add(&d->cols[STATUS], "unset", 5);
+        ok &= col_add(&d->cols[STATUS], DEFAULT_STATUS.s, DEFAULT_STATUS.n);
         if (!flat) ok &= col_null(&d->cols[MESSAGE]);
     }
     if (flat && !(seen & (1u << S_MESSAGE))) ok &= col_null(&d->cols[MESSAGE]);
@@ -1175,11 +1223,11 @@ static int read_shared(Dec *d, int bit, unsigned *seen) {
     ONCE(d, *seen, bit);
     switch (bit) {
     case S_TRACE:
-        return id_value(d, &d->cols[TRACE_ID], 16, &has) && (has || refuse(d, "no trace id"));
+        return id_value(d, &d->cols[TRACE_ID], R.trace_id_bytes, &has) && (has || refuse(d, "no trace id"));
     case S_SPAN:
-        return id_value(d, &d->cols[SPAN_ID], 8, &has) && (has || refuse(d, "no span id"));
+        return id_value(d, &d->cols[SPAN_ID], R.span_id_bytes, &has) && (has || refuse(d, "no span id"));
     case S_PARENT:
-        return id_value(d, &d->cols[PARENT_ID], 8, &has);
+        return id_value(d, &d->cols[PARENT_ID], R.span_id_bytes, &has);
     case S_NAME:
         return text_value(d, &d->cols[NAME], 0, EMPTY_KEEP);
     case S_START:
@@ -1392,14 +1440,13 @@ static int flat_line(Dec *d) {
             int isnull = take_null(d);
             if (isnull < 0) return 0;
             if (isnull) {
-                ok = add_kind(d, "internal");
+                ok = add_kind(d, &DEFAULT_KIND);
             } else {
                 if (peek(d) != '"') REFUSE(d, "kind is not a string");
                 if (!string(d, &s, &n, &flag)) return 0;
-                const char *kind = n == 0 ? "internal" : NULL;
-                for (int i = 0; i < 5 && !kind && !flag; i++)
-                    if (strlen(FLAT_KINDS[i]) == n && memcmp(FLAT_KINDS[i], s, n) == 0)
-                        kind = FLAT_KINDS[i];
+                const Name *kind = n == 0 ? &DEFAULT_KIND : NULL;
+                for (int i = 0; i < R.n_flat_kinds && !kind && !flag; i++)
+                    if (IS_N(s, n, R.flat_kinds[i].s, R.flat_kinds[i].n)) kind = &R.flat_kinds[i];
                 if (!kind) REFUSE(d, "unknown kind");
                 ok = add_kind(d, kind);
             }
@@ -1407,7 +1454,7 @@ static int flat_line(Dec *d) {
             ONCE(d, seen, S_STATUS);
             int isnull = take_null(d);
             if (isnull < 0) return 0;
-            ok = isnull ? col_add(&d->cols[STATUS], "unset", 5)
+            ok = isnull ? add_name(d, &d->cols[STATUS], &DEFAULT_STATUS)
                         : text_value(d, &d->cols[STATUS], 0, EMPTY_UNSET);
         } else if (IS(name, n, "status_message")) {
             ONCE(d, seen, S_MESSAGE);
@@ -1713,6 +1760,11 @@ static PyObject *decode(PyObject *module, PyObject *args) {
     /* bytes only: it is read without the GIL, so it must not change (a bytearray could) */
     if (!PyArg_ParseTuple(args, "SsOO", &data, &layout, &akeys_obj, &rkeys_obj)) return NULL;
     if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) return NULL;
+    if (!R.ready) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_RuntimeError, "set_rules() first");
+        return NULL;
+    }
     int flat = strcmp(layout, "flat") == 0;
     if (!flat && strcmp(layout, "otlp") != 0) {
         PyBuffer_Release(&view);
@@ -1782,6 +1834,94 @@ done:
     return result;
 }
 
+/* --- set_rules: the rules from their Python declaration ------------------------------------- */
+
+static int copy_name(PyObject *text, Name *out) {
+    Py_ssize_t n;
+    const char *s = PyUnicode_Check(text) ? PyUnicode_AsUTF8AndSize(text, &n) : NULL;
+    if (!s) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "a rule name must be a str");
+        return 0;
+    }
+    out->s = malloc((size_t)n + 1);
+    if (!out->s) {
+        PyErr_NoMemory();
+        return 0;
+    }
+    memcpy(out->s, s, (size_t)n + 1);
+    out->n = (size_t)n;
+    return 1;
+}
+
+/* names: a sequence of str; with renames, a sequence of (str, str). */
+static int copy_rules(PyObject *seq, Name *names, Rename *renames, int *count) {
+    PyObject *items = PySequence_Tuple(seq);
+    if (!items) return 0;
+    Py_ssize_t n = PyTuple_GET_SIZE(items);
+    int ok = n > 0 && n <= MAX_RULES;
+    if (!ok) PyErr_SetString(PyExc_ValueError, "between 1 and 16 rules");
+    for (Py_ssize_t i = 0; ok && i < n; i++) {
+        PyObject *item = PyTuple_GET_ITEM(items, i);
+        if (names) {
+            ok = copy_name(item, &names[i]);
+        } else if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+            PyErr_SetString(PyExc_TypeError, "a rename must be a (str, str) tuple");
+            ok = 0;
+        } else {
+            ok = copy_name(PyTuple_GET_ITEM(item, 0), &renames[i].from) &&
+                 copy_name(PyTuple_GET_ITEM(item, 1), &renames[i].to);
+        }
+        if (ok) *count = (int)i + 1;
+    }
+    Py_DECREF(items);
+    return ok;
+}
+
+static void free_rules(void) {
+    for (int i = 0; i < R.n_kind_numbers; i++) free(R.kind_by_number[i].s);
+    for (int i = 0; i < R.n_flat_kinds; i++) free(R.flat_kinds[i].s);
+    for (int i = 0; i < R.n_status_numbers; i++) free(R.status_by_number[i].s);
+    for (int i = 0; i < R.n_kind_names; i++) {
+        free(R.kind_by_name[i].from.s);
+        free(R.kind_by_name[i].to.s);
+    }
+    for (int i = 0; i < R.n_status_names; i++) {
+        free(R.status_by_name[i].from.s);
+        free(R.status_by_name[i].to.s);
+    }
+    memset(&R, 0, sizeof R);
+}
+
+static PyObject *set_rules(PyObject *module, PyObject *args, PyObject *kwargs) {
+    (void)module;
+    static char *kwlist[] = {"kind_by_number", "kind_by_name", "flat_kinds", "status_by_number",
+                             "status_by_name", "trace_id_bytes", "span_id_bytes", NULL};
+    PyObject *kind_by_number, *kind_by_name, *flat_kinds, *status_by_number, *status_by_name;
+    Py_ssize_t trace_bytes, span_bytes;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OOOOOnn", kwlist, &kind_by_number,
+                                     &kind_by_name, &flat_kinds, &status_by_number,
+                                     &status_by_name, &trace_bytes, &span_bytes))
+        return NULL;
+    if (trace_bytes < 1 || trace_bytes > MAX_ID_BYTES || span_bytes < 1 ||
+        span_bytes > MAX_ID_BYTES) {
+        PyErr_SetString(PyExc_ValueError, "id sizes must be 1 to 32 bytes");
+        return NULL;
+    }
+    free_rules();
+    if (!copy_rules(kind_by_number, R.kind_by_number, NULL, &R.n_kind_numbers) ||
+        !copy_rules(kind_by_name, NULL, R.kind_by_name, &R.n_kind_names) ||
+        !copy_rules(flat_kinds, R.flat_kinds, NULL, &R.n_flat_kinds) ||
+        !copy_rules(status_by_number, R.status_by_number, NULL, &R.n_status_numbers) ||
+        !copy_rules(status_by_name, NULL, R.status_by_name, &R.n_status_names)) {
+        free_rules();
+        return NULL;
+    }
+    R.trace_id_bytes = (size_t)trace_bytes;
+    R.span_id_bytes = (size_t)span_bytes;
+    R.ready = 1;
+    Py_RETURN_NONE;
+}
+
 static PyObject *count_lines(PyObject *module, PyObject *args) {
     (void)module;
     Py_buffer view;
@@ -1802,6 +1942,11 @@ static PyMethodDef methods[] = {
     {"count_lines", count_lines, METH_VARARGS,
      "count_lines(data) -> int\n\nThe newlines in data (memchr, without the GIL: bytes.count\n"
      "walks a byte at a time, which the chunker paid on every chunk)."},
+    {"set_rules", (PyCFunction)(void (*)(void))set_rules, METH_VARARGS | METH_KEYWORDS,
+     "set_rules(*, kind_by_number, kind_by_name, flat_kinds, status_by_number, status_by_name,\n"
+     "          trace_id_bytes, span_id_bytes) -> None\n\n"
+     "The span kind and status mappings and the id sizes, from their one declaration\n"
+     "(analyze.columns); called once, before any decode (not while one runs)."},
     {"decode", decode, METH_VARARGS,
      "decode(data, layout, attribute_keys, resource_keys) -> Columns | str\n\n"
      "Complete JSON lines of spans ('flat' or 'otlp') as columns, or the reason the chunk is\n"

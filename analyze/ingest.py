@@ -3,10 +3,29 @@ so polars, DuckDB and Spark read it as it is. Appending works; a span already in
 (same trace_id and span_id) is not stored again.
 
 JSON lines (flat or OTLP, compressed or not) are read in chunks by the fast path
-(``analyze.fast``), two chunks at a time so both cores work; a chunk the fast path does not take
-is read by the row reader (``analyze.readers``), which names a bad line by its number in the file.
-Everything else (protobuf, one pretty-printed document) goes the row reader's way. Memory follows
-the chunk and batch sizes; what grows with the input is 16 bytes a span for the duplicate check.
+(``analyze.fast``: the native decoder), two chunks at a time so both cores work; a chunk the fast
+path does not take is read by the row reader (``analyze.readers``), which names a bad line by its
+number in the file. Everything else (protobuf, one pretty-printed document) goes the row reader's
+way. Memory follows the chunk and batch sizes; what grows with the input is 16 bytes a span for
+the duplicate check.
+
+How to add
+
+- **a column** filled from attributes: one ``Column(name, Value.<kind>, (attribute, ...))``
+  entry in ``analyze.columns.COLUMNS``, where it should sit in the table. The schema, the row
+  reader, the number checks, the fast path's expressions and the keys the native decoder picks
+  out all derive from it (``tests/analyze/test_columns.py`` adds one that way). A column computed
+  from others goes in the same list without attributes, and its rule in both
+  ``table._row`` and ``fast._finish`` (or ``table.with_derived_columns``, which both use).
+- **an alias** (another tool's name for a column): append it to that column's ``attributes``,
+  after ours (the first non-empty one wins); a cost attribute goes in ``COST_ALIASES``, a version
+  attribute in ``VERSION_ALIASES``. A test in ``tests/analyze/test_readers.py`` with the tool's
+  real attribute map (``tests/fixtures/genai-attributes/``) pins it.
+- **an input format**: a reader in ``analyze.readers`` that yields ``SpanRecord`` dicts, told
+  apart by content in ``read_file``; ingest then reads it through the row reader. Only a format
+  common and large enough to be slow that way needs a layout in the native decoder
+  (``_spanjson.c``) and in ``fast.layout_of``, held to the row reader by the property tests of
+  ``tests/analyze/test_native.py``. Kind, status and id rules come from ``analyze.columns``.
 """
 
 from __future__ import annotations
@@ -54,7 +73,7 @@ class IngestSummary:
     skipped: dict[str, dict[str, int]] = field(default_factory=dict)
     other_signal_lines: dict[str, int] = field(default_factory=dict)
     decoders: dict[str, int] = field(default_factory=dict)
-    """Chunks (or whole files) each reader decoded: "native", "duckdb", "rows" (the row reader,
+    """Chunks (or whole files) each reader decoded: "native", "rows" (the row reader,
     for what the column readers refuse, protobuf and pretty-printed documents)."""
     input_tokens: int = 0
     output_tokens: int = 0

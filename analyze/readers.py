@@ -28,9 +28,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
 
-from blameset.instrument import contract
-
-from .aliases import COLUMN_ALIASES
+from .columns import (
+    ATTRIBUTE_COLUMNS,
+    FLAT_KINDS,
+    ID_BYTES,
+    KIND_BY_NAME,
+    KIND_BY_NUMBER,
+    STATUS_BY_NAME,
+    STATUS_BY_NUMBER,
+    Value,
+)
 
 __all__ = [
     "BadInput",
@@ -46,13 +53,12 @@ SpanRecord = dict[str, Any]
 """trace_id, span_id, parent_span_id (hex or None), name, kind, start_ns, end_ns, status,
 status_message, resource (dict), attributes (dict), events (list)."""
 
-_NUMBERS: tuple[tuple[tuple[str, ...], type[int] | type[float]], ...] = (
-    (COLUMN_ALIASES["input_tokens"], int),
-    (COLUMN_ALIASES["output_tokens"], int),
-    (COLUMN_ALIASES["ttft_ms"], float),
-    (COLUMN_ALIASES["tool_ms"], float),
-    (COLUMN_ALIASES["queue_ms"], float),
+_NUMBERS: tuple[tuple[tuple[str, ...], type[int] | type[float]], ...] = tuple(
+    (c.attributes, int if c.value is Value.COUNT else float)
+    for c in ATTRIBUTE_COLUMNS
+    if c.value in (Value.COUNT, Value.NUMBER)
 )
+"""(attribute names, the type the table reads the first of them as) of the number columns."""
 
 
 def _number_problem(attrs: dict[str, Any]) -> str | None:
@@ -63,7 +69,6 @@ def _number_problem(attrs: dict[str, Any]) -> str | None:
         (next((n for n in names if attrs.get(n) not in (None, "")), None), kind)
         for names, kind in _NUMBERS
     ]
-    checks.append((contract.LATENCY_TOTAL_MS, float))
     for name, kind in checks:
         value = None if name is None else attrs.get(name)
         if value is None:
@@ -77,25 +82,10 @@ def _number_problem(attrs: dict[str, Any]) -> str | None:
     return None
 
 
-_KINDS = {
-    0: "internal",  # UNSPECIFIED reads as internal, as the SDKs treat it
-    1: "internal",
-    2: "server",
-    3: "client",
-    4: "producer",
-    5: "consumer",
-}
-_KIND_NAMES = {
-    "SPAN_KIND_UNSPECIFIED": "internal",
-    "SPAN_KIND_INTERNAL": "internal",
-    "SPAN_KIND_SERVER": "server",
-    "SPAN_KIND_CLIENT": "client",
-    "SPAN_KIND_PRODUCER": "producer",
-    "SPAN_KIND_CONSUMER": "consumer",
-}
-_FLAT_KINDS = {"internal", "server", "client", "producer", "consumer"}
-_STATUS = {0: "unset", 1: "ok", 2: "error"}
-_STATUS_NAMES = {"STATUS_CODE_UNSET": "unset", "STATUS_CODE_OK": "ok", "STATUS_CODE_ERROR": "error"}
+_KINDS = dict(enumerate(KIND_BY_NUMBER))
+_FLAT_KINDS = frozenset(FLAT_KINDS)
+_STATUS = dict(enumerate(STATUS_BY_NUMBER))
+_TRACE_ID, _SPAN_ID = ID_BYTES["trace_id"], ID_BYTES["span_id"]
 _HEX = re.compile(r"[0-9a-fA-F]*")
 
 
@@ -120,7 +110,7 @@ class ReadReport:
     other_signals: Counter[str] = field(default_factory=Counter)
     """Signal ("metrics", "logs") -> lines of it seen and passed over."""
     decoders: Counter[str] = field(default_factory=Counter)
-    """Reader ("native", "duckdb", "rows") -> chunks or files it read: why an ingest was as
+    """Reader ("native", "rows") -> chunks or files it read: why an ingest was as
     fast or slow as it was (a chunk the native decoder refuses goes to a slower reader)."""
     keep_logs: bool = False
     logs: list[dict[str, Any]] = field(default_factory=list)
@@ -242,8 +232,8 @@ def _kind(value: Any, name: str, where: str) -> str:
         if value in _KINDS:
             return _KINDS[value]
     elif isinstance(value, str):
-        if value in _KIND_NAMES:
-            return _KIND_NAMES[value]
+        if value in KIND_BY_NAME:
+            return KIND_BY_NAME[value]
         if value.lower() in _FLAT_KINDS:
             return value.lower()
     raise BadInput(name, where, f"span kind {value!r} is not an OTLP SpanKind")
@@ -253,7 +243,7 @@ def _status(status: Any) -> tuple[str, str | None]:
     if not isinstance(status, dict):
         return "unset", None
     code = status.get("code", 0)
-    text = _STATUS.get(code) if isinstance(code, int) else _STATUS_NAMES.get(str(code), "unset")
+    text = _STATUS.get(code) if isinstance(code, int) else STATUS_BY_NAME.get(str(code), "unset")
     return text or "unset", status.get("message") or None
 
 
@@ -268,9 +258,11 @@ def _otlp_json_spans(doc: Any, name: str, where: str) -> Iterator[SpanRecord]:
             for span in ss.get("spans") or []:
                 status, message = _status(span.get("status"))
                 yield {
-                    "trace_id": _id(span.get("traceId"), 16, name, where, "traceId"),
-                    "span_id": _id(span.get("spanId"), 8, name, where, "spanId"),
-                    "parent_span_id": _id(span.get("parentSpanId"), 8, name, where, "parentSpanId"),
+                    "trace_id": _id(span.get("traceId"), _TRACE_ID, name, where, "traceId"),
+                    "span_id": _id(span.get("spanId"), _SPAN_ID, name, where, "spanId"),
+                    "parent_span_id": _id(
+                        span.get("parentSpanId"), _SPAN_ID, name, where, "parentSpanId"
+                    ),
                     "name": span.get("name", ""),
                     "kind": _kind(span.get("kind"), name, where),
                     "start_ns": _int(
@@ -333,9 +325,9 @@ def _flat_span(doc: dict[str, Any], name: str, where: str) -> SpanRecord:
     if kind not in _FLAT_KINDS:
         raise BadInput(name, where, f"span kind {kind!r} is not one of {sorted(_FLAT_KINDS)}")
     return {
-        "trace_id": _id(doc.get("trace_id"), 16, name, where, "trace_id"),
-        "span_id": _id(doc.get("span_id"), 8, name, where, "span_id"),
-        "parent_span_id": _id(doc.get("parent_span_id"), 8, name, where, "parent_span_id"),
+        "trace_id": _id(doc.get("trace_id"), _TRACE_ID, name, where, "trace_id"),
+        "span_id": _id(doc.get("span_id"), _SPAN_ID, name, where, "span_id"),
+        "parent_span_id": _id(doc.get("parent_span_id"), _SPAN_ID, name, where, "parent_span_id"),
         "name": doc.get("name", ""),
         "kind": kind,
         "start_ns": _int(doc.get("start_time_unix_nano"), name, where, "start_time_unix_nano"),

@@ -1,7 +1,7 @@
 """The span table: one row per span, the columns DESIGN.md fixes, whatever wrote the span; and
 the request roll-up: one row per root span with what happened beneath it.
 
-Attribute names come from ``instrument.contract`` and the alias table (``analyze.aliases``);
+Columns, their types and the attributes that fill them are declared in ``analyze.columns``;
 everything else stays reachable in the ``attributes`` and ``resource`` columns (JSON text).
 """
 
@@ -9,55 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
 
 from blameset.instrument import contract
+from blameset.instrument.cost import Pricer, Usage
 
-from .aliases import COLUMN_ALIASES, COST_ALIASES, VERSION_ALIASES
+from .columns import ATTRIBUTE_COLUMNS, COST_ALIASES, SPAN_SCHEMA, VERSION_ALIASES, Value
 from .readers import SpanRecord
 
-__all__ = ["SPAN_SCHEMA", "requests", "spans_frame"]
-
-SPAN_SCHEMA: dict[str, pl.DataType] = {
-    "trace_id": pl.String(),
-    "span_id": pl.String(),
-    "parent_span_id": pl.String(),
-    "name": pl.String(),
-    "kind": pl.String(),
-    "span_kind": pl.String(),
-    "service": pl.String(),
-    "start": pl.Datetime("ns", "UTC"),
-    "end": pl.Datetime("ns", "UTC"),
-    "duration_ms": pl.Float64(),
-    "status": pl.String(),
-    "status_message": pl.String(),
-    "is_root": pl.Boolean(),
-    "route": pl.String(),
-    "operation": pl.String(),
-    "tenant_id": pl.String(),
-    "version_set": pl.String(),
-    "version_set_id": pl.String(),
-    "model": pl.String(),
-    "provider": pl.String(),
-    "input_tokens": pl.Int64(),
-    "output_tokens": pl.Int64(),
-    "cost_usd": pl.Float64(),
-    "cost_source": pl.String(),
-    "ttft_ms": pl.Float64(),
-    "tool_ms": pl.Float64(),
-    "queue_ms": pl.Float64(),
-    "total_ms": pl.Float64(),
-    "final_status": pl.String(),
-    "error_code": pl.String(),
-    "action_id": pl.String(),
-    "attributes": pl.String(),
-    "resource": pl.String(),
-}
-"""Fixed columns; one ``version.<component>`` String column per component follows them."""
+__all__ = ["SPAN_SCHEMA", "SpanPricer", "requests", "spans_frame"]
 
 _VERSION_PREFIX = contract.VERSION_PREFIX
 
@@ -65,12 +29,21 @@ DURATION_MS = (pl.col("end").cast(pl.Int64) - pl.col("start").cast(pl.Int64)) / 
 """One expression for both readers, so the row reader and the fast path agree to the last bit."""
 
 
-def _first(attrs: dict[str, Any], names: tuple[str, ...]) -> Any:
+def first_value(values: dict[str, Any], names: tuple[str, ...]) -> Any:
+    """The first of these keys whose value is neither missing, null nor ``""``."""
     for name in names:
-        value = attrs.get(name)
+        value = values.get(name)
         if value is not None and value != "":
             return value
     return None
+
+
+_CONVERT: dict[Value, Callable[[Any], Any]] = {
+    Value.TEXT: lambda v: v if isinstance(v, str) else str(v),
+    Value.COUNT: int,
+    Value.NUMBER: float,
+}
+"""How the row reader turns an attribute into its column's type (the readers checked it can)."""
 
 
 def _versions(attrs: dict[str, Any], resource: dict[str, Any]) -> tuple[str | None, dict[str, str]]:
@@ -104,67 +77,59 @@ def _version_id(canonical: str | None) -> str | None:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
 
 
-class _Pricer:
-    """genai-prices at the span's own start time, cached per model, provider, counts and day."""
+PRICED_TOKENS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+"""The token columns a computed cost is priced from, in :class:`Usage`'s order."""
+
+
+class SpanPricer:
+    """Costs of spans that carry tokens but no cost: instrument's pricing (``instrument.cost``,
+    cache reads and writes priced as the decorators price them) at the span's own start time.
+    Both readers call it, so both compute the same cost."""
 
     def __init__(self) -> None:
-        self._cache: dict[tuple[Any, ...], float | None] = {}
-        self.version: str | None = None
+        self._pricer = Pricer(warn=False)
 
     def __call__(
-        self, model: str, provider: str | None, tokens_in: int, tokens_out: int, start_ns: int
+        self, model: str, provider: str | None, tokens: tuple[int | None, ...], start_ns: int
     ) -> float | None:
-        day = start_ns // 86_400_000_000_000
-        key = (model, provider, tokens_in, tokens_out, day)
-        if key in self._cache:
-            return self._cache[key]
-        import genai_prices
-
-        self.version = genai_prices.__version__
+        """The cost in USD, or None (an unknown model, counts that cannot be priced)."""
+        tokens_in, tokens_out, cache_read, cache_write = tokens
+        usage = Usage(tokens_in or 0, tokens_out or 0, cache_read, cache_write)
         at = datetime.fromtimestamp(start_ns / 1e9, UTC)
-        usage = genai_prices.Usage(input_tokens=tokens_in, output_tokens=tokens_out)
-        cost: float | None = None
-        for pid in (provider, None) if provider else (None,):
-            try:
-                cost = float(
-                    genai_prices.calc_price(
-                        usage, model, provider_id=pid, genai_request_timestamp=at
-                    ).total_price
-                )
-                break
-            except LookupError:
-                continue
-            except Exception:
-                break
-        self._cache[key] = cost
-        return cost
+        return self._pricer.price(model, provider, usage, at)[0]
 
 
-def _row(record: SpanRecord, pricer: _Pricer) -> dict[str, Any]:
+def needs_price(row: dict[str, Any]) -> bool:
+    """Whether a span's cost is computed: none recorded, a model, some tokens, a start time."""
+    return bool(
+        row["cost_usd"] is None
+        and row["model"]
+        and (row["input_tokens"] or row["output_tokens"])
+        and row["start"]
+    )
+
+
+def _row(record: SpanRecord, pricer: SpanPricer) -> dict[str, Any]:
     attrs: dict[str, Any] = record["attributes"]
     resource: dict[str, Any] = record["resource"]
-    row: dict[str, Any] = {}
-    for column, names in COLUMN_ALIASES.items():
-        row[column] = _first(attrs, names)
-    start, end = record["start_ns"], record["end_ns"]
-    row.update(
-        trace_id=record["trace_id"],
-        span_id=record["span_id"],
-        parent_span_id=record["parent_span_id"],
-        name=record["name"],
-        kind=record["kind"],
-        span_kind=attrs.get(contract.SPAN_KIND),
-        service=resource.get(contract.SERVICE_NAME),
-        start=start,
-        end=end,
-        status=record["status"],
-        status_message=record["status_message"],
-        total_ms=attrs.get(contract.LATENCY_TOTAL_MS),
-        attributes=json.dumps(attrs, default=str, ensure_ascii=False),
-        resource=json.dumps(resource, default=str, ensure_ascii=False),
-    )
-    if row["tenant_id"] is None:
-        row["tenant_id"] = resource.get(contract.TENANT_ID)
+    row: dict[str, Any] = {
+        "trace_id": record["trace_id"],
+        "span_id": record["span_id"],
+        "parent_span_id": record["parent_span_id"],
+        "name": record["name"],
+        "kind": record["kind"],
+        "start": record["start_ns"],
+        "end": record["end_ns"],
+        "status": record["status"],
+        "status_message": record["status_message"],
+        "attributes": json.dumps(attrs, default=str, ensure_ascii=False),
+        "resource": json.dumps(resource, default=str, ensure_ascii=False),
+    }
+    for column in ATTRIBUTE_COLUMNS:
+        value = first_value(attrs, column.attributes)
+        if value is None:
+            value = first_value(resource, column.resource)
+        row[column.name] = None if value is None else _CONVERT[column.value](value)
     canonical, components = _versions(attrs, resource)
     row["version_set"] = canonical
     row["version_set_id"] = _version_id(canonical) if canonical else None
@@ -179,33 +144,17 @@ def _row(record: SpanRecord, pricer: _Pricer) -> dict[str, Any]:
             cost = float(value)
             source = attrs.get(contract.COST_SOURCE) if implied == "" else implied
             break
-    if cost is None and row["model"] and (row["input_tokens"] or row["output_tokens"]) and start:
-        cost = pricer(
-            str(row["model"]),
-            row["provider"],
-            int(row["input_tokens"] or 0),
-            int(row["output_tokens"] or 0),
-            int(start),
-        )
-        source = "computed" if cost is not None else None
     row["cost_usd"], row["cost_source"] = cost, source
-    for column in ("input_tokens", "output_tokens"):
-        if row[column] is not None:
-            row[column] = int(row[column])
-    for column in ("ttft_ms", "tool_ms", "queue_ms", "total_ms"):
-        if row[column] is not None:
-            row[column] = float(row[column])
-    if row["final_status"] is None and row["span_kind"] in (None, "request"):
-        row["final_status"] = None
-    for column in ("error_code", "operation", "route", "model", "provider", "action_id"):
-        if row[column] is not None:
-            row[column] = str(row[column])
+    if needs_price(row):
+        tokens = tuple(row[c] for c in PRICED_TOKENS)
+        cost = pricer(row["model"], row["provider"], tokens, int(row["start"]))
+        row["cost_usd"], row["cost_source"] = cost, "computed" if cost is not None else None
     return row
 
 
 def spans_frame(records: Iterable[SpanRecord]) -> pl.DataFrame:
     """The span table of these records (alias table applied, missing costs computed)."""
-    pricer = _Pricer()
+    pricer = SpanPricer()
     rows = [_row(r, pricer) for r in records]
     version_columns = sorted({k for row in rows for k in row if k.startswith("version.")})
     schema = {**SPAN_SCHEMA, **{c: pl.String() for c in version_columns}}

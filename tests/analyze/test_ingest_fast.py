@@ -1,4 +1,4 @@
-"""The fast path of ingest (JSON lines decoded natively, or by DuckDB) against the row reader:
+"""The fast path of ingest (JSON lines decoded by the native decoder) against the row reader:
 the same rows for OTLP JSON and flat JSONL, the row reader's answer wherever the fast path is not
 sure, bad lines named by their number in the file whichever chunk they fall in."""
 
@@ -23,14 +23,12 @@ from tests.analyze.test_readers import _flat, attr_values, read, resources, span
 OTLP = Path(__file__).parents[1] / "fixtures" / "otlp"
 
 
-@pytest.fixture(autouse=True, params=["native", "duckdb"])
-def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test here twice: chunks decoded by the native decoder first (DuckDB for what it
-    refuses), and by DuckDB alone (an install without a C compiler)."""
-    if request.param == "native" and fast._spanjson is None:
+@pytest.fixture(autouse=True)
+def native_decoder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast path under test is the native decoder (on, whatever BLAMESET_NATIVE says)."""
+    if fast._spanjson is None:
         pytest.skip("the native decoder is not built")
-    monkeypatch.setattr(fast, "NATIVE", request.param == "native")
-    return str(request.param)
+    monkeypatch.setattr(fast, "NATIVE", True)
 
 
 def rows(frame: pl.DataFrame) -> list[dict]:
@@ -286,9 +284,9 @@ def test_a_flat_span_whose_attributes_are_not_an_object_is_bad_input(tmp_path: P
 
 
 @pytest.mark.parametrize("escaped", [False, True])
-def test_array_values_read_the_same_with_or_without_the_array_query(tmp_path: Path, escaped):
-    """A chunk without the text ``arrayValue`` runs a query that leaves arrays to the row
-    reader; a key spelled with an escape (``array\\u0056alue``) still reaches the row reader."""
+def test_array_values_read_the_same_whether_their_member_is_escaped_or_not(tmp_path: Path, escaped):
+    """Arrays decode natively; a member spelled with an escape (``array\\u0056alue``) is left to
+    the row reader, and both give the same rows."""
     span = {
         "traceId": "01" * 16,
         "spanId": "02" * 8,

@@ -32,7 +32,7 @@ def decode(data: bytes, layout: str) -> Any:
 
 
 def test_ci_builds_the_native_decoder():
-    """CI installs with a C compiler: a build that silently fell back to DuckDB fails here."""
+    """CI installs with a C compiler: a build that silently fell back to the row reader fails."""
     assert fast.NATIVE or not os.environ.get("CI")
 
 
@@ -129,7 +129,7 @@ def check_against_python(data: bytes, layout: str, tmp: Path) -> Any:
     for line in data.split(b"\n"):
         if line.strip():
             json.loads(line.decode("utf-8"))  # accepted: Python's json must take it too
-    raw = pl.Series(result).struct.unnest().with_columns(bad=pl.lit(False))
+    raw = pl.Series(result).struct.unnest()
     table = fast.table_from_raw(raw)
     if table is not None:  # taken as it is: the row reader must agree, row for row
         expected = row_reader_rows(data, tmp)
@@ -139,6 +139,7 @@ def check_against_python(data: bytes, layout: str, tmp: Path) -> Any:
 
 
 def test_the_seeds_are_accepted(tmp_path: Path):
+    """The mutation seeds themselves decode natively, as the row reader reads them."""
     for seed, layout in ((FLAT_SEED, "flat"), (OTLP_SEED, "otlp")):
         data = (json.dumps(seed) + "\n").encode()
         result = check_against_python(data, layout, tmp_path)
@@ -150,6 +151,7 @@ def test_the_seeds_are_accepted(tmp_path: Path):
     "name", ["otel-demo-capture.jsonl", "python-style-base64-ids.jsonl"], ids=lambda n: n
 )
 def test_collector_files_are_accepted_and_match_the_row_reader(tmp_path: Path, name: str):
+    """Real Collector captures decode natively, row for row as the row reader reads them."""
     data = (OTLP / name).read_bytes()
     spans = [line for line in data.split(b"\n") if line.startswith(b'{"resourceSpans"')]
     payload = b"\n".join(spans) + b"\n"
@@ -284,6 +286,7 @@ def test_bytes_edited_anywhere_never_crash_the_decoder(layout: str, edits: list)
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=2000), st.sampled_from(["flat", "otlp"]))
 def test_arbitrary_bytes_never_crash_the_decoder(data: bytes, layout: str):
+    """Random bytes give columns or a reason, never a crash."""
     result = decode(data, layout)
     assert isinstance(result, str) or pl.Series(result).len() == result.rows
 
@@ -302,12 +305,14 @@ def test_arbitrary_bytes_never_crash_the_decoder(data: bytes, layout: str):
     ],
 )
 def test_refusals_say_why(layout: str, line: bytes, reason: str):
+    """A refused chunk comes back with the reason it was refused."""
     result = decode(line, layout)
     assert isinstance(result, str)
     assert reason in result
 
 
 def test_the_columns_are_handed_over_once():
+    """The decoded columns can be taken once; a second take is an error, not a double free."""
     result = decode((json.dumps(FLAT_SEED) + "\n").encode(), "flat")
     assert pl.Series(result).len() == 1
     with pytest.raises(RuntimeError, match="handed over already"):
@@ -327,7 +332,7 @@ def test_ingest_says_which_reader_took_each_chunk(tmp_path: Path):
     path.write_text(json.dumps(odd) + "\n")
     summary = ingest([path], tmp_path / "b")
     assert summary.spans == 1
-    assert summary.decoders == {"rows": 1}  # DuckDB steps aside too: the row reader reads it
+    assert summary.decoders == {"rows": 1}
 
 
 BASE = '"trace_id":"0af7651916cd43dd8448eb211c80319c","span_id":"b7ad6b7169203331"'
@@ -400,6 +405,7 @@ def test_escaped_text_is_written_plainly_and_read_as_the_row_reader_reads_it(
 
 
 def test_a_double_written_as_minus_zero_reads_as_python_reads_it():
+    """A doubleValue of -0 reads as Python's float of json's 0 does: 0.0."""
     line = _otlp_line('{"key":"blameset.latency.ttft_ms","value":{"doubleValue":-0}}')
     text = pl.Series(decode(line, "otlp")).struct.unnest().get_column("attributes")[0]
     assert text == '{"blameset.latency.ttft_ms":0.0}'
@@ -430,7 +436,7 @@ def test_a_version_value_holding_a_semicolon_reads_as_the_row_reader_reads_it(tm
 def test_mutated_lines_ingest_or_are_named_never_a_traceback(
     tmp_path_factory: pytest.TempPathFactory, layout: str, data: st.DataObject, ascii_only: bool
 ):
-    """Whichever reader takes a line (native, DuckDB, the row reader), ingest stores it or says
+    """Whichever reader takes a line (native, the row reader), ingest stores it or says
     FILE:LINE: problem; nothing else escapes."""
     from blameset.analyze.ingest import ingest
 
