@@ -475,3 +475,44 @@ def test_text_that_is_no_trace_format_is_named_as_such(tmp_path: Path, content: 
     path.write_bytes(content)
     with pytest.raises(BadInput, match=r"x\.jsonl@0: neither JSON lines of spans nor OTLP"):
         read(path)
+
+
+def test_computed_costs_price_cache_reads_as_the_decorators_do(tmp_path: Path):
+    """A span with tokens but no cost is priced by instrument's pricer at its own start time,
+    cache reads at the cache rate, the same by the row reader and the fast path."""
+    from datetime import UTC, datetime
+
+    from blameset.analyze.fast import flat_frame
+    from blameset.instrument.cost import Pricer, Usage
+
+    start = 1_767_225_600_000_000_000
+    attrs = {
+        "gen_ai.request.model": "gpt-4o-2024-08-06",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.usage.input_tokens": 1_000_000,
+        "gen_ai.usage.output_tokens": 0,
+        "gen_ai.usage.cache_read.input_tokens": 1_000_000,
+    }
+    span = {
+        "trace_id": "01" * 16,
+        "span_id": "02" * 8,
+        "name": "chat",
+        "start_time_unix_nano": start,
+        "end_time_unix_nano": start + 5,
+        "attributes": attrs,
+    }
+    path = tmp_path / "spans.jsonl"
+    path.write_text(json.dumps(span) + "\n")
+    want, _ = Pricer().price(
+        "gpt-4o-2024-08-06",
+        "openai",
+        Usage(1_000_000, 0, cache_read_tokens=1_000_000),
+        datetime.fromtimestamp(start / 1e9, UTC),
+    )
+    assert want == pytest.approx(1.25)  # the cache rate, not the $2.50 input rate
+    slow = spans_frame(read(path)[0]).row(0, named=True)
+    assert (slow["cost_usd"], slow["cost_source"]) == (want, "computed")
+    assert slow["cache_read_tokens"] == 1_000_000
+    fast = flat_frame(path)
+    if fast is not None:
+        assert fast.row(0, named=True)["cost_usd"] == want
