@@ -1,7 +1,12 @@
 """Comparison within strata (step 3 of attribution): one cohort's requests against another's,
 metric by metric, each stratum (route, tenant, ...) weighted by the baseline's mix so a traffic-mix
 shift is not blamed on a version; a stratified bootstrap for means and quantiles, the
-Cochran-Mantel-Haenszel test for rates, and the naive pooled ratio beside the adjusted one."""
+Cochran-Mantel-Haenszel test for rates, and the naive pooled ratio beside the adjusted one.
+
+Covariates that moved between the samples beyond the strata (many tenants, the load level of a
+before/after comparison across a cycle) are balanced inside each stratum by weights
+(:mod:`analyze._balance`); a weighted comparison takes a rate's p-value from the bootstrap too,
+since the CMH test counts requests unweighted."""
 
 from __future__ import annotations
 
@@ -13,14 +18,25 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from ._balance import rake
 from ._requests import LATENCY_METRICS, MEAN_METRICS, QUANTILE_METRICS, RATE_METRICS
 from ._results import Episode, finite
 from .stats import GroupSums, Ratio, bootstrap_ratios, cmh_p_value, group_labels
 
-__all__ = ["HypothesisTest", "Sample", "Settings", "compare", "metric_names", "strata_columns"]
+__all__ = [
+    "HypothesisTest",
+    "Sample",
+    "Settings",
+    "balance_weights",
+    "compare",
+    "metric_names",
+    "strata_columns",
+]
 
 _Key = tuple[str, ...]
-_Columns = dict[_Key, tuple[np.ndarray, np.ndarray]]
+_Columns = dict[_Key, tuple[np.ndarray, np.ndarray, np.ndarray | None]]
+"""Per stratum: the metric's values, the rows they came from, and their balance weights (None:
+all 1)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +85,8 @@ class HypothesisTest:
             "n_baseline": self.n_baseline,
             "n_candidate": self.n_candidate,
             "routes": self.context["routes"],
+            "mde": finite(self.ratio.mde),
+            "adjusted_for": list(self.context.get("adjusted_for", [])),
         }
 
 
@@ -150,9 +168,11 @@ class _Groups:
         """Each common stratum's values reduced to its groups, and the groups' draws."""
         out, draws = [], []
         for k in common:
-            values, mask = cols[k]
+            values, mask, weights = cols[k]
             labels, n_groups, w = self.get(side, k, sample.parts[k].height)
-            out.append(GroupSums.of(values, labels=labels[mask], k=n_groups, bins=bins))
+            out.append(
+                GroupSums.of(values, labels=labels[mask], k=n_groups, bins=bins, weights=weights)
+            )
             draws.append(w)
         return out, draws
 
@@ -178,24 +198,51 @@ class _Family:
     bins: np.ndarray | None
 
 
+_Weights = dict[_Key, np.ndarray]
+
+
+def _columns(sample: Sample, column: str, weights: _Weights | None) -> _Columns:
+    """The column's values in each stratum of the sample, with their rows' balance weights."""
+    out: _Columns = {}
+    for k, part in sample.parts.items():
+        values, mask = _column(part, column)
+        w = None if weights is None or k not in weights else weights[k][mask]
+        out[k] = (values, mask, w)
+    return out
+
+
+def _used(cols: _Columns, k: _Key) -> int:
+    """Rows of the stratum that count (a balance weight of 0 drops a row)."""
+    values, _, w = cols[k]
+    return len(values) if w is None else int(np.count_nonzero(w))
+
+
 def _family(
-    column: str, names: list[str], base: Sample, cand: Sample, settings: Settings
+    column: str,
+    names: list[str],
+    base: Sample,
+    cand: Sample,
+    settings: Settings,
+    balance: tuple[_Weights, _Weights] | None = None,
 ) -> _Family | None:
     """The column's comparison, or None when there is too little to compare or nothing there."""
-    base_cols: _Columns = {k: _column(p, column) for k, p in base.parts.items()}
-    cand_cols: _Columns = {k: _column(p, column) for k, p in cand.parts.items()}
+    base_cols = _columns(base, column, None if balance is None else balance[0])
+    cand_cols = _columns(cand, column, None if balance is None else balance[1])
     common = [
         k
         for k in base.keys
         if k in cand_cols
-        and len(base_cols[k][0]) >= settings.min_stratum
-        and len(cand_cols[k][0]) >= settings.min_stratum
+        and _used(base_cols, k) >= settings.min_stratum
+        and _used(cand_cols, k) >= settings.min_stratum
     ]
-    n_b = sum(len(base_cols[k][0]) for k in common)
-    n_c = sum(len(cand_cols[k][0]) for k in common)
+    n_b = sum(_used(base_cols, k) for k in common)
+    n_c = sum(_used(cand_cols, k) for k in common)
     if n_b < settings.min_n or n_c < settings.min_n:
         return None
-    weights = np.array([len(base_cols[k][0]) for k in common], dtype=np.float64) / n_b
+    mass = [
+        float(len(v)) if w is None else float(w.sum()) for v, _, w in (base_cols[k] for k in common)
+    ]
+    weights = np.array(mass, dtype=np.float64) / sum(mass)
     all_b = np.concatenate([base_cols[k][0] for k in common])
     all_c = np.concatenate([cand_cols[k][0] for k in common])
     rate = column.endswith("_rate") or column.startswith("error_rate.")
@@ -230,6 +277,29 @@ def _family(
     )
 
 
+def balance_weights(
+    base: Sample, cand: Sample, covariates: Sequence[str]
+) -> tuple[_Weights, _Weights, float]:
+    """Raked weights per stratum both samples have (:func:`analyze._balance.rake`), and the
+    coverage: the share of the candidate's requests that keep a weight (the rest sit in strata or
+    levels the baseline lacks)."""
+    w_b: _Weights = {}
+    w_c: _Weights = {}
+    kept = 0
+    for k in base.keys:
+        if k not in cand.parts:
+            continue
+        if covariates:
+            b, c = rake(
+                [base.parts[k][x] for x in covariates], [cand.parts[k][x] for x in covariates]
+            )
+        else:
+            b, c = np.ones(base.parts[k].height), np.ones(cand.parts[k].height)
+        w_b[k], w_c[k] = b, c
+        kept += int(np.count_nonzero(c))
+    return w_b, w_c, kept / max(cand.frame.height, 1)
+
+
 def compare(
     base: Sample,
     cand: Sample,
@@ -237,14 +307,21 @@ def compare(
     settings: Settings,
     rng: np.random.Generator,
     context: dict[str, Any],
+    balance: Sequence[str] = (),
 ) -> list[HypothesisTest]:
-    """Every metric's test of candidate against baseline, within the strata both have. One random
-    grouping and one set of bootstrap draws per (cohort, stratum) serve every metric, so the
-    metrics are resampled jointly and the draws are paid for once."""
+    """Every metric's test of candidate against baseline, within the strata both have, the
+    ``balance`` covariates weighted onto the baseline's mix inside each. One random grouping and
+    one set of bootstrap draws per (cohort, stratum) serve every metric, so the metrics are
+    resampled jointly and the draws are paid for once. ``context`` gains ``adjusted_for`` and
+    ``coverage`` (the share of the candidate's requests compared)."""
     groups = _Groups(rng, settings.replicates)
+    w_b, w_c, coverage = balance_weights(base, cand, balance)
+    context["adjusted_for"] = list(balance)
+    context["coverage"] = coverage
+    weights = (w_b, w_c) if balance else None
     tests = []
     for column, names in _families(metrics).items():
-        family = _family(column, names, base, cand, settings)
+        family = _family(column, names, base, cand, settings, weights)
         if family is None:
             continue
         base_cells = groups.cells(0, family.base, base, family.common, family.bins)
@@ -291,7 +368,7 @@ def _test(
 ) -> HypothesisTest:
     """One metric's test; a rate takes its p-value from the CMH test over the strata."""
     rate_delta = None
-    if family.rate:
+    if family.rate and not context.get("adjusted_for"):
         common, base, cand = family.common, family.base, family.cand
         p = cmh_p_value(
             [float(cand[k][0].sum()) for k in common],
@@ -300,6 +377,7 @@ def _test(
             [float(len(base[k][0])) for k in common],
         )
         ratio = replace(ratio, p_value=p)
+    if family.rate:
         rate_delta = ratio.candidate - ratio.baseline
     return HypothesisTest(
         metric=metric,

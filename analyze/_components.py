@@ -40,6 +40,7 @@ def finding(
         "window": test.context["window"],
         "episode": test.context["episode"],
         "comparison": test.context["comparison"],
+        "adjusted_for": list(test.context.get("adjusted_for", [])),
     }
     if episode is None:
         verdict, components = "external", []
@@ -71,6 +72,7 @@ def finding(
         n_candidate=test.n_candidate,
         baseline_value=r.baseline,
         candidate_value=r.candidate,
+        mde=r.mde,
     )
 
 

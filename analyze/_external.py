@@ -5,11 +5,13 @@ proposed by PELT and then confirmed by a before/after comparison."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
+from ._balance import moved
 from ._compare import HypothesisTest, Sample, Settings, compare
 from ._requests import EXTERNAL_METRICS, LATENCY_METRICS, bounds, from_ns, window
 from .stats import pelt
@@ -34,10 +36,12 @@ def change_points(
     strata: list[str],
     settings: Settings,
     *,
+    covariates: Sequence[str] = (),
     buckets: int = 120,
 ) -> list[ChangePoint]:
     """Candidate shifts in each cohort's own series of each watched metric, the stratum means
-    taken out (a mix shift moves no residual), proposed by PELT on time-bucket means."""
+    taken out and then each covariate's (tenant, the clock: additively, one pass each), so a mix
+    shift or a daily cycle moves no residual; proposed by PELT on time-bucket means."""
     found: list[ChangePoint] = []
     if frame.height < 2 * settings.min_n:
         return found
@@ -47,14 +51,19 @@ def change_points(
         if part.height < 4 * settings.min_n:
             continue
         for metric in EXTERNAL_METRICS:
-            series = _residual_series(part, metric, strata, t0, width, settings.min_n)
+            series = _residual_series(part, metric, (strata, covariates), t0, width, settings.min_n)
             if series is not None:
                 found += _cuts(*series, str(cohort), metric, width, settings)
     return found
 
 
 def _residual_series(
-    part: pl.DataFrame, metric: str, strata: list[str], t0: int, width: int, min_n: int
+    part: pl.DataFrame,
+    metric: str,
+    columns: tuple[list[str], Sequence[str]],
+    t0: int,
+    width: int,
+    min_n: int,
 ) -> tuple[pl.DataFrame, float] | None:
     """One cohort's metric as time-bucket means of its residual from the stratum means (``r``,
     with the bucket's row count ``n`` and first start ``t``), and the residual variance; None
@@ -66,14 +75,17 @@ def _residual_series(
         if metric == "error_rate"
         else pl.col(metric).cast(pl.Float64).log()
     )
-    values = rows.select(pl.col("start").dt.epoch("ns").alias("t"), y.alias("y"), *strata).filter(
-        pl.col("y").is_finite()
-    )
+    strata, covariates = columns
+    values = rows.select(
+        pl.col("start").dt.epoch("ns").alias("t"), y.alias("y"), *strata, *covariates
+    ).filter(pl.col("y").is_finite())
     if values.height < 4 * min_n:
         return None
     values = values.with_columns(
         r=pl.col("y") - pl.col("y").mean().over(strata), b=(pl.col("t") - t0) // width
     )
+    for covariate in covariates:
+        values = values.with_columns(r=pl.col("r") - pl.col("r").mean().over(covariate))
     sigma2 = float(np.var(values["r"].to_numpy()))
     if sigma2 <= 0:
         return None
@@ -131,8 +143,10 @@ def external_tests(
     strata: list[str],
     settings: Settings,
     rng: np.random.Generator,
+    covariates: list[str] | None = None,
 ) -> list[HypothesisTest]:
-    """Before/after tests of each candidate shift within one cohort's own series. Another
+    """Before/after tests of each candidate shift within one cohort's own series, balancing the
+    ``covariates`` that moved between the two sides (a tenant mix, the clock). Another
     version_set appearing beside it cannot move this cohort's requests, so only a shift at the
     cohort's own start on a route (where its traffic begins, an edge of the series) is passed
     over."""
@@ -165,5 +179,6 @@ def external_tests(
             settings,
             rng,
             context,
+            moved(before, after, covariates or []) if before.height and after.height else [],
         )
     return tests

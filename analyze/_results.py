@@ -5,7 +5,7 @@ the findings, and the :class:`Attribution` that holds them with its JSON (``to_d
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -48,6 +48,13 @@ class Episode:
     at: datetime
     routes: list[str]
     changes: dict[str, tuple[str | None, str | None]]
+    comparison: dict[str, Any] = field(default_factory=dict)
+    """How the episode was compared: ``mode`` (concurrent or before_after), ``window``,
+    ``adjusted_for`` (covariates balanced), ``coverage`` (share of the candidate's requests
+    compared), ``inconclusive`` (no like traffic on both sides to compare) and its ``reason``."""
+    mde: dict[str, float] = field(default_factory=dict)
+    """Per compared metric, the minimum detectable effect (relative, 80% power at a two-sided 5%
+    level): what a metric with no finding rules out."""
 
     @property
     def components(self) -> list[str]:
@@ -62,6 +69,8 @@ class Episode:
             "routes": list(self.routes),
             "components": self.components,
             "changes": {k: list(v) for k, v in self.changes.items()},
+            "comparison": dict(self.comparison),
+            "mde": {k: finite(v) for k, v in self.mde.items()},
         }
 
 
@@ -84,6 +93,8 @@ class Finding:
     n_candidate: int
     baseline_value: float
     candidate_value: float
+    mde: float = math.nan
+    """The minimum detectable effect of the test behind the finding (relative change)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,6 +113,7 @@ class Finding:
             "n_candidate": self.n_candidate,
             "baseline_value": finite(self.baseline_value),
             "candidate_value": finite(self.candidate_value),
+            "mde": finite(self.mde),
         }
 
 
@@ -168,7 +180,7 @@ class Attribution:
             what = ",".join(f.components) or "-"
             lines.append(
                 f"  {f.verdict:<11} {f.metric:<22} x{f.effect:.3f} "
-                f"[{f.ci[0]:.3f}, {f.ci[1]:.3f}] naive x{f.naive_effect:.3f} "
+                f"[{f.ci[0]:.3f}, {f.ci[1]:.3f}] mde {f.mde:.1%} naive x{f.naive_effect:.3f} "
                 f"{f.baseline}->{f.candidate} ({what})"
             )
         if len(self.findings) > 20:

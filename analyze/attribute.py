@@ -11,9 +11,20 @@ cannot be told apart (``confounded``). The method is DESIGN.md's, step by step:
 3. **Comparison within strata** (route, and tenant when there are few), weighted by the baseline's
    mix, so a traffic-mix shift is not blamed on a version: a stratified bootstrap of the ratio of
    means and of p50/p95/p99; a Cochran-Mantel-Haenszel test for rates; Benjamini-Hochberg over
-   every test of the run. Concurrent cohorts (canary, A/B) are compared over the time both ran,
-   which also cancels any drift; a cutover compares before with after, inside the segment between
-   detected change points. The naive (pooled, unweighted) ratio is reported beside the adjusted one.
+   every test of the run. Every other traffic covariate that moved between the two samples (many
+   tenants, a model tier, region, segment) is balanced inside the strata by raked weights
+   (:mod:`analyze._balance`). Concurrent cohorts (canary, A/B) are compared over the time both
+   ran, which also cancels any drift and any daily cycle; a cutover compares before with after,
+   inside the segment between detected change points. The naive (pooled, unweighted) ratio is
+   reported beside the adjusted one; each test reports its minimum detectable effect.
+3b. **The clock.** When the request rate swings (a daily or weekly cycle), every request gets its
+   load level and before/after comparisons balance on it, over windows of at least a day either
+   side so like loads exist on both: a cutover at the start of the peak is compared at like load
+   with the same hours of the day before, not with the night. Change points are looked for in
+   series with the load level taken out too, so the cycle is no ``external`` shift. Where no like
+   load (or no like tenant) exists on both sides the episode is ``inconclusive``
+   (``Episode.comparison``), not compared; a concurrent comparison that is inconclusive (a
+   rollout that took whole tenants) falls back to before/after within each tenant.
 4. **Components.** One changed component: it is named. Several: ``confounded``, unless another
    episode changed one of them alone with the same values and shows the same effect.
 5. **External.** Change points (PELT) in each version_set's own metric series, with the route
@@ -34,10 +45,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import polars as pl
 
+from ._balance import CLOCK, balance_columns, load_levels, moved
 from ._compare import HypothesisTest, Sample, Settings, compare, metric_names, strata_columns
 from ._components import finding, passes
 from ._episodes import cohorts as find_cohorts
@@ -103,7 +116,11 @@ def attribute(
     cohorts = find_cohorts(frame, versions)
     episodes = find_episodes(frame, cohorts)
     chosen = strata_columns(frame, strata)
-    tests = _tests(frame, episodes, chosen, settings, np.random.default_rng(seed))
+    levels = load_levels(frame)
+    if levels is not None:
+        frame = frame.with_columns(levels)
+    covariates = balance_columns(frame, chosen)
+    tests = _tests(frame, episodes, chosen, covariates, settings, np.random.default_rng(seed))
     significant = [t for t in tests if passes(t, settings)]
     findings = [finding(t, significant, chosen, min_effect) for t in significant]
     findings.sort(key=lambda f: (f.verdict == "external", f.q_value, -abs(math.log(f.effect or 1))))
@@ -120,6 +137,8 @@ def attribute(
             "min_effect": min_effect,
             "min_rate_delta": min_rate_delta,
             "strata": chosen,
+            "balanced_when_moved": covariates,
+            "load_cycle": levels is not None,
             "replicates": replicates,
             "seed": seed,
             "requests": frame.height,
@@ -152,13 +171,14 @@ def _tests(
     frame: pl.DataFrame,
     episodes: list[Episode],
     strata: list[str],
+    covariates: list[str],
     settings: Settings,
     rng: np.random.Generator,
 ) -> list[HypothesisTest]:
     """Every test of the run, each episode's then the external shifts', with their q-values
     (Benjamini-Hochberg over all of them)."""
     metrics = metric_names(frame, max(10, settings.min_n // 3))
-    changes = change_points(frame, strata, settings)
+    changes = change_points(frame, strata, settings, covariates=covariates)
     first_seen_on_route = {
         (r["route"], r["version_set_id"]): int(r["first"])
         for r in frame.group_by("route", "version_set_id")
@@ -172,13 +192,24 @@ def _tests(
         if episode.kind != "rollback":  # a rollback's candidate was first seen long before
             at = min(first_seen_on_route.get((r, episode.candidate), at) for r in episode.routes)
         tests += _episode_tests(
-            frame, episode, at, (t_begin, t_last + 1), changes, strata, metrics, settings, rng
+            frame,
+            episode,
+            at,
+            (t_begin, t_last + 1),
+            changes,
+            (strata, covariates),
+            metrics,
+            settings,
+            rng,
         )
-    tests += external_tests(frame, changes, first_seen_on_route, strata, settings, rng)
+    tests += external_tests(frame, changes, first_seen_on_route, strata, settings, rng, covariates)
     q = bh_adjust([t.ratio.p_value for t in tests])
     for test, qv in zip(tests, q, strict=True):
         test.q_value = qv
     return tests
+
+
+_DAY = 86_400 * NS
 
 
 _Samples = tuple[pl.DataFrame, pl.DataFrame, tuple[int, int]]
@@ -190,21 +221,47 @@ def _episode_tests(
     at: int,
     limits: tuple[int, int],
     changes: list[ChangePoint],
-    strata: list[str],
+    columns: tuple[list[str], list[str]],
     metrics: list[str],
     settings: Settings,
     rng: np.random.Generator,
 ) -> list[HypothesisTest]:
-    """Concurrent comparison when both cohorts ran side by side long enough; else before/after
-    the episode, inside the segment no detected change point crosses."""
-    samples = None
+    """Concurrent comparison when both cohorts ran side by side long enough (and had like
+    traffic); else before/after the episode, inside the segment no detected change point
+    crosses. ``columns`` are the strata and the covariates to balance when they moved (the load
+    level only before/after: side by side, both cohorts saw the same clock)."""
+    strata, covariates = columns
+    cycle = CLOCK in covariates
+    tests: list[HypothesisTest] = []
     if episode.kind in ("canary", "ab"):
         samples = _concurrent(frame, episode, at, limits[1], settings.min_n)
-    mode = "concurrent" if samples is not None else "before_after"
-    if samples is None:
-        samples = _before_after(frame, episode, at, limits, changes)
+        if samples is not None:
+            side_by_side = [c for c in covariates if c != CLOCK]
+            tests = _run(
+                episode, "concurrent", samples, strata, side_by_side, metrics, settings, rng
+            )
+    if not tests:
+        samples = _before_after(frame, episode, at, limits, changes, cycle)
+        tests = _run(episode, "before_after", samples, strata, covariates, metrics, settings, rng)
+    episode.mde = {t.metric: t.ratio.mde for t in tests}
+    return tests
+
+
+def _run(
+    episode: Episode,
+    mode: str,
+    samples: _Samples,
+    strata: list[str],
+    covariates: list[str],
+    metrics: list[str],
+    settings: Settings,
+    rng: np.random.Generator,
+) -> list[HypothesisTest]:
+    """One comparison of the episode, balancing the covariates that moved, recorded on the
+    episode (``comparison``): inconclusive when both sides have traffic but none alike."""
     base, cand, (lo, hi) = samples
-    context = {
+    balance = moved(base, cand, covariates) if base.height and cand.height else []
+    context: dict[str, Any] = {
         "baseline": episode.baseline,
         "candidate": episode.candidate,
         "episode": episode.kind,
@@ -213,10 +270,26 @@ def _episode_tests(
         "routes": episode.routes,
     }
     tests = compare(
-        Sample.of(base, strata), Sample.of(cand, strata), metrics, settings, rng, context
+        Sample.of(base, strata), Sample.of(cand, strata), metrics, settings, rng, context, balance
     )
     for t in tests:
         t.episode = episode
+    enough = min(base.height, cand.height) > 0
+    episode.comparison = {
+        "mode": mode,
+        "window": context["window"],
+        "adjusted_for": balance,
+        "coverage": round(float(context["coverage"]), 4),
+        "inconclusive": enough and not tests,
+    }
+    if enough and not tests:
+        episode.comparison["reason"] = (
+            "no like traffic on both sides: the baseline and candidate share no "
+            + ("hour and load level, " if CLOCK in balance else "")
+            + "stratum or level of "
+            + (", ".join([*strata, *[c for c in balance if c != CLOCK]]))
+            + " with enough requests"
+        )
     return tests
 
 
@@ -241,11 +314,15 @@ def _before_after(
     at: int,
     limits: tuple[int, int],
     changes: list[ChangePoint],
+    cycle: bool = False,
 ) -> _Samples:
     """The baseline before ``at`` and the candidate after it: at most a quarter of the data on
-    each side, and never across a change point detected in either cohort's own series (drift
-    the episode did not cause)."""
-    span = max((limits[1] - limits[0]) // 4, 1)
+    each side (in a load cycle at least a day, a week when the data spans two, so each side
+    holds every hour and like loads can meet), and never across a change point detected in
+    either cohort's own series (drift the episode did not cause)."""
+    whole = limits[1] - limits[0]
+    cycle_span = (7 if whole >= 14 * _DAY else 1) * _DAY if cycle else 1
+    span = max(whole // 4, cycle_span)
     lo, hi = max(limits[0], at - span), min(limits[1], at + span)
     for cp in changes:
         if cp.cohort in (episode.baseline, episode.candidate):

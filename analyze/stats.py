@@ -128,10 +128,13 @@ class GroupSums:
         bins: FloatArray | None = None,
         labels: npt.NDArray[np.int64] | None = None,
         k: int | None = None,
+        weights: FloatArray | None = None,
     ) -> GroupSums:
         """Reduce ``values`` to groups: random ones (``rng``), or the given ``labels`` in
         ``range(k)`` (one labelling per stratum shared by every metric, so one set of bootstrap
-        draws serves them all and the metrics are resampled jointly)."""
+        draws serves them all and the metrics are resampled jointly). ``weights`` (one per row)
+        post-stratify the sample: a row counts ``weights[i]`` times in the counts, sums and
+        histogram, so a weighted mean or quantile comes out of the same bootstrap."""
         n = len(values)
         if labels is None:
             k = max(1, min(groups, n))
@@ -142,12 +145,18 @@ class GroupSums:
             else:
                 labels = np.arange(n)
         k = k or max(1, int(labels.max(initial=0)) + 1)
-        counts = np.bincount(labels, minlength=k).astype(np.float64)
-        sums = np.bincount(labels, weights=values, minlength=k).astype(np.float64)
+        if weights is None:
+            counts = np.bincount(labels, minlength=k).astype(np.float64)
+            sums = np.bincount(labels, weights=values, minlength=k).astype(np.float64)
+        else:
+            counts = np.bincount(labels, weights=weights, minlength=k).astype(np.float64)
+            sums = np.bincount(labels, weights=values * weights, minlength=k).astype(np.float64)
         hist = None
         if bins is not None:
             index = np.clip(np.searchsorted(bins, values, side="right") - 1, 0, len(bins) - 2)
-            flat = np.bincount(labels * (len(bins) - 1) + index, minlength=k * (len(bins) - 1))
+            flat = np.bincount(
+                labels * (len(bins) - 1) + index, weights=weights, minlength=k * (len(bins) - 1)
+            )
             hist = flat.reshape(k, len(bins) - 1).astype(np.float64)
         return cls(counts, sums, hist)
 
@@ -189,7 +198,9 @@ def _quantile_from_cum(cum: FloatArray, hist: FloatArray, bins: FloatArray, q: f
 @dataclass(frozen=True)
 class Ratio:
     """Candidate over baseline, mix-adjusted: point estimate, percentile interval, the p-value
-    of "no difference", both sides' adjusted statistic, and per-stratum ratios (for scope)."""
+    of "no difference", both sides' adjusted statistic, per-stratum ratios (for scope), and the
+    bootstrap standard error of the log ratio (``se``; the minimum detectable effect is
+    ``exp(2.8 * se) - 1``: 80% power at a two-sided 5% level, before multiple-testing)."""
 
     point: float
     lo: float
@@ -200,6 +211,13 @@ class Ratio:
     stratum_points: FloatArray
     stratum_lo: FloatArray
     stratum_hi: FloatArray
+    se: float = math.nan
+
+    @property
+    def mde(self) -> float:
+        """The smallest relative change (either way) this comparison detects with 80% power at
+        a two-sided 5% level: ``exp(2.8 se) - 1`` (NaN when the error is unknown)."""
+        return math.expm1(2.8 * self.se) if math.isfinite(self.se) else math.nan
 
 
 def _weights_or_full(w: FloatArray, counts: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -325,7 +343,7 @@ def bootstrap_ratios(
             se = float(np.std(log_reps, ddof=1))
             p = normal_two_sided_p(math.log(est) / se) if se > 0 else (1.0 if est == 1 else 0.0)
         else:
-            lo, hi, p = math.nan, math.nan, 1.0
+            lo, hi, p, se = math.nan, math.nan, 1.0, math.nan
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a stratum with no finite replicate
             # per-stratum intervals at a Bonferroni level: they pick out where an effect sits
@@ -343,6 +361,7 @@ def bootstrap_ratios(
                 stratum_points=s_point,
                 stratum_lo=s_lo,
                 stratum_hi=s_hi,
+                se=se,
             )
         )
     return out

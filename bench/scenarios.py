@@ -1,9 +1,12 @@
 """Seeded traffic with injected causes of known size, component and time, as a span table.
 
-Each scenario is a timeline over two days: a traffic mix per route, rollouts of version components
-(cutover, canary, A/B; co-released components share one draw so they always move together), effects
-tied to a component value (optionally on some routes only), and drift tied to a time with no version
-change. Requests become three-ish spans: the request, one LLM call (two when it retried), and a tool
+Each scenario is a timeline over two days (or ``days``): a traffic mix per route, rollouts of version
+components (cutover, canary, A/B; co-released components share one draw so they always move
+together; optionally only to some tenants), effects tied to a component value (optionally on some
+routes only), and drift tied to a time with no version change. Traffic may follow a daily and a
+weekly load cycle (arrivals drawn from the load profile) with latency rising with load, and may
+come from many tenants of Zipf-like sizes whose outputs grow longer the smaller the tenant, with
+tenants that only arrive at some time. Requests become three-ish spans: the request, one LLM call (two when it retried), and a tool
 call on the export route; all columns of ``analyze.SPAN_SCHEMA``, so the result can be written as an
 ingested dataset or handed straight to ``analyze.attribute``.
 
@@ -59,6 +62,8 @@ class Rollout:
     end: float | None = None
     routes: tuple[str, ...] | None = None
     group: int | None = None
+    tenants: tuple[int, int] | None = None
+    """Only tenants of these size ranks (``[from, to)``, 0 the largest) get the rollout."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,26 @@ class Scenario:
     """Expected findings: (metric, components, verdict); empty = nothing to find."""
     null: bool = False
     """A null scenario: any finding naming a version is a false attribution."""
+    days: float = 2.0
+    daily: float = 1.0
+    """Load at the daily peak (16:00 UTC) over load at the trough (04:00 UTC)."""
+    weekly: float = 1.0
+    """Load on a weekday over load on the weekend."""
+    load_latency: float = 0.0
+    """How much slower TTFT, generation, tools and queues are at the highest load than at the
+    lowest (0.6: +60%), linearly in between."""
+    tenants: int = 3
+    """More than 3: tenants t00.. with Zipf sizes (t00 the largest)."""
+    tenant_outputs: float = 0.0
+    """The smallest tenant's outputs are this much longer than the largest's (linear in rank)."""
+    new_tenants: tuple[float, int, float] | None = None
+    """(from, how many, their share of traffic then): tenants that arrive at a time, with outputs
+    twice as long as the others'."""
 
+
+_PEAK = 34 / 48  # day 2, 10:00 UTC: the load is climbing into the daily peak
+_TROUGH = 28 / 48  # day 2, 04:00 UTC: the quietest hour
+_SMALL = (20, 60)  # the 40 smallest of 60 tenants (a fifth of the traffic)
 
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
@@ -182,12 +206,126 @@ SCENARIOS: dict[str, Scenario] = {
                 ("cost_usd", ("model",), "improvement"),
             ),
         ),
+        Scenario(
+            "daily_peak_null",  # a harmless cutover as the load climbs 5.5x into the peak
+            rollouts=(Rollout({"code": "d41c0de"}, _PEAK),),
+            daily=5.5,
+            load_latency=0.6,
+            null=True,
+        ),
+        Scenario(
+            "daily_peak_regression",  # the same moment, with a real +25% in generation time
+            rollouts=(Rollout({"code": "d41c0df"}, _PEAK),),
+            effects=(Effect("code", "d41c0df", "tpot_ms", 1.25),),
+            daily=5.5,
+            load_latency=0.6,
+            truth=(("tpot_ms", ("code",), "regression"),),
+        ),
+        Scenario(
+            "daily_trough_null",  # a harmless cutover at the quietest hour
+            rollouts=(Rollout({"code": "d41c0e0"}, _TROUGH),),
+            daily=5.5,
+            load_latency=0.6,
+            null=True,
+        ),
+        Scenario(
+            "weekly_null",  # two weeks; a harmless cutover on the second Monday at 09:00
+            rollouts=(Rollout({"code": "7e1c0de"}, (7 * 24 + 24 + 9) / (14 * 24)),),
+            days=14.0,
+            daily=4.0,
+            weekly=2.5,
+            load_latency=0.6,
+            null=True,
+        ),
+        Scenario(
+            "tenant_simpson",  # -10% output tokens in every tenant, rolled out to small ones first
+            rollouts=(
+                Rollout({"config": "t0.5"}, 0.3, share=0.6, end=0.65, tenants=_SMALL, group=1),
+                Rollout({"config": "t0.5"}, 0.3, share=0.1, end=0.65, tenants=(0, 20), group=1),
+                Rollout({"config": "t0.5"}, 0.65),
+            ),
+            effects=(Effect("config", "t0.5", "output_tokens", 0.9),),
+            tenants=60,
+            tenant_outputs=1.5,
+            truth=(("output_tokens", ("config",), "improvement"),),
+        ),
+        Scenario(
+            "tenant_rollout_null",  # a harmless config taken by the small tenants first, then all
+            rollouts=(
+                Rollout({"config": "t0.6"}, 0.3, tenants=_SMALL),
+                Rollout({"config": "t0.6"}, 0.6),
+            ),
+            tenants=60,
+            tenant_outputs=1.5,
+            null=True,
+        ),
+        Scenario(
+            "new_tenants_null",  # a harmless cutover as ten tenants with long outputs arrive
+            rollouts=(Rollout({"code": "ae3f00d"}, 0.5),),
+            tenants=40,
+            new_tenants=(0.5, 10, 0.3),
+            null=True,
+        ),
+        Scenario(
+            "daily_tenant_improvement",  # a cycle and a tenant mix shift at once, a real -15%
+            rollouts=(
+                Rollout({"prompt": "outline@v3s"}, _PEAK, tenants=_SMALL),
+                Rollout({"prompt": "outline@v3s"}, _PEAK + 0.1),
+            ),
+            effects=(Effect("prompt", "outline@v3s", "input_tokens", 0.85),),
+            daily=5.5,
+            load_latency=0.6,
+            tenants=60,
+            tenant_outputs=1.5,
+            truth=(("input_tokens", ("prompt",), "improvement"),),
+        ),
     ]
 }
 
 
+def _times(scenario: Scenario, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted arrival times in [0, 1) of the timeline: uniform, or drawn from the load profile."""
+    if scenario.daily == 1.0 and scenario.weekly == 1.0:
+        return np.sort(rng.random(n))
+    grid = np.linspace(0.0, 1.0, int(scenario.days * 24 * 60) + 1)
+    load = _load(scenario, grid)
+    cdf = np.concatenate([[0.0], np.cumsum((load[1:] + load[:-1]) / 2)])
+    return np.sort(np.interp(rng.random(n) * cdf[-1], cdf, grid))
+
+
+def _load(scenario: Scenario, t: np.ndarray) -> np.ndarray:
+    """The load profile at timeline fractions ``t`` (1 at the weekend's trough)."""
+    hours = t * scenario.days * 24
+    hour, day = hours % 24, (hours // 24).astype(np.int64)
+    daily = 1 + (scenario.daily - 1) * (0.5 - 0.5 * np.cos(2 * np.pi * (hour - 4) / 24))
+    weekday = (T0.weekday() + day) % 7 < 5
+    return np.asarray(daily * np.where(weekday, scenario.weekly, 1.0), dtype=np.float64)
+
+
+def _tenants(
+    scenario: Scenario, t: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Many tenants: each request's tenant name and size rank (new tenants rank after the rest),
+    from a generator of their own so the other draws stay as they were."""
+    if scenario.tenants <= 3:
+        return None
+    rng = np.random.default_rng([seed, 7])
+    n, k = len(t), scenario.tenants
+    sizes = 1 / np.arange(1, k + 1) ** 1.1
+    rank = rng.choice(k, size=n, p=sizes / sizes.sum())
+    if scenario.new_tenants is not None:
+        at, count, share = scenario.new_tenants
+        late = (t >= at) & (rng.random(n) < share)
+        rank[late] = k + rng.integers(0, count, size=int(late.sum()))
+    return np.array([f"t{r:02d}" for r in range(k + 100)])[rank], rank
+
+
 def _versions(
-    scenario: Scenario, t: np.ndarray, route: np.ndarray, rng: np.random.Generator
+    scenario: Scenario,
+    t: np.ndarray,
+    route: np.ndarray,
+    rng: np.random.Generator,
+    rank: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     n = len(t)
     values = {c: np.full(n, v, dtype=object) for c, v in BASE.items()}
@@ -200,6 +338,8 @@ def _versions(
             live &= t < r.end
         if r.routes is not None:
             live &= np.isin(routes[route], r.routes)
+        if r.tenants is not None and rank is not None:
+            live &= (rank >= r.tenants[0]) & (rank < r.tenants[1])
         for component, value in r.changes.items():
             values.setdefault(component, np.full(n, BASE.get(component), dtype=object))
             values[component][live] = value
@@ -212,7 +352,8 @@ def generate(scenario: Scenario | str, requests: int = 20_000, seed: int = 0) ->
         scenario = SCENARIOS[scenario]
     rng = np.random.default_rng(seed)
     n = requests
-    t = np.sort(rng.random(n))
+    t = _times(scenario, n, rng)
+    many = _tenants(scenario, t, seed)
     names = list(ROUTES)
     p_before = np.array([scenario.mix[r] for r in names])
     route = rng.choice(len(names), size=n, p=p_before / p_before.sum())
@@ -221,9 +362,14 @@ def generate(scenario: Scenario | str, requests: int = 20_000, seed: int = 0) ->
         p_after = np.array([mix[r] for r in names])
         late = t >= at
         route[late] = rng.choice(len(names), size=int(late.sum()), p=p_after / p_after.sum())
-    versions = _versions(scenario, t, route, rng)
+    versions = _versions(scenario, t, route, rng, None if many is None else many[1])
     route_names = np.array(names)[route]
     tenant = rng.choice(np.array(["acme", "globex", "initech"]), size=n, p=[0.5, 0.3, 0.2])
+    out_mult = np.ones(n)
+    if many is not None:
+        tenant, rank = many
+        k = scenario.tenants
+        out_mult = np.where(rank < k, 1 + scenario.tenant_outputs * rank / max(k - 1, 1), 2.0)
 
     factor = {m: np.ones(n) for m in METRICS}
     for e in scenario.effects:
@@ -233,9 +379,16 @@ def generate(scenario: Scenario | str, requests: int = 20_000, seed: int = 0) ->
         factor[e.metric][hit] *= e.factor
     for d in scenario.drifts:
         factor[d.metric][t >= d.start] *= d.factor
+    slow = np.ones(n)
+    if scenario.load_latency:
+        load = _load(scenario, t)
+        lo, hi = float(load.min()), float(load.max())
+        slow = 1 + scenario.load_latency * (load - lo) / max(hi - lo, 1e-9)
+        for metric in ("ttft_ms", "tpot_ms", "tool_ms"):
+            factor[metric] *= slow
 
     base_in = np.array([ROUTES[r][0] for r in names])[route]
-    base_out = np.array([ROUTES[r][1] for r in names])[route]
+    base_out = np.array([ROUTES[r][1] for r in names])[route] * out_mult
     base_tool = np.array([ROUTES[r][2] for r in names])[route]
     model = versions["model"]
     params = np.array([MODELS[m] for m in model])
@@ -249,7 +402,7 @@ def generate(scenario: Scenario | str, requests: int = 20_000, seed: int = 0) ->
     ttft = ttft0 * factor["ttft_ms"] * rng.lognormal(0, 0.3, n)
     gen = output_tokens * tpot0 * factor["tpot_ms"] * rng.lognormal(0, 0.15, n)
     tool = base_tool * factor["tool_ms"] * rng.lognormal(0, 0.3, n)
-    queue = rng.exponential(15.0, n)
+    queue = rng.exponential(15.0, n) * slow
     retried = rng.random(n) < 0.03
     error_p = np.clip(0.01 * factor["error_rate"], 0, 1)
     failed = rng.random(n) < error_p
@@ -257,7 +410,7 @@ def generate(scenario: Scenario | str, requests: int = 20_000, seed: int = 0) ->
     llm_ms = ttft + gen
     latency = queue + tool + llm_ms * np.where(retried, 2.0, 1.0) + 5.0
 
-    start_ns = T0.timestamp() * 1e9 + t * SPAN_NS
+    start_ns = T0.timestamp() * 1e9 + t * (scenario.days * 86_400 * 1_000_000_000)
     start = start_ns.astype(np.int64)
     canon = {c: np.asarray(v, dtype=str) for c, v in sorted(versions.items())}
     canonical = np.full(n, "", dtype=object)
