@@ -31,7 +31,7 @@ def _no_context_leaks() -> Iterator[None]:
     from blameset.instrument import tracing
 
     assert not trace.get_current_span().get_span_context().is_valid, "a span was left current"
-    assert tracing._current.get() is None, "a blameset recorder was left current"
+    assert tracing.current_recorder() is None, "a blameset recorder was left current"
 
 
 @pytest.fixture
@@ -68,23 +68,25 @@ def redis_url() -> Iterator[str]:
         port = sock.getsockname()[1]
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
+    assert proc.stdout is not None
+    # Redis says when it listens: read its log up to that line (EOF means it exited at start),
+    # then keep draining it on a thread so a full pipe never stalls the server.
+    for line in proc.stdout:
+        if "Ready to accept connections" in line:
+            break
+    else:
+        proc.wait(10)
+        pytest.fail(f"redis-server exited at start (code {proc.returncode})")
+    import threading
+
+    threading.Thread(target=proc.stdout.read, name="redis-log", daemon=True).start()
     import redis
 
-    client = redis.Redis(port=port)
-    for _ in range(500):  # until it answers (bounded: ~5 s)
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            proc.poll()
-            if proc.returncode is not None:
-                pytest.fail("redis-server exited at start")
-            import time
-
-            time.sleep(0.01)
+    redis.Redis(port=port).ping()
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
     proc.wait(10)
@@ -92,16 +94,17 @@ def redis_url() -> Iterator[str]:
 
 @pytest.fixture
 def restore_configuration() -> Iterator[None]:
-    """Put back the telemetry configuration, the log handlers and the root level a test changed."""
+    """Put back the telemetry configuration, the log handlers and the root level a test changed.
+
+    The test runs inside ``configured()`` (telemetry off until it configures its own), which shuts
+    down whatever the test configured and puts the previous configuration back, still open."""
     import logging
 
     from blameset import instrument
-    from blameset.instrument import _runtime
 
-    previous = _runtime.current_state()
     root_level = logging.getLogger().level
-    yield
-    _runtime.install(previous).shutdown()
+    with instrument.configured(exporter="none"):
+        yield
     for name in ("app", None):
         target = logging.getLogger(name)
         for handler in list(target.handlers):
@@ -141,7 +144,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """One `blameset demo` run (1200 requests, seed 7) shared by the demo tests and the notebooks,
     which explore the demo's dataset as a newcomer would."""
     from blameset.cli.demo import run
-    from blameset.instrument import _runtime
+    from blameset.instrument import _runtime  # only to check that the run leaked nothing
 
     before = _runtime.current_state()
     result = run(tmp_path_factory.mktemp("demo"), requests=1200, seed=7)

@@ -8,7 +8,6 @@ import logging
 import logging.handlers
 import os
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -369,59 +368,95 @@ def op(i: int) -> int:
     return i
 
 
+class HeldRequests:
+    """Stands in for a hanging receiver's release event: holds each request until the test lets
+    go, and counts the requests it holds and those it has answered."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._released = False
+        self.holding = 0
+        self.answered = 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        with self._cond:
+            self.holding += 1
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: self._released, timeout)
+            self.holding -= 1
+            self.answered += 1
+            return self._released
+
+    def set(self) -> None:
+        with self._cond:
+            self._released = True
+            self._cond.notify_all()
+
+    def until_holding(self, n: int) -> bool:
+        """True once ``n`` requests are held (bounded, for a broken exporter)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.holding >= n, 30)
+
+
 def test_shutdown_is_bounded_with_many_batches_and_both_signals_hanging(tmp_path: Path):
-    """1500 spans and 1500 log records (several batches each) against a hanging collector:
-    shutdown returns within the export timeout plus the margin, and everything is spilled."""
+    """1500 spans and 1500 log records (several batches each) against a collector that holds
+    every request: shutdown returns at its one deadline while the span and the log exports are
+    both still held (it waits for neither, batch after batch), and everything is spilled."""
     hanging = HttpReceiver(mode="hang")
+    held = HeldRequests()
+    hanging.release = held  # type: ignore[assignment]
     try:
         instrument.configure(
             version_set=VS,
             exporter="otlp",
             endpoint=hanging.endpoint,
-            timeout=1.0,
+            timeout=60,  # the exporters would wait a minute: only shutdown's deadline ends this
             spill_dir=tmp_path,
         )
         instrument.setup_logging(logger="app")
         for i in range(1500):
             op(i)
-        t0 = time.perf_counter()
-        instrument.shutdown()
-        took = time.perf_counter() - t0
+        # One batch of each signal is in the collector's hands (one request per worker at a time).
+        assert held.until_holding(2), "the span and log exports never reached the collector"
+        instrument.shutdown(timeout_millis=0)  # the deadline: the 0.5 s margin alone
+        answered_before_shutdown_returned = held.answered
     finally:
         hanging.close()
-    # Export timeout + margin + the spill folder's 2 s (+ slack); batch by batch, spans then
-    # logs, would be six timeouts or more.
-    assert took < 1.0 + 0.5 + 2.0 + 0.5, f"shutdown took {took:.2f} s"
+    assert answered_before_shutdown_returned == 0, "shutdown waited for the collector"
     assert len(spilled(tmp_path, "spans")) == 1500
     assert len(spilled(tmp_path, "logs")) == 1500
 
 
 def test_a_slow_spill_disk_is_counted_not_lost(tmp_path: Path, caplog: pytest.LogCaptureFixture):
-    """A disk that does not take the spill in time: close() is bounded and says what it dropped."""
+    """A disk that does not take the spill in time: close() returns while the disk still holds
+    a batch, and says what it dropped and what is unconfirmed."""
     writer = SpillWriter(tmp_path)
-    stuck = threading.Event()
+    writing = threading.Event()
+    disk_free = threading.Event()
+    written = threading.Event()
     original = writer._write_locked
 
     def slow_write(batch):
-        stuck.wait(5)  # the disk hangs until the test lets go
+        writing.set()
+        disk_free.wait(30)  # the disk hangs until the test lets go
         original(batch)
+        written.set()
 
     writer._write_locked = slow_write  # type: ignore[method-assign]
     writer.spill("spans", [{"a": 1}], lambda x: x, "export failed")
-    for _ in range(1000):  # until the writer thread holds the first batch (bounded)
-        if writer._busy:
-            break
-        stuck.wait(0.005)
+    assert writing.wait(30), "the writer thread never took the first batch"
     writer.spill("spans", [{"a": 2}, {"a": 3}], lambda x: x, "export failed")
     with caplog.at_level(logging.WARNING, logger="blameset"):
-        t0 = time.perf_counter()
-        writer.close(timeout_s=0.2)
-        took = time.perf_counter() - t0
-    stuck.set()
-    assert took < 1.0
+        writer.close(timeout_s=0.05)
+    returned_while_disk_held = not written.is_set()
+    disk_free.set()
+    assert written.wait(30)
+    assert returned_while_disk_held, "close() waited for the disk"
     messages = " ".join(r.getMessage() for r in caplog.records)
     assert "2 spans (spill disk too slow at shutdown)" in messages
     assert "still being written" in messages
+    assert writer.dropped == {("spans", "spill disk too slow at shutdown"): 2}
+    assert writer.spilled == {"spans": 1}  # the held batch did reach the disk in the end
 
 
 def test_a_span_ending_after_shutdown_is_spilled(tmp_path: Path):

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import os
 import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -415,32 +413,47 @@ def test_store_faults_fail_closed_before_and_never_mask_after(caplog):
     assert info.value is original
 
 
+class WatchedSQLiteStore(SQLiteStore):
+    """A real SQLite store that says when a claim is asked of it, so a test can wait for that."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.asked = threading.Event()
+
+    def begin(self, *args, **kwargs) -> Claim:
+        self.asked.set()
+        return super().begin(*args, **kwargs)
+
+
 def test_async_idempotency_does_not_block_the_event_loop(tmp_path: Path):
-    """A SQLite file locked by another writer: the loop keeps ticking while the call waits."""
-    store = SQLiteStore(tmp_path / "guard.db")
+    """A SQLite file locked by another writer: while the call waits for the lock, another task
+    on the loop runs to completion; the call finishes once the writer lets go."""
+    store = WatchedSQLiteStore(tmp_path / "guard.db")
     blocker = SQLiteStore(tmp_path / "guard.db")
     db = blocker._connection()
     db.execute("BEGIN IMMEDIATE")  # another process holds the write lock
-    ticks = []
 
     @idempotent(key=lambda: "k", store=store)
     async def work() -> str:
         return "done"
 
-    async def ticker() -> None:
-        for _ in range(10):
-            ticks.append(time.monotonic())
-            await asyncio.sleep(0.02)
+    async def other() -> str:
+        await asyncio.sleep(0)  # a real suspension: it needs the loop back to finish
+        return "other ran"
 
-    async def main() -> str:
+    async def main() -> tuple[str, bool, str]:
         task = asyncio.create_task(work())
-        await ticker()
+        assert await asyncio.to_thread(store.asked.wait, 30), "the call never asked for a claim"
+        # The claim cannot be granted before the COMMIT below, so the call is still waiting.
+        progress = await asyncio.create_task(other())
+        still_waiting = not task.done()
         db.execute("COMMIT")  # the other writer lets go
-        return await task
+        return progress, still_waiting, await task
 
-    assert asyncio.run(main()) == "done"
-    gaps = [b - a for a, b in itertools.pairwise(ticks)]
-    assert max(gaps) < 0.5  # the loop was never stalled on the lock
+    progress, still_waiting, result = asyncio.run(main())
+    assert progress == "other ran"
+    assert still_waiting, "the loop ran again only after the call had given up on the lock"
+    assert result == "done"
 
 
 def test_store_failures_replay_keeps_the_message():
