@@ -13,6 +13,7 @@ from typing import Any
 import polars as pl
 import polars.selectors as cs
 
+from ._money import usd
 from ._requests import request_table
 
 __all__ = ["GROUPINGS", "Report", "report"]
@@ -70,10 +71,14 @@ class Report:
         shown = self.frame.select(
             [c for c in columns if c in self.frame.columns and c != "version_set"]
         ).with_columns(cs.float().round(4))
+        money = [c for c in ("cost_usd.mean", "cost_usd.total") if c in shown.columns]
+        shown = shown.with_columns(  # a small table: formatting it row by row costs nothing
+            pl.Series(c, [usd(v) for v in self.frame[c].to_list()]) for c in money
+        )
         with pl.Config(tbl_rows=30, tbl_cols=12, fmt_str_lengths=40, tbl_hide_dataframe_shape=True):
             return (
                 f"Report by {', '.join(self.by)}: {self.totals['requests']} requests, "
-                f"${self.totals['cost_usd']:.4f}\n{shown}"
+                f"{usd(self.totals['cost_usd'])}\n{shown}"
             )
 
 

@@ -25,7 +25,8 @@ from ._common import (
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from blameset.analyze import Attribution
+    from blameset.analyze import Attribution, Finding
+    from blameset.analyze.attribute import Episode
 
 _FINDING_COLUMNS = (
     "verdict",
@@ -124,7 +125,7 @@ def _print_episodes(result: Attribution, console: Console) -> None:
     from rich.table import Table
 
     episodes = Table(title=f"{len(result.episodes)} rollout episodes")
-    for c in ("at", "kind", "baseline", "candidate", "changed", "routes"):
+    for c in ("at", "kind", "baseline", "candidate", "changed", "routes", "compared (UTC)"):
         episodes.add_column(c)
     for e in result.episodes:
         changed = "; ".join(f"{k}: {v[0]} -> {v[1]}" for k, v in e.changes.items())
@@ -135,8 +136,35 @@ def _print_episodes(result: Attribution, console: Console) -> None:
             e.candidate,
             changed,
             ", ".join(e.routes),
+            compared(e),
         )
     console.print(episodes)
+
+
+def compared(episode: Episode) -> str:
+    """Which window each side's sample came from, and why it is smaller than the data: side by
+    side over the time both served, or before/after the change (a quarter of the data each side
+    at most, never across a change point in either version_set's own series)."""
+    how = episode.comparison
+    window = how.get("window")
+    if not window:
+        return "not compared (too few requests)"
+    lo, hi = (t[:16].replace("T", " ") for t in window)
+    at = episode.at.strftime("%Y-%m-%d %H:%M")
+    if how.get("mode") == "concurrent":
+        text = f"side by side {lo} to {hi}: the time both served"
+    else:
+        text = (
+            f"baseline {lo} to {at}, candidate {at} to {hi}: before/after the change, at most "
+            "a quarter of the data each side, cut at any change point in either's series"
+        )
+    if how.get("why"):  # attribution's own account of the window, when it gives one
+        text += f" ({how['why']})"
+    if how.get("adjusted_for"):
+        text += "; balanced on " + ", ".join(how["adjusted_for"])
+    if how.get("inconclusive"):
+        text += f"; inconclusive: {how.get('reason', 'no like traffic on both sides')}"
+    return text
 
 
 def _print_findings(result: Attribution, console: Console) -> None:
@@ -155,24 +183,47 @@ def _print_findings(result: Attribution, console: Console) -> None:
             ", ".join(f.components) or "-",
             ", ".join(f.scope.get("routes", [])),
             f"{f.baseline} -> {f.candidate}",
-            f"{f.n_baseline}/{f.n_candidate}",
+            _n(f, result),
         )
     console.print(findings)
+    if result.findings:
+        console.print(
+            "n: requests compared, baseline/candidate, of all each version_set served: those in "
+            "the episode's window ('compared' above) on its routes, in strata (route, tenant) "
+            "both sides have, and for latency metrics the successful ones only."
+        )
+
+
+def _n(finding: Finding, result: Attribution) -> str:
+    """``58/40 of 100/100``: the requests compared, and how many each version_set served."""
+    served = [
+        result.cohorts[v].requests if v in result.cohorts else None
+        for v in (finding.baseline, finding.candidate)
+    ]
+    shown = f"{finding.n_baseline}/{finding.n_candidate}"
+    if None in served:
+        return shown
+    return f"{shown} of {served[0]}/{served[1]}"
 
 
 def _print_cost(result: Attribution, console: Console) -> None:
     """The cost decomposition: its terms, and the version changes behind tokens per call and
     price."""
+    from blameset.analyze._money import usd
+
     cost = result.cost_decomposition
     if "before" not in cost:
         return
+    change = cost["change_usd"]
     console.print(
-        f"Cost {cost['before']['cost_usd']:.2f} -> {cost['after']['cost_usd']:.2f} USD "
-        f"({cost['change_usd']:+.2f}): "
-        + ", ".join(f"{k} {v:+.2f}" for k, v in cost["terms"].items())
+        f"Cost {usd(cost['before']['cost_usd'])} -> {usd(cost['after']['cost_usd'])} "
+        f"({usd(change, sign=True)}): "
+        + ", ".join(f"{k} {usd(v, sign=True)}" for k, v in cost["terms"].items())
     )
     for term in ("tokens_per_call", "price"):
         for d in cost["drivers"].get(term, [])[:3]:
-            if abs(d["usd"]) >= 0.005:
+            if abs(d["usd"]) >= 0.01 * abs(change):  # drivers worth a line: 1% of the change
                 moved = "; ".join(f"{k}: {v[0]} -> {v[1]}" for k, v in d["changes"].items())
-                console.print(f"  {term} {d['usd']:+.2f} USD: {moved or 'no version change'}")
+                console.print(
+                    f"  {term} {usd(d['usd'], sign=True)}: {moved or 'no version change'}"
+                )

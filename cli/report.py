@@ -13,6 +13,7 @@ from ._common import AsJson, Inputs, Since, SkipBadLines, Until, fail, open_span
 if TYPE_CHECKING:
     from blameset.analyze import Report
 
+_MONEY = "usd"  # a format that is the money formatter (imported when printing: a cheap import)
 _COLUMNS = {  # column -> (header, format); the rest is in --json
     "requests": ("requests", "{:,}"),
     "latency_ms.p50": ("p50 ms", "{:,.0f}"),
@@ -24,8 +25,8 @@ _COLUMNS = {  # column -> (header, format); the rest is in --json
     "queue_ms.mean": ("queue ms", "{:,.0f}"),
     "input_tokens.mean": ("in tok", "{:,.0f}"),
     "output_tokens.mean": ("out tok", "{:,.0f}"),
-    "cost_usd.mean": ("$/request", "{:.5f}"),
-    "cost_usd.total": ("$ total", "{:,.2f}"),
+    "cost_usd.mean": ("$/request", _MONEY),
+    "cost_usd.total": ("$ total", _MONEY),
     "error_rate": ("errors", "{:.2%}"),
 }
 
@@ -82,8 +83,10 @@ def _print_report(result: Report) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from blameset.analyze._money import usd
+
     table = Table(
-        title=f"{result.totals['requests']:,} requests, ${result.totals['cost_usd']:,.2f} "
+        title=f"{result.totals['requests']:,} requests, {usd(result.totals['cost_usd'])} "
         "(means per request; --json for everything)"
     )
     keys = [c for c in result.by if c != "version_set"]
@@ -93,11 +96,17 @@ def _print_report(result: Report) -> None:
         table.add_column(header, justify="right", no_wrap=True)
     for row in result.frame.iter_rows(named=True):
         cells = [_cell(row.get(c)) for c in keys]
-        cells += [
-            "-" if row.get(c) is None else fmt.format(row[c]) for c, (_, fmt) in _COLUMNS.items()
-        ]
+        cells += [_format(row.get(c), fmt) for c, (_, fmt) in _COLUMNS.items()]
         table.add_row(*cells)
     Console(width=max(190, Console().width)).print(table)
+
+
+def _format(value: Any, fmt: str) -> str:
+    from blameset.analyze._money import usd
+
+    if value is None:
+        return "-"
+    return usd(value) if fmt == _MONEY else fmt.format(value)
 
 
 def _cell(value: Any) -> str:
