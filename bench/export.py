@@ -1,10 +1,13 @@
 """What an OTLP outage costs the service: call latency and shutdown time while the collector is
-down, hangs or fails, against a healthy one; and the redactor on a long unbroken payload.
+down, hangs or fails, against a healthy one; and the redactor on a long unbroken payload. Also
+shutdown with many batches of both signals hanging, close() on a spill disk that hangs, and the
+event loop's longest stall while an async idempotent call waits on a locked SQLite file.
 
 The timings the tests used to assert (a call's p99 under 10 ms during an outage; shutdown within
-the export timeout + 0.5 s margin + 2 s for the spill folder; 60 KB redacted in under 0.5 s)
-are printed here as numbers and ratios against their reference, since a loaded machine made
-them flaky as assertions.
+the export timeout + 0.5 s margin + 2 s for the spill folder, under 4 s with 1500 spans and 1500
+logs hanging; a stuck spill disk's close() under 1 s; 60 KB redacted in under 0.5 s; no loop
+stall of 0.5 s) are printed here as numbers and ratios against their reference, since a loaded
+machine made them flaky as assertions. The tests keep what needs no clock.
 
 Run by hand, not in CI:  .venv/bin/python bench/export.py [--calls 200]
 """
@@ -12,17 +15,23 @@ Run by hand, not in CI:  .venv/bin/python bench/export.py [--calls 200]
 from __future__ import annotations
 
 import argparse
+import asyncio
+import itertools
+import logging
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parents[1]))  # tests.otlp_receiver: the tests' receivers
 
 from blameset import instrument
 from blameset.instrument import VersionSet, traced
 from blameset.instrument._redact import Redactor
+from blameset.instrument._spill import SpillWriter
 from tests.otlp_receiver import HttpReceiver, closed_port
 
 TIMEOUT_S = 1.0
@@ -77,6 +86,99 @@ def redactor_s() -> float:
     return time.perf_counter() - t0
 
 
+BOTH_SIGNALS_BOUND_S = TIMEOUT_S + 0.5 + 2.0 + 0.5  # the old test's bound, with slack
+SLOW_DISK_BOUND_S = 1.0  # close(timeout_s=0.2) on a disk that hangs
+LOOP_STALL_BOUND_S = 0.5
+
+
+def shutdown_both_signals_hanging_s(records: int = 1500) -> float:
+    """Seconds shutdown takes with ``records`` spans and as many log records (several batches
+    of each) queued for a collector that holds every request."""
+    receiver = HttpReceiver(mode="hang")
+    app = logging.getLogger("bench-app")
+    with tempfile.TemporaryDirectory() as spill:
+        try:
+            instrument.configure(
+                service="bench",
+                version_set=VersionSet(code="bench"),
+                exporter="otlp",
+                endpoint=receiver.endpoint,
+                timeout=TIMEOUT_S,
+                spill_dir=spill,
+            )
+            instrument.setup_logging(logger="bench-app")
+            for i in range(records):
+                app.warning("op %d", i)
+                op(i)
+            t0 = time.perf_counter()
+            instrument.shutdown()
+            took = time.perf_counter() - t0
+        finally:
+            receiver.close()
+            for handler in list(app.handlers):
+                app.removeHandler(handler)
+    return took
+
+
+def slow_spill_close_s() -> float:
+    """Seconds close(timeout_s=0.2) takes while the spill disk holds a batch and more wait."""
+    with tempfile.TemporaryDirectory() as folder:
+        writer = SpillWriter(Path(folder))
+        writing, disk_free = threading.Event(), threading.Event()
+        original = writer._write_locked
+
+        def stuck_write(batch: list[Any]) -> None:
+            writing.set()
+            disk_free.wait(30)
+            original(batch)
+
+        writer._write_locked = stuck_write  # type: ignore[method-assign]
+        logging.getLogger("blameset").disabled = True  # its warnings are the test's business
+        try:
+            writer.spill("spans", [{"a": 1}], lambda x: x, "export failed")
+            writing.wait(30)
+            writer.spill("spans", [{"a": 2}, {"a": 3}], lambda x: x, "export failed")
+            t0 = time.perf_counter()
+            writer.close(timeout_s=0.2)
+            took = time.perf_counter() - t0
+        finally:
+            logging.getLogger("blameset").disabled = False
+            disk_free.set()
+            if writer._thread is not None:  # it finishes its batch before the folder goes
+                writer._thread.join(30)
+    return took
+
+
+def loop_stall_s(ticks: int = 25) -> float:
+    """The longest gap between a 20 ms ticker's ticks while an async idempotent call waits for
+    a SQLite file another writer holds locked."""
+    from blameset.instrument.idempotency import idempotent
+    from blameset.instrument.stores import SQLiteStore
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "guard.db"
+        store, blocker = SQLiteStore(path), SQLiteStore(path)
+        db = blocker._connection()
+        db.execute("BEGIN IMMEDIATE")
+        stamps: list[float] = []
+
+        @idempotent(key=lambda: "k", store=store)
+        async def work() -> str:
+            return "done"
+
+        async def main() -> str:
+            task = asyncio.create_task(work())
+            for _ in range(ticks):
+                stamps.append(time.perf_counter())
+                await asyncio.sleep(0.02)
+            db.execute("COMMIT")
+            return await task
+
+        asyncio.run(main())
+        db.close()
+    return max(b - a for a, b in itertools.pairwise(stamps))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=200, help="timed calls per case")
@@ -93,6 +195,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     took = redactor_s()
     print(f"  redactor, 60 KB unbroken: {took * 1e3:.1f} ms ({took / 0.5:.3f}x the 0.5 s bound)")
+    took = shutdown_both_signals_hanging_s()
+    print(
+        f"  shutdown, 1500 spans + 1500 logs hanging: {took:5.2f} s "
+        f"({took / BOTH_SIGNALS_BOUND_S:4.2f}x the {BOTH_SIGNALS_BOUND_S:.1f} s bound)"
+    )
+    took = slow_spill_close_s()
+    print(
+        f"  close(0.2 s) on a stuck spill disk: {took * 1e3:.0f} ms "
+        f"({took / SLOW_DISK_BOUND_S:4.2f}x the {SLOW_DISK_BOUND_S:.0f} s bound)"
+    )
+    took = loop_stall_s()
+    print(
+        f"  longest loop stall, async idempotent call on a locked SQLite file: "
+        f"{took * 1e3:.0f} ms ({took / LOOP_STALL_BOUND_S:4.2f}x the {LOOP_STALL_BOUND_S} s bound)"
+    )
     return 0
 
 
