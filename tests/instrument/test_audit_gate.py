@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from blameset import instrument
 from blameset.analyze.gate import check_design
 from blameset.cli.app import app
-from blameset.instrument import _runtime, request_context, traced
+from blameset.instrument import request_context, traced
 from blameset.instrument.audit import AuditLog, AuditLogDamaged, set_default, verify
 from blameset.instrument.errors import PolicyViolation, taxonomy_markdown
 from blameset.instrument.idempotency import idempotent
@@ -118,13 +118,8 @@ def test_audited_errors_are_recorded(tmp_path: Path, spans: CapturedSpans):
 def test_audit_records_go_out_as_log_records(tmp_path: Path):
     """With telemetry configured, each audit record is also an OTel log record."""
     out = tmp_path / "spans.jsonl"
-    previous = _runtime.current_state()
-    instrument.configure(version_set=VS, exporter=f"jsonl:{out}")
-    try:
+    with instrument.configured(version_set=VS, exporter=f"jsonl:{out}"):  # shut, then restored
         AuditLog(tmp_path / "audit.jsonl").record(actor="u", action="a", target="t", result="ok")
-        instrument.shutdown()
-    finally:
-        _runtime.install(previous)
     (event,) = [json.loads(x) for x in (tmp_path / "spans.logs.jsonl").read_text().splitlines()]
     assert event["event_name"] == "blameset.audit"
     assert event["attributes"]["blameset.audit.result"] == "ok"

@@ -18,12 +18,7 @@ from blameset.instrument._export import ConsoleSpanExporter
 from blameset.instrument.testing import CapturedSpans, FakeClock, SequentialIds
 from tests.conftest import VS
 
-
-@pytest.fixture(autouse=True)
-def _restore_configuration():
-    previous = _runtime.current_state()
-    yield
-    _runtime.install(previous).shutdown()
+pytestmark = pytest.mark.usefixtures("restore_configuration")
 
 
 @traced("op")

@@ -223,9 +223,7 @@ def test_a_clock_that_fails_mid_stream_never_reaches_the_consumer():
         return next(ticks)
 
     captured = CapturedSpans()
-    previous = _runtime.current_state()
-    instrument.configure(version_set=VS, exporter=captured, batch=False, clock=clock)
-    try:
+    with instrument.configured(version_set=VS, exporter=captured, batch=False, clock=clock):
 
         @traced.llm(model="m")
         def stream():
@@ -233,8 +231,6 @@ def test_a_clock_that_fails_mid_stream_never_reaches_the_consumer():
             yield 2
 
         assert list(stream()) == [1, 2]
-    finally:
-        _runtime.install(previous).shutdown()
     assert len(captured) == 1  # the span still ended (with the SDK's own end time)
 
 
@@ -325,14 +321,10 @@ def test_exceptions_keep_their_traceback_in_async_and_generators(spans: Captured
 
 def test_record_usage_with_telemetry_off_still_prices():
     """With telemetry off there is no span, but a call naming its model still gets its cost."""
-    previous = _runtime.current_state()
-    instrument.configure(version_set=VS, exporter="none")
-    try:
+    with instrument.configured(version_set=VS, exporter="none"):
         cost = record_usage(
             input_tokens=1000, output_tokens=500, model="gpt-4o-2024-08-06", provider="openai"
         )
-    finally:
-        _runtime.install(previous)
     assert cost == pytest.approx(0.0075)
 
 
@@ -350,22 +342,19 @@ def test_shutdown_survives_an_exporter_that_fails_to_shut_down():
         def shutdown(self) -> None:
             raise OSError("shutdown failed")
 
-    previous = _runtime.current_state()
-    instrument.configure(version_set=VS, exporter=Broken(), batch=False)
-
     @traced("op")
     def op() -> int:
         return 1
 
-    assert op() == 1
-    instrument.force_flush()
-    instrument.shutdown()
-    _runtime.install(previous)
+    with instrument.configured(version_set=VS, exporter=Broken(), batch=False):
+        assert op() == 1
+        instrument.force_flush()
+        instrument.shutdown()
 
 
 def test_capture_spans_restores_the_previous_configuration():
     """capture_spans() puts back whatever was configured before it."""
-    before = _runtime.current_state()
+    before = _runtime.current_state()  # the one place a test reads the State: nothing leaked
     with capture_spans():
         assert _runtime.current_state() is not before
     assert _runtime.current_state() is before
