@@ -103,10 +103,16 @@ def load_levels(frame: pl.DataFrame, *, buckets: int = 192) -> pl.Series | None:
     width = max(min((t1 - t0) // buckets + 1, _QUARTER_HOUR), 1)
     bucket = (t - t0) // width
     counts = np.bincount(bucket, minlength=int(bucket.max()) + 1).astype(np.float64)
-    smooth = np.convolve(counts, np.ones(5) / 5, mode="same")
-    smooth[:2], smooth[-2:] = smooth[2], smooth[-3]  # the edges average fewer buckets
+    # a moving average over enough buckets to hold ~100 requests (5 to 25 buckets), so Poisson
+    # noise in a quiet stretch is no cycle
+    span = int(min(max(math.ceil(100 / max(counts.mean(), 1e-9)), 5), 25)) | 1
+    if len(counts) < 3 * span:
+        return None
+    smooth = np.convolve(counts, np.ones(span) / span, mode="same")
+    half = span // 2
+    smooth[:half], smooth[-half:] = smooth[half], smooth[-half - 1]  # edges average fewer
     lo, hi = np.quantile(smooth, [0.05, 0.95])
-    if lo <= 0 or hi / lo < 1.5 or counts.var() < 4 * counts.mean():
+    if lo <= 0 or hi / lo < 1.5 or smooth.var() < 4 * counts.mean() / span:
         return None
     log_rate = np.log(np.maximum(smooth, lo))
     edges = np.linspace(math.log(lo), math.log(hi), LOAD_LEVELS + 1)[1:-1]

@@ -1,14 +1,15 @@
 """Seeded traffic with injected causes of known size, component and time, as a span table.
 
-Each scenario is a timeline over two days (or ``days``): a traffic mix per route, rollouts of version
-components (cutover, canary, A/B; co-released components share one draw so they always move
-together; optionally only to some tenants), effects tied to a component value (optionally on some
-routes only), and drift tied to a time with no version change. Traffic may follow a daily and a
-weekly load cycle (arrivals drawn from the load profile) with latency rising with load, and may
+Each scenario is a timeline over two days (or ``days``): a traffic mix per route, rollouts of
+version components (cutover, canary, A/B; co-released components share one draw so they always
+move together; optionally only to some tenants), effects tied to a component value (optionally on
+some routes only), and drift tied to a time with no version change. Traffic may follow a daily and
+a weekly load cycle (arrivals drawn from the load profile) with latency rising with load, and may
 come from many tenants of Zipf-like sizes whose outputs grow longer the smaller the tenant, with
-tenants that only arrive at some time. Requests become three-ish spans: the request, one LLM call (two when it retried), and a tool
-call on the export route; all columns of ``analyze.SPAN_SCHEMA``, so the result can be written as an
-ingested dataset or handed straight to ``analyze.attribute``.
+tenants that only arrive at some time. Requests become three-ish spans: the request, one LLM call
+(two when it retried), and a tool call on the export route; all columns of
+``analyze.SPAN_SCHEMA``, so the result can be written as an ingested dataset or handed straight to
+``analyze.attribute``.
 
     .venv/bin/python bench/scenarios.py prompt_regression --requests 20000 --out /tmp/ds
 """
@@ -240,8 +241,8 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "tenant_simpson",  # -10% output tokens in every tenant, rolled out to small ones first
             rollouts=(
-                Rollout({"config": "t0.5"}, 0.3, share=0.6, end=0.65, tenants=_SMALL, group=1),
-                Rollout({"config": "t0.5"}, 0.3, share=0.1, end=0.65, tenants=(0, 20), group=1),
+                Rollout({"config": "t0.5"}, 0.3, share=0.75, end=0.65, tenants=_SMALL, group=1),
+                Rollout({"config": "t0.5"}, 0.3, share=0.25, end=0.65, tenants=(0, 20), group=1),
                 Rollout({"config": "t0.5"}, 0.65),
             ),
             effects=(Effect("config", "t0.5", "output_tokens", 0.9),),
@@ -302,9 +303,7 @@ def _load(scenario: Scenario, t: np.ndarray) -> np.ndarray:
     return np.asarray(daily * np.where(weekday, scenario.weekly, 1.0), dtype=np.float64)
 
 
-def _tenants(
-    scenario: Scenario, t: np.ndarray, seed: int
-) -> tuple[np.ndarray, np.ndarray] | None:
+def _tenants(scenario: Scenario, t: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray] | None:
     """Many tenants: each request's tenant name and size rank (new tenants rank after the rest),
     from a generator of their own so the other draws stay as they were."""
     if scenario.tenants <= 3:
