@@ -1,7 +1,7 @@
 """The `blameset` command: one Typer app joining a module per command (`taxonomy`, `ingest`,
-`check`, `gate`, `report`, `attribute`, `demo`) and a sub-app per noun (`audit`, `budget`). The
-CLI holds no logic: each command parses options, calls analyze or instrument, prints, and maps
-errors to exit codes.
+`check`, `gate`, `report`, `attribute`, `judge`, `demo`) and a sub-app per noun (`audit`,
+`budget`). The CLI holds no logic: each command parses options, calls analyze or instrument,
+prints, and maps errors to exit codes.
 
 The base install (services) has no CLI stack: without typer, ``blameset`` says which extra to
 install instead of failing on an import.
@@ -50,7 +50,7 @@ def root(
 
 
 def _build() -> typer.Typer:
-    from . import attribute, audit, budget, check, gate, ingest, report, taxonomy
+    from . import attribute, audit, budget, check, gate, ingest, judge, report, taxonomy
     from .demo._command import demo
 
     cli = typer.Typer(
@@ -67,6 +67,7 @@ def _build() -> typer.Typer:
         gate.gate,
         report.report,
         attribute.attribute,
+        judge.judge,
         demo,
     ):
         cli.command()(command)
