@@ -69,6 +69,9 @@ class StratifiedMean:
     var_candidate: float
     n_baseline: int
     n_candidate: int
+    raw: tuple[float, float] | None = None
+    """A rate's variances without the smoothing, which fades as the sample grows: a sample
+    ``s`` times larger has variance ``raw / s + (smoothed - raw) / s^2``."""
 
     def effect(
         self, relative: bool, scale: tuple[float, float] = (1.0, 1.0)
@@ -76,6 +79,10 @@ class StratifiedMean:
         """(effect, its variance): the log ratio (relative) or the difference; ``scale`` says how
         many times larger each side's sample is taken to be (variance / scale)."""
         vb, vc = self.var_baseline / scale[0], self.var_candidate / scale[1]
+        if self.raw is not None:
+            rb, rc = self.raw
+            vb = rb / scale[0] + (self.var_baseline - rb) / scale[0] ** 2
+            vc = rc / scale[1] + (self.var_candidate - rc) / scale[1] ** 2
         if relative:
             if self.baseline <= 0 or self.candidate <= 0:
                 return math.nan, math.inf
@@ -110,6 +117,13 @@ def stratified_mean(
     mb, vb = _moments(b_values, b_strata, nb, k, rate)
     mc, vc = _moments(c_values, c_strata, nc, k, rate)
     keep = np.flatnonzero(common)
+    raw = None
+    if rate:
+        rb, rc = mb * (1 - mb), mc * (1 - mc)
+        raw = (
+            float((w[keep] ** 2 * rb[keep] / nb[keep]).sum()),
+            float((w[keep] ** 2 * rc[keep] / nc[keep]).sum()),
+        )
     return StratifiedMean(
         baseline=float((w[keep] * mb[keep]).sum()),
         candidate=float((w[keep] * mc[keep]).sum()),
@@ -117,6 +131,7 @@ def stratified_mean(
         var_candidate=float((w[keep] ** 2 * vc[keep] / nc[keep]).sum()),
         n_baseline=int(nb[keep].sum()),
         n_candidate=int(nc[keep].sum()),
+        raw=raw,
     )
 
 

@@ -455,8 +455,11 @@ def _mean_test(
 
 
 def _judged(
-    metric: str, limit: Limit, sm: StratifiedMean, interval: Any, needed_floor: int = 0
+    metric: str, limit: Limit, sm: StratifiedMean, interval: Any, projection: Any = None
 ) -> MetricJudgement:
+    """The metric's status now, and for an open one the requests that would settle it:
+    ``interval(s)`` is the sequence with a sample ``s`` times today's (``projection(s)`` when the
+    exact one is too coarse to extrapolate, as a quantile of a few dozen values is)."""
     bound = _bound(limit)
     now = interval(1.0)
     status = _decided(now, bound)
@@ -474,7 +477,7 @@ def _judged(
     if not limit.relative and (metric in _RATES or metric.startswith("error_rate.")):
         out.lo, out.hi = max(out.lo, -1.0), min(out.hi, 1.0)  # a rate moves by 100pp at most
     if status == "open":
-        scale = _scale_needed(interval, bound)
+        scale = _scale_needed(projection or interval, bound)
         out.needed = None if scale is None else max(math.ceil(sm.n_candidate * (scale - 1)), 1)
     return out
 
@@ -531,8 +534,19 @@ def _quantile_test(
         hi = math.log(c_hi / b_lo) if b_lo > 0 and math.isfinite(c_hi) else math.inf
         return Interval(math.log(qc / qb) if qc > 0 else -math.inf, lo, hi)
 
+    # to project: the quantile's asymptotic variance, p(1 - p) / (n f(q)^2), on the log scale,
+    # the density read from the baseline's spacing around q (both sides taken to share its shape)
+    spread = (b.quantile(min(p + 0.02, 0.999)) - b.quantile(max(p - 0.02, 0.001))) / (0.04 * qb)
+
+    def projection(scale: float) -> Interval:
+        s_b, s_c = scales(scale)
+        var = p * (1 - p) * spread**2 * (1 / (eff_b * s_b) + 1 / (eff_c * s_c))
+        h = half_width(var, _tau(limit), alpha)
+        point = math.log(qc / qb) if qc > 0 else -math.inf
+        return Interval(point, point - h, point + h)
+
     sm = StratifiedMean(qb, qc, 0.0, 0.0, int(keep_b.sum()), n_c)
-    return _judged(metric, limit, sm, interval)
+    return _judged(metric, limit, sm, interval, projection)
 
 
 def judge(
