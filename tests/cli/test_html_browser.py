@@ -7,7 +7,10 @@ missing browser fails the test.
 
 from __future__ import annotations
 
+import html
+import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -93,6 +96,105 @@ def test_screenshot_is_not_blank(chromium, page, tmp_path):
     assert background < 0.97, f"{background:.1%} of the page is white"
     saturated = (rgb.max(axis=1).astype(int) - rgb.min(axis=1)) > 80  # plot colours, not greys
     assert saturated.mean() > 0.01
+
+
+# --- the demo's page as a person reads it -------------------------------------------------------
+
+LAYOUT_CHECK = """<script>
+window.addEventListener("load", () => setTimeout(() => {
+  const inPlot = (el) => el.closest(".js-plotly-plot") !== null;
+  const overflowing = [];
+  for (const el of document.body.querySelectorAll("*")) {
+    if (inPlot(el) || el.tagName === "SCRIPT" || el.id === "layout-report") continue;
+    if (el.scrollWidth > el.clientWidth + 1 && el.clientWidth > 0 &&
+        getComputedStyle(el).overflowX !== "visible")
+      overflowing.push(el.tagName + " " + el.className);
+    const box = el.getBoundingClientRect(), parent = el.parentElement.getBoundingClientRect();
+    if (el.parentElement !== document.body && box.width > 0 &&
+        (box.right > parent.right + 1 || box.left < parent.left - 1))
+      overflowing.push(el.tagName + "." + el.className + " sticks out of its parent");
+  }
+  const clash = [];
+  for (const plot of document.querySelectorAll(".js-plotly-plot")) {
+    const bar = plot.querySelector(".modebar-container");
+    for (const title of plot.querySelectorAll(".gtitle")) {
+      if (!bar) continue;
+      const a = title.getBoundingClientRect(), b = bar.getBoundingClientRect();
+      if (a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom)
+        clash.push(title.textContent);
+    }
+  }
+  const worse = [...document.querySelectorAll("tr.worse td, td.worse")].map(
+    (td) => getComputedStyle(td).color);
+  const report = {
+    overflowing, clash, worse,
+    pageWider: document.documentElement.scrollWidth > window.innerWidth,
+    headline: (document.getElementById("headline") || {}).textContent || "",
+    legend: [...document.querySelectorAll(".legendtext")].map((t) => t.textContent),
+    ticks: [...document.querySelectorAll(".xtick text")].map((t) => t.textContent),
+  };
+  const out = document.createElement("pre");
+  out.id = "layout-report";
+  out.textContent = JSON.stringify(report);
+  document.body.appendChild(out);
+}, 200));
+</script>"""
+
+
+@pytest.fixture(scope="module")
+def demo_page(demo_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo's report page with the layout check appended (a copy: the demo's is untouched)."""
+    page = tmp_path_factory.mktemp("demo-page") / "report.html"
+    page.write_text(
+        demo_run.html.read_text(encoding="utf-8").replace("</body>", LAYOUT_CHECK + "</body>"),
+        encoding="utf-8",
+    )
+    return page
+
+
+def _layout(chromium: str, page: Path, cwd: Path) -> dict:
+    result = _browse(chromium, "--window-size=1440,2000", "--dump-dom", page.as_uri(), cwd=cwd)
+    assert result.returncode == 0, result.stderr[-2000:]
+    found = re.search(r'<pre id="layout-report">(.*?)</pre>', result.stdout, re.S)
+    assert found, "the layout check did not run"
+    return json.loads(html.unescape(found.group(1)))
+
+
+def test_the_demo_page_leads_with_its_headline_and_names_versions(
+    chromium, demo_run, demo_page, tmp_path
+):
+    """At desktop width the page opens with the headline the demo prints (in words), every
+    legend names version_sets by what they changed, never by a bare 12-hex id, and the rows of
+    worse findings are red."""
+    from blameset.analyze._prose import describe, headline
+
+    layout = _layout(chromium, demo_page, tmp_path)
+    first = headline(demo_run.attribution)
+    assert first is not None
+    assert layout["headline"] == describe(first)
+    assert "outline@v3 -> v4" in " ".join(layout["legend"])
+    assert not [t for t in layout["legend"] + layout["ticks"] if re.fullmatch(r"[0-9a-f]{12}", t)]
+    assert layout["worse"], "no finding row is marked worse"
+    assert all(c.startswith("rgb(176, 28, 29") for c in layout["worse"]), layout["worse"]
+
+
+def test_nothing_on_the_demo_page_overflows_or_overlaps(chromium, demo_page, tmp_path):
+    """No element sticks out of its box or scrolls inside it, the page is no wider than the
+    window, and no plot title sits under plotly's toolbar; a desktop screenshot renders."""
+    layout = _layout(chromium, demo_page, tmp_path)
+    assert layout["overflowing"] == []
+    assert layout["clash"] == []
+    assert not layout["pageWider"]
+    shot = tmp_path / "demo-desktop.png"
+    result = _browse(
+        chromium,
+        f"--screenshot={shot}",
+        "--window-size=1440,2400",
+        demo_page.as_uri(),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert read_png(shot.read_bytes()).shape[:2] == (2400, 1440)
 
 
 # --- a PNG reader (zlib + struct), enough for browser screenshots -------------------------------
