@@ -42,3 +42,149 @@ def test_the_redactor_takes_long_unbroken_text():
     quadratic) is bench/export.py's to measure, not a test's."""
     blob = ("ab.c-" * 12_000) + "@x"
     assert Redactor()(blob) == blob
+
+
+# --- the corpus: every secret kind goes, every id stays -------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from blameset.instrument._redact import is_sensitive_key  # noqa: E402
+
+from .secrets_corpus import CUSTOM_PATTERNS, SAFE, SECRETS  # noqa: E402
+
+REDACT = Redactor(CUSTOM_PATTERNS)
+
+
+def test_the_corpus_has_forty_secrets_of_every_kind():
+    """The end-to-end checks draw on at least 40 secrets, each present in its own text."""
+    assert len(SECRETS) >= 40
+    assert all(secret in text for _, text, secret in SECRETS)
+
+
+@pytest.mark.parametrize(("name", "text", "secret"), SECRETS, ids=[s[0] for s in SECRETS])
+def test_every_secret_in_the_corpus_is_removed_and_named(name: str, text: str, secret: str):
+    """Each secret of the corpus is gone from the scrubbed text and a [REDACTED:kind] says so."""
+    out = REDACT(text)
+    assert secret not in out
+    assert "[REDACTED:" in out
+
+
+@pytest.mark.parametrize("text", SAFE)
+def test_ids_hashes_versions_and_model_names_pass_unchanged(text: str):
+    """Trace/span ids, version sets, git SHAs, hashes, UUIDs, model names: not one character
+    changes."""
+    assert REDACT(text) == text
+
+
+def test_what_is_replaced_says_what_it_was():
+    """The mark names the kind: a GitHub token is a github_token, a card a card_number."""
+    assert REDACT("ghp_16C7e42F292c6912E7710c838347Ae178B4a") == "[REDACTED:github_token]"
+    assert REDACT("4111111111111111") == "[REDACTED:card_number]"
+    assert REDACT("password: letmein") == "password: [REDACTED:password]"
+
+
+def test_a_card_number_failing_luhn_is_left():
+    """16 digits that fail the Luhn check are a number, not a card."""
+    assert REDACT("order 4111111111111112") == "order 4111111111111112"
+
+
+def test_scrubbing_twice_changes_nothing_more():
+    """Redacted text goes through again unchanged (exporters may meet it twice)."""
+    for _, text, _ in SECRETS:
+        once = REDACT(text)
+        assert REDACT(once) == once
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "password",
+        "db.password",
+        "http.request.header.authorization",
+        "x-api-key",
+        "apiKey",
+        "aws_secret_access_key",
+        "refresh_token",
+        "Cookie",
+        "session",
+        "private_key",
+        "credentials",
+    ],
+)
+def test_a_key_naming_a_credential_hides_the_whole_value(key: str):
+    """By name: the value of such a key goes whole, whatever it looks like."""
+    assert is_sensitive_key(key)
+    assert REDACT.value(key, "plain words only").startswith("[REDACTED:")
+    assert REDACT.mapping({key: ["a", "b"]})[key] == [REDACT.value(key, "a")] * 2
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "gen_ai.usage.input_tokens",
+        "gen_ai.request.max_tokens",
+        "gen_ai.request.model",
+        "session.id",
+        "blameset.version_set",
+        "author",
+        "code.function.name",
+    ],
+)
+def test_keys_that_merely_contain_a_credential_word_keep_their_value(key: str):
+    """``input_tokens``, ``session.id``, ``author``: counters and ids, not credentials."""
+    assert not is_sensitive_key(key)
+    assert REDACT.value(key, "gpt-4o") == "gpt-4o"
+    assert REDACT.value(key, 1200) == 1200
+
+
+def test_nested_values_are_scrubbed_by_name_and_by_shape():
+    """Dicts and lists inside a mapping (audit details) are walked."""
+    out = REDACT.mapping(
+        {
+            "request": {
+                "headers": {"Authorization": "Bearer abc"},
+                "note": "sk-ant-api03-" + "x" * 20,
+            }
+        }
+    )
+    assert out == {
+        "request": {
+            "headers": {"Authorization": "[REDACTED:authorization]"},
+            "note": "[REDACTED:anthropic_key]",
+        }
+    }
+
+
+_FILLER = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=60)
+
+
+@settings(max_examples=200, deadline=None)
+@given(before=_FILLER, after=_FILLER, index=st.integers(0, len(SECRETS) - 1))
+def test_a_secret_embedded_in_random_text_is_always_removed(before: str, after: str, index: int):
+    """Whatever text surrounds it (separated by a space, as a secret in prose is), it goes."""
+    _, text, secret = SECRETS[index]
+    assert secret not in REDACT(f"{before} {text} {after}")
+
+
+_HEX = "0123456789abcdef"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    trace=st.integers(1, 2**128 - 1),
+    span=st.integers(1, 2**64 - 1),
+    sha=st.text(alphabet=_HEX, min_size=40, max_size=40),
+    uuid=st.uuids(),
+    version=st.tuples(st.integers(0, 99), st.integers(0, 99), st.integers(0, 999)),
+    model=st.sampled_from(["gpt-4o", "claude-3-5-sonnet-20241022", "gemini-1.5-pro-002"]),
+)
+def test_generated_ids_versions_and_model_names_pass_unchanged(
+    trace: int, span: int, sha: str, uuid: object, version: tuple[int, int, int], model: str
+):
+    """Random trace ids, span ids, git SHAs, UUIDs and version strings in a sentence: unaltered."""
+    text = (
+        f"trace {trace:032x} span {span:016x} at {sha[:12]} / {sha} id {uuid} "
+        f"model={model} code=v{version[0]}.{version[1]}.{version[2]} hash sha256:{sha}{sha[:24]}"
+    )
+    assert REDACT(text) == text
