@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.id_generator import IdGenerator
     from opentelemetry.sdk.trace.sampling import Sampler
 
+    from ._records import Scrubber
     from ._runtime import Clock
     from ._spill import SpillWriter
 
@@ -103,9 +104,12 @@ def configure(
     (``"parentbased_traceidratio:0.1"``); left out, the ``OTEL_TRACES_SAMPLER`` variables decide.
     A sampled-out call still rolls up and prices its usage: sampling drops spans, not money.
 
-    ``capture_content`` records prompt and completion text given to ``record_content``; ``redact``
-    adds patterns to the redactor that scrubs API keys, bearer tokens and e-mail addresses from it
-    (and from exception messages, always).
+    ``capture_content`` records prompt and completion text given to ``record_content``. Every
+    exported signal (span names, attributes, events and status; log bodies and attributes,
+    ``extra=`` fields included; audit details; the spill folder) goes through one redactor
+    before it leaves the process, capture on or off: values under credential-named keys go
+    whole, and free text loses provider keys, tokens, passwords, PEM keys, card numbers and
+    e-mail addresses (``[REDACTED:<kind>]``). ``redact`` adds the user's own patterns.
 
     ``version_set`` defaults to :meth:`VersionSet.from_env`; ``prices`` maps model names to the
     user's own prices (checked before genai-prices); ``batch=False`` exports each span as it ends;
@@ -202,7 +206,9 @@ def _build(options: Options, pricer: Pricer, redactor: Redactor) -> State:
 
     from . import _export
     from ._pipeline import exporter_timeout_s
+    from ._records import Scrubber
 
+    scrubber = Scrubber(redactor)
     resource = _resource(options)
     export_timeout = exporter_timeout_s("traces", options.timeout)
     # shutdown_on_exit=False: we register one atexit hook for whichever State is in force, not
@@ -233,11 +239,13 @@ def _build(options: Options, pricer: Pricer, redactor: Redactor) -> State:
             # Through the spilling processor too: a full queue (a burst) spills, never drops.
             spill = _spill_writer(options)
             span_processor: SpanProcessor = _spilling(
-                _export.JsonlSpanExporter(arg), spill, settings
+                _export.JsonlSpanExporter(arg), spill, settings, scrubber
             )
             log_exporter = _export.JsonlLogExporter(_export.sibling_log_path(arg))
         elif name == "console":
-            span_processor = SimpleSpanProcessor(_export.ConsoleSpanExporter())
+            span_processor = SimpleSpanProcessor(
+                _export.ScrubbingSpanExporter(_export.ConsoleSpanExporter(), scrubber)
+            )
         elif name == "otlp":
             settings = _export.OtlpSettings(
                 endpoint=options.endpoint,
@@ -246,7 +254,9 @@ def _build(options: Options, pricer: Pricer, redactor: Redactor) -> State:
                 timeout=options.timeout,
             )
             spill = _spill_writer(options)
-            span_processor = _spilling(_export.otlp_exporter("traces", settings), spill, settings)
+            span_processor = _spilling(
+                _export.otlp_exporter("traces", settings), spill, settings, scrubber
+            )
             log_exporter = _export.otlp_exporter("logs", settings)
         else:
             raise ValueError(
@@ -255,14 +265,20 @@ def _build(options: Options, pricer: Pricer, redactor: Redactor) -> State:
             )
     elif options.batch:
         spill = _spill_writer(options)
-        span_processor = _spilling(spec, spill, settings)
+        span_processor = _spilling(spec, spill, settings, scrubber)
     else:
-        span_processor = SimpleSpanProcessor(spec)
+        span_processor = SimpleSpanProcessor(_export.ScrubbingSpanExporter(spec, scrubber))
     provider.add_span_processor(span_processor)
 
     logger_provider = None
     if options.logs and log_exporter is not None:
-        logger_provider = _logger_provider(resource, log_exporter, spill, settings)
+        logger_provider = _logger_provider(
+            resource,
+            _export.ScrubbingLogExporter(log_exporter, scrubber),
+            spill,
+            settings,
+            scrubber,
+        )
     _warm_prices()
     return State(
         off=False,
@@ -287,15 +303,24 @@ def _spill_writer(options: Options) -> SpillWriter:
     return SpillWriter(folder, options.spill_max_bytes or DEFAULT_MAX_BYTES)
 
 
-def _spilling(exporter: SpanExporter, spill: SpillWriter, settings: Any) -> SpanProcessor:
+def _spilling(
+    exporter: SpanExporter, spill: SpillWriter, settings: Any, scrubber: Scrubber
+) -> SpanProcessor:
+    """Batches to ``exporter`` through the scrubber; what is spilled is scrubbed too."""
+    from ._export import ScrubbingSpanExporter
     from ._pipeline import SpillingSpanProcessor, exporter_timeout_s
 
     timeout = exporter_timeout_s("traces", settings.timeout)
-    return SpillingSpanProcessor(exporter, spill, export_timeout_s=timeout)
+    return SpillingSpanProcessor(
+        ScrubbingSpanExporter(exporter, scrubber),
+        spill,
+        export_timeout_s=timeout,
+        to_dict=scrubber.span_dict,
+    )
 
 
 def _logger_provider(
-    resource: Any, exporter: Any, spill: SpillWriter | None, settings: Any
+    resource: Any, exporter: Any, spill: SpillWriter | None, settings: Any, scrubber: Scrubber
 ) -> LoggerProvider:
     from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
@@ -310,7 +335,9 @@ def _logger_provider(
     else:
         timeout = exporter_timeout_s("logs", settings.timeout)
         provider.add_log_record_processor(
-            spilling_log_processor(exporter, spill, export_timeout_s=timeout)
+            spilling_log_processor(
+                exporter, spill, export_timeout_s=timeout, to_dict=scrubber.log_dict
+            )
         )
     return provider
 

@@ -1,6 +1,8 @@
 """Span exporters: the flat JSONL format of DESIGN.md (file or stdout), and exporter spec strings.
 
 The records themselves (span or log record -> dict) are ``_records``'s; this module writes them.
+configure() wraps every exporter it builds or is given in :class:`ScrubbingSpanExporter` /
+:class:`ScrubbingLogExporter`, so no signal leaves the process unscrubbed.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from ._records import log_to_dict, span_to_dict
+from ._records import Scrubber, log_to_dict, span_to_dict
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
@@ -27,6 +29,8 @@ __all__ = [
     "JsonlLogExporter",
     "JsonlSpanExporter",
     "OtlpSettings",
+    "ScrubbingLogExporter",
+    "ScrubbingSpanExporter",
     "otlp_exporter",
     "sibling_log_path",
 ]
@@ -137,6 +141,54 @@ class JsonlLogExporter:
 
     def shutdown(self) -> None:
         self._out.close()
+
+
+class ScrubbingSpanExporter(SpanExporter):
+    """Hands ``inner`` scrubbed copies of the spans (on the export thread, never the caller's
+    when batched): secrets in names, attributes, events, status messages and the resource go."""
+
+    def __init__(self, inner: SpanExporter, scrubber: Scrubber) -> None:
+        self.inner = inner
+        self._scrub = scrubber.span
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            clean = [self._scrub(span) for span in spans]
+        except Exception:
+            logger.exception("blameset: scrubbing %d spans failed; not exported", len(spans))
+            return SpanExportResult.FAILURE
+        return self.inner.export(clean)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+
+class ScrubbingLogExporter:
+    """The same for log records: bodies (stdlib messages, event bodies), attributes (``extra=``
+    fields, exception text, audit fields) and the resource are scrubbed before ``inner``."""
+
+    def __init__(self, inner: Any, scrubber: Scrubber) -> None:
+        self.inner = inner
+        self._scrub = scrubber.log
+
+    def export(self, batch: Sequence[Any]) -> Any:
+        from opentelemetry.sdk._logs.export import LogRecordExportResult
+
+        try:
+            clean = [self._scrub(record) for record in batch]
+        except Exception:
+            logger.exception("blameset: scrubbing %d log records failed; not exported", len(batch))
+            return LogRecordExportResult.FAILURE
+        return self.inner.export(clean)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return bool(self.inner.force_flush(timeout_millis))
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
 
 
 def sibling_log_path(span_path: str | Path) -> Path:

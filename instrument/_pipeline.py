@@ -168,7 +168,9 @@ class SpillingBatcher(Generic[T]):
 
 
 class SpillingSpanProcessor(SpanProcessor):
-    """A span processor exporting through ``exporter`` in batches, spilling what fails."""
+    """A span processor exporting through ``exporter`` in batches, spilling what fails (as
+    ``to_dict`` makes them: configure() passes the scrubbing one, so the spill folder holds no
+    secret either)."""
 
     def __init__(
         self,
@@ -176,6 +178,7 @@ class SpillingSpanProcessor(SpanProcessor):
         spill: SpillWriter,
         *,
         export_timeout_s: float,
+        to_dict: Callable[[ReadableSpan], dict[str, Any]] = span_to_dict,
     ) -> None:
         from opentelemetry.sdk.trace.export import SpanExportResult
 
@@ -186,7 +189,7 @@ class SpillingSpanProcessor(SpanProcessor):
             exporter,
             SpanExportResult.SUCCESS,
             spill,
-            span_to_dict,
+            to_dict,
             export_timeout_s,
             "BSP",
         )
@@ -255,8 +258,10 @@ def spilling_log_processor(
     spill: SpillWriter,
     *,
     export_timeout_s: float,
+    to_dict: Callable[[Any], dict[str, Any]] = log_to_dict,
 ) -> LogRecordProcessor:
-    """The same for log records (built lazily: the SDK's logs module loads only when used)."""
+    """The same for log records (built lazily: the SDK's logs module loads only when used).
+    ``to_dict`` makes the spill folder's records (configure() passes the scrubbing one)."""
     from opentelemetry.sdk._logs import LogRecordProcessor
     from opentelemetry.sdk._logs.export import LogRecordExportResult
 
@@ -267,7 +272,7 @@ def spilling_log_processor(
                 exporter,
                 LogRecordExportResult.SUCCESS,
                 spill,
-                log_to_dict,
+                to_dict,
                 export_timeout_s,
                 "BLRP",
             )

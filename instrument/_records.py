@@ -3,17 +3,27 @@
 One object per span with hex ids, nanosecond times and plain attribute values, so ``jq``, polars
 and ``blameset ingest`` read it without an OTLP decoder. The exporters, the spill folder and the
 spilling pipeline all write records made here, so a file is the same whoever wrote it.
+
+:class:`Scrubber` is the one scrubbing pass every exported signal goes through (span names,
+attributes, events, status messages and resources; log bodies and attributes): the exporters and
+the spill folder are handed scrubbed copies, whether content capture is on or off.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import Event, ReadableSpan
 
-__all__ = ["log_to_dict", "plain_attributes", "span_to_dict"]
+if TYPE_CHECKING:
+    from opentelemetry.sdk.resources import Resource
+
+    from ._redact import Redactor
+
+__all__ = ["Scrubber", "log_to_dict", "plain_attributes", "span_to_dict"]
 
 _KINDS = {0: "internal", 1: "server", 2: "client", 3: "producer", 4: "consumer"}
 _STATUSES = {0: "unset", 1: "ok", 2: "error"}
@@ -78,3 +88,78 @@ def log_to_dict(record: Any) -> dict[str, Any]:
         "resource": plain_attributes(resource.attributes) if resource is not None else {},
         "attributes": plain_attributes(log.attributes),
     }
+
+
+class _ScrubbedSpan(ReadableSpan):
+    """A span already through the scrubber (a second pass would change nothing; it is skipped)."""
+
+
+class Scrubber:
+    """Scrubbed copies of finished spans and log records, made off the caller's thread (by the
+    exporters and the spill writer). What the analysis joins on (ids, times, kinds) is kept; every
+    string a payload can reach goes through the redactor, by key name and by shape."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        self.redact = redactor
+        self._resource: tuple[Resource, Resource] | None = None
+
+    def attributes(self, attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+        value = self.redact.value
+        return {k: value(k, v) for k, v in (attributes or {}).items()}
+
+    def resource(self, resource: Resource) -> Resource:
+        """The resource scrubbed once (it is the same object on every span of a provider)."""
+        cached = self._resource
+        if cached is not None and cached[0] is resource:
+            return cached[1]
+        from opentelemetry.sdk.resources import Resource
+
+        clean = Resource(self.attributes(resource.attributes), resource.schema_url)
+        self._resource = (resource, clean)
+        return clean
+
+    def span(self, span: ReadableSpan) -> ReadableSpan:
+        if isinstance(span, _ScrubbedSpan):
+            return span
+        from opentelemetry.trace import Status
+
+        redact = self.redact
+        status = span.status
+        if status.description:
+            status = Status(status.status_code, redact(status.description))
+        return _ScrubbedSpan(
+            name=redact(span.name),
+            context=span.get_span_context(),
+            parent=span.parent,
+            resource=self.resource(span.resource),
+            attributes=self.attributes(span.attributes),
+            events=[Event(e.name, self.attributes(e.attributes), e.timestamp) for e in span.events],
+            links=span.links,
+            kind=span.kind,
+            status=status,
+            start_time=span.start_time,
+            end_time=span.end_time,
+            instrumentation_scope=span.instrumentation_scope,
+        )
+
+    def log(self, record: Any) -> Any:
+        """A copy of an SDK log record (``ReadableLogRecord``/``ReadWriteLogRecord``) with its
+        body, attributes and resource scrubbed."""
+        log = copy.copy(record.log_record)
+        body = log.body
+        if isinstance(body, str):
+            log.body = self.redact(body)
+        elif body is not None:
+            log.body = self.redact.value("body", body)
+        log.attributes = self.attributes(log.attributes)
+        changes: dict[str, Any] = {"log_record": log}
+        resource = getattr(record, "resource", None)
+        if resource is not None:
+            changes["resource"] = self.resource(resource)
+        return dataclasses.replace(record, **changes)
+
+    def span_dict(self, span: ReadableSpan) -> dict[str, Any]:
+        return span_to_dict(self.span(span))
+
+    def log_dict(self, record: Any) -> dict[str, Any]:
+        return log_to_dict(self.log(record))

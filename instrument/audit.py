@@ -79,8 +79,11 @@ class AuditLog:
             "version_set_id": vs.id,
             "tenant": ctx.tenant,
             "action_id": ctx.action_id,
-            "details": details,
+            # Details quote payloads and exception text: they go through the same redactor as
+            # every exported signal before they are written (the actor is kept: it is the who).
+            "details": state.redactor.mapping(details),
         }
+        body["target"] = state.redactor(target)
         with self._lock, self.path.open("a+b") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
