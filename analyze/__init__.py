@@ -17,7 +17,8 @@ declaration of the span table's columns and the attribute names they are read fr
 (the span table and the request roll-up), ``source`` (a dataset or trace files as spans),
 ``check`` (contract coverage), ``gate`` (the design-doc gate), ``report``, ``attribute`` (the
 attribution method, its steps in private modules), ``stats`` (bootstrap, CMH, BH, PELT, LMDI),
-``costs`` (the cost decomposition) and ``html`` (the self-contained report page). Modules whose
+``costs`` (the cost decomposition), ``judge`` (the canary gate: pass, fail or not yet) and
+``html`` (the self-contained report page). Modules whose
 names start with ``_`` are implementation.
 """
 
