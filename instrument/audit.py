@@ -1,24 +1,33 @@
 """A tamper-evident audit log: who did what, to what, with what result, under which trace and
 version set; append-only JSONL where each record carries the hash of the one before.
 
-    audit = AuditLog("audit.jsonl")
+    audit = AuditLog("audit.jsonl", key=os.environ["BLAMESET_AUDIT_KEY"])
     audit.record(actor="user-42", action="export_document", target="doc-1", result="ok")
+    audit.close()                                    # seals what is not sealed yet
 
-``verify(path)`` (and ``blameset audit verify PATH``) recomputes the chain and names the first
-line that was edited, removed or moved. Removing records from the end cannot be told from a
-shorter log by the chain alone: keep the last hash elsewhere (``AuditLog.last_hash``) and pass it
-as ``expect_last`` to catch that too. Records also go out as OTel log records (event
-``blameset.audit``) when telemetry is configured.
+The hash chain alone catches an edit, a removal or a move that did not recompute the hashes; it
+cannot catch one that did (anyone can recompute SHA-256). With a key (``key=``, else
+``BLAMESET_AUDIT_KEY``, else the file named by ``BLAMESET_AUDIT_KEY_FILE``) the log is also
+**sealed**, as AWS CloudTrail's digest files are: every ``seal_every`` records and at close a
+digest line is appended, HMAC-SHA256-signed, naming the last record's seq and hash and chaining
+to the digest before it; the newest digest is also kept next to the log in ``<log>.seal``.
+``verify(path, key=...)`` (``blameset audit verify PATH --key FILE``) then detects edits,
+deletions, reordering, a cut-off tail, removed digest periods and appended forgeries, and says
+which. See docs/backend/audit.md. Records also go out as OTel log records (event
+``blameset.audit``) when telemetry is configured; their details are scrubbed like every signal.
 """
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import hashlib
+import hmac
 import json
 import logging
 import os
 import threading
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,9 +40,64 @@ from . import _runtime, contract, tracing
 from ._context import current_context, resolve_versions
 from .logs import emit_event
 
-__all__ = ["AuditLog", "AuditLogDamaged", "Verification", "record_error", "set_default", "verify"]
+__all__ = [
+    "AuditLog",
+    "AuditLogDamaged",
+    "Verification",
+    "load_key",
+    "record_error",
+    "seal_path",
+    "set_default",
+    "verify",
+]
 
 GENESIS = "0" * 64
+DIGEST = "digest"
+DEFAULT_SEAL_EVERY = 100
+
+
+def seal_path(path: str | Path) -> Path:
+    """Where the newest digest of a log is kept: ``audit.jsonl`` -> ``audit.jsonl.seal``."""
+    p = Path(path)
+    return p.with_name(p.name + ".seal")
+
+
+def load_key(spec: str) -> bytes:
+    """A sealing key from ``env:NAME`` (the variable's text) or a file's path (its bytes, a
+    trailing newline dropped). Raises ValueError when it is missing or empty."""
+    if spec.startswith("env:"):
+        text = os.environ.get(spec[4:], "")
+        if not text:
+            raise ValueError(f"the variable {spec[4:]} is not set or empty")
+        return text.encode("utf-8")
+    try:
+        data = Path(spec).read_bytes().rstrip(b"\r\n")
+    except OSError as exc:
+        raise ValueError(f"cannot read the key file {spec}: {exc.strerror}") from None
+    if not data:
+        raise ValueError(f"the key file {spec} is empty")
+    return data
+
+
+def _key_from_env() -> bytes | None:
+    if os.environ.get("BLAMESET_AUDIT_KEY"):
+        return os.environ["BLAMESET_AUDIT_KEY"].encode("utf-8")
+    if os.environ.get("BLAMESET_AUDIT_KEY_FILE"):
+        return load_key(os.environ["BLAMESET_AUDIT_KEY_FILE"])
+    return None
+
+
+def _key_id(key: bytes) -> str:
+    """Names the key without revealing it (so verify can say "sealed with another key")."""
+    return hashlib.sha256(b"blameset-audit-key-id:" + key).hexdigest()[:16]
+
+
+def _canonical(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _sign(key: bytes, body: dict[str, Any]) -> str:
+    return hmac.new(key, _canonical(body), hashlib.sha256).hexdigest()
 
 
 def _digest(prev_hash: str, body: dict[str, Any]) -> str:
@@ -43,13 +107,93 @@ def _digest(prev_hash: str, body: dict[str, Any]) -> str:
 
 class AuditLog:
     """Appends hash-chained records to a JSONL file; safe across threads and processes (the
-    file is locked while the last hash is read and the new record written)."""
+    file is locked while the last hash is read and the new record written).
 
-    def __init__(self, path: str | Path, *, emit: bool = True) -> None:
+    With a key (``key=``; else ``BLAMESET_AUDIT_KEY``; else ``BLAMESET_AUDIT_KEY_FILE``) it
+    seals the log every ``seal_every`` records and at :meth:`close` (also run at exit), so
+    :func:`verify` with the same key can prove it untouched. ``key=False`` turns sealing off.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        emit: bool = True,
+        key: bytes | str | bool | None = None,
+        seal_every: int = DEFAULT_SEAL_EVERY,
+    ) -> None:
         self.path = Path(path)
         self.emit = emit
+        if key is False:
+            self._key: bytes | None = None
+        elif key is None or key is True:
+            self._key = _key_from_env()
+        else:
+            self._key = key.encode("utf-8") if isinstance(key, str) else bytes(key)
+        self.seal_every = max(1, seal_every)
         self._lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self._key is not None:
+            _open_logs.add(self)
+
+    @property
+    def sealed(self) -> bool:
+        """Whether this log signs digests (it has a key)."""
+        return self._key is not None
+
+    def seal(self) -> dict[str, Any] | None:
+        """Append a digest over the records not sealed yet (none: nothing is written). Returns
+        the digest, or None."""
+        if self._key is None:
+            return None
+        with self._lock, self.path.open("a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                seq, last = _tail(handle)
+                return self._seal_locked(handle, seq, last, force=True)
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        """Seal what is not sealed yet (a log without a key: nothing to do)."""
+        try:
+            self.seal()
+        finally:
+            _open_logs.discard(self)
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _seal_locked(
+        self, handle: Any, seq: int, last_hash: str, *, force: bool
+    ) -> dict[str, Any] | None:
+        """With the file locked: write a digest if one is due (or ``force``) and records exist
+        that the newest digest does not cover."""
+        assert self._key is not None
+        previous = _read_seal(self.path)
+        through = int(previous["last_seq"]) if previous else 0
+        if seq <= through or (not force and seq - through < self.seal_every):
+            return None
+        body: dict[str, Any] = {
+            "type": DIGEST,
+            "digest_seq": (int(previous["digest_seq"]) if previous else 0) + 1,
+            "first_seq": through + 1,
+            "last_seq": seq,
+            "last_hash": last_hash,
+            "prev_digest": str(previous["hmac"]) if previous else GENESIS,
+            "time": datetime.fromtimestamp(_runtime.STATE.clock() / 1e9, UTC).isoformat(),
+            "key_id": _key_id(self._key),
+        }
+        digest = {**body, "hmac": _sign(self._key, body)}
+        line = json.dumps(digest, ensure_ascii=False) + "\n"
+        handle.write(line.encode("utf-8"))
+        handle.flush()
+        os.fsync(handle.fileno())
+        _write_seal(self.path, line)
+        return digest
 
     @property
     def last_hash(self) -> str:
@@ -95,6 +239,8 @@ class AuditLog:
                 handle.write(line.encode("utf-8"))  # O_APPEND: always at the end
                 handle.flush()
                 os.fsync(handle.fileno())
+                if self._key is not None:
+                    self._seal_locked(handle, record["seq"], record["hash"], force=False)
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
         if self.emit:
@@ -138,6 +284,8 @@ def _tail(handle: Any) -> tuple[int, str]:
     last = data.rstrip(b"\n").rsplit(b"\n", 1)[-1]
     try:
         record = json.loads(last)
+        if record.get("type") == DIGEST:  # a digest names the record it sealed
+            return int(record["last_seq"]), str(record["last_hash"])
         return int(record["seq"]), str(record["hash"])
     except (ValueError, KeyError, TypeError) as exc:
         name = getattr(handle, "name", "the audit log")
@@ -147,9 +295,63 @@ def _tail(handle: Any) -> tuple[int, str]:
         ) from None
 
 
+def _read_seal(path: Path) -> dict[str, Any] | None:
+    """The newest digest, from ``<log>.seal`` (None when there is none yet)."""
+    try:
+        data = seal_path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        seal = json.loads(data)
+    except ValueError:
+        raise AuditLogDamaged(f"{seal_path(path)}: not a digest; repair or move it") from None
+    return seal if isinstance(seal, dict) else None
+
+
+def _write_seal(path: Path, line: str) -> None:
+    """Replace ``<log>.seal`` atomically (a reader sees the old digest or the new one)."""
+    target = seal_path(path)
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        handle.write(line)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, target)
+
+
+class _OpenLogs:
+    """Sealing logs still open at exit are sealed then (a digest over their last records)."""
+
+    def __init__(self) -> None:
+        self._logs: weakref.WeakSet[AuditLog] = weakref.WeakSet()
+        atexit.register(self._close_all)
+
+    def add(self, log: AuditLog) -> None:
+        self._logs.add(log)
+
+    def discard(self, log: AuditLog) -> None:
+        self._logs.discard(log)
+
+    def _close_all(self) -> None:
+        for log in list(self._logs):
+            try:
+                log.close()
+            except Exception:
+                logging.getLogger("blameset").exception("blameset: sealing %s failed", log.path)
+
+
+_open_logs = _OpenLogs()
+
+
 @dataclass(frozen=True, slots=True)
 class Verification:
-    """Result of :func:`verify`: ``ok``, or the first bad ``line`` (1-based) and ``problem``."""
+    """Result of :func:`verify`: ``ok``, or the first bad ``line`` (1-based) and ``problem``.
+
+    ``malformed``: the input is not an audit log (not JSON, a record without its fields, a seal
+    made with another key): nothing is proven either way. ``tampering`` names what was proven:
+    ``edited``, ``removed_or_reordered``, ``forged_digest``, ``digests_removed``,
+    ``sealed_records_changed``, ``truncated``, ``seal_missing``, ``unsealed_tail``,
+    ``cut_off``."""
 
     ok: bool
     records: int
@@ -158,21 +360,48 @@ class Verification:
     last_hash: str | None = None
     """The last record's hash: keep it elsewhere and pass it as ``expect_last`` next time, so a
     log cut off after it (records removed from the end) is caught too."""
+    tampering: str | None = None
+    malformed: bool = False
+    digests: int = 0
+    keyed: bool = False
+    """Checked against a key: forgery is ruled out, not only accidental damage."""
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     keys = [k for k, _ in pairs]
     if len(keys) != len(set(keys)):
         # JSON readers keep one of two equal keys: a second "result" could hide an edit.
-        raise ValueError("a key appears twice")
+        raise _DuplicateKey("a key appears twice")
     return dict(pairs)
 
 
-def verify(path: str | Path, expect_last: str | None = None) -> Verification:
-    """Walk the chain; the first line whose content, order or link is wrong is reported."""
-    prev = GENESIS
-    seq = 0
-    count = 0
+class _DuplicateKey(ValueError):
+    pass
+
+
+_DIGEST_FIELDS = ("digest_seq", "first_seq", "last_seq", "last_hash", "prev_digest", "hmac")
+
+
+def verify(
+    path: str | Path, expect_last: str | None = None, key: bytes | str | None = None
+) -> Verification:
+    """Walk the chain (and, with ``key``, the signed digests and ``<log>.seal``); the first
+    line whose content, order, link or seal is wrong is reported, and what it proves."""
+    secret = key.encode("utf-8") if isinstance(key, str) else key
+    prev, seq, count = GENESIS, 0, 0
+    digest_prev, digest_seq, sealed_through, digests = GENESIS, 0, 0, 0
+    last_digest: dict[str, Any] | None = None
+
+    def bad(number: int | None, problem: str, tampering: str) -> Verification:
+        return Verification(
+            False, count, number, problem, tampering=tampering, digests=digests, keyed=bool(secret)
+        )
+
+    def malformed(number: int | None, problem: str) -> Verification:
+        return Verification(
+            False, count, number, problem, malformed=True, digests=digests, keyed=bool(secret)
+        )
+
     with Path(path).open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             if not raw.strip():
@@ -180,11 +409,53 @@ def verify(path: str | Path, expect_last: str | None = None) -> Verification:
             try:
                 record = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
             except UnicodeDecodeError:
-                return Verification(False, count, number, "not UTF-8 text")
+                return malformed(number, "not UTF-8 text")
+            except _DuplicateKey:
+                return bad(
+                    number, "a key appears twice (an edit hidden from JSON readers)", "edited"
+                )
             except ValueError as exc:
-                return Verification(False, count, number, f"not a JSON record ({exc})")
-            if not isinstance(record, dict) or "hash" not in record:
-                return Verification(False, count, number, "not an audit record (no hash)")
+                return malformed(number, f"not a JSON record ({exc})")
+            if isinstance(record, dict) and record.get("type") == DIGEST:
+                if any(f not in record for f in _DIGEST_FIELDS):
+                    return malformed(number, "a digest without its fields")
+                claimed = record.pop("hmac")
+                if secret is not None:
+                    if record.get("key_id") != _key_id(secret):
+                        return malformed(
+                            number, "sealed with another key (key ids differ): check --key"
+                        )
+                    if not hmac.compare_digest(_sign(secret, record), str(claimed)):
+                        return bad(
+                            number,
+                            f"digest {record['digest_seq']} does not verify: forged or edited",
+                            "forged_digest",
+                        )
+                if record["digest_seq"] != digest_seq + 1 or record["prev_digest"] != digest_prev:
+                    return bad(
+                        number,
+                        f"digest {record['digest_seq']} does not follow digest {digest_seq}: "
+                        "whole digest periods were removed or reordered",
+                        "digests_removed",
+                    )
+                if (
+                    record["first_seq"] != sealed_through + 1
+                    or record["last_seq"] != seq
+                    or record["last_hash"] != prev
+                ):
+                    return bad(
+                        number,
+                        f"digest {record['digest_seq']} sealed records {record['first_seq']}.."
+                        f"{record['last_seq']}, and the records before it are not those: they "
+                        "were edited, removed or reordered (hashes recomputed) after sealing",
+                        "sealed_records_changed",
+                    )
+                digest_prev, digest_seq = str(claimed), int(record["digest_seq"])
+                sealed_through, digests = seq, digests + 1
+                last_digest = {**record, "hmac": claimed}
+                continue
+            if not isinstance(record, dict) or "hash" not in record or "seq" not in record:
+                return malformed(number, "not an audit record (no hash)")
             claimed = record.pop("hash")
             if record.get("prev_hash") != prev:
                 problem = (
@@ -193,16 +464,54 @@ def verify(path: str | Path, expect_last: str | None = None) -> Verification:
                     if record.get("seq") != seq + 1
                     else "its prev_hash does not match the record before it"
                 )
-                return Verification(False, count, number, problem)
-            if _digest(prev, {k: v for k, v in record.items()}) != claimed:
-                return Verification(False, count, number, "its content was edited (hash mismatch)")
+                return bad(number, problem, "removed_or_reordered")
+            if _digest(prev, dict(record.items())) != claimed:
+                return bad(number, "its content was edited (hash mismatch)", "edited")
             if record.get("seq") != seq + 1:
-                return Verification(False, count, number, f"seq {record.get('seq')} after {seq}")
+                return bad(number, f"seq {record.get('seq')} after {seq}", "removed_or_reordered")
             prev, seq = claimed, int(record["seq"])
             count += 1
+    if secret is not None:
+        try:
+            seal = _read_seal(Path(path))
+        except AuditLogDamaged as exc:
+            return malformed(None, str(exc))
+        if seal is None:
+            if digests or count:
+                return bad(
+                    None,
+                    f"{seal_path(path).name} is missing: the tail may have been cut off with "
+                    "it (keep the seal file next to the log)",
+                    "seal_missing",
+                )
+        else:
+            if any(f not in seal for f in _DIGEST_FIELDS):
+                return malformed(None, f"{seal_path(path).name} is not a digest")
+            body = {k: v for k, v in seal.items() if k != "hmac"}
+            if seal.get("key_id") != _key_id(secret):
+                return malformed(None, "the seal was made with another key: check --key")
+            if not hmac.compare_digest(_sign(secret, body), str(seal["hmac"])):
+                return bad(None, "the seal file does not verify: forged or edited", "forged_digest")
+            if last_digest is None or int(seal["digest_seq"]) > digest_seq:
+                return bad(
+                    None,
+                    f"the log ends after digest {digest_seq} but its seal names digest "
+                    f"{seal['digest_seq']} (through seq {seal['last_seq']}): the tail was cut off",
+                    "truncated",
+                )
+            if seal["hmac"] != last_digest["hmac"]:
+                return bad(None, "the seal does not match the log's last digest", "forged_digest")
+        if seq > sealed_through:
+            return bad(
+                None,
+                f"records {sealed_through + 1}..{seq} come after the last seal: appended without "
+                "the key (forged), or by a writer that stopped before sealing (if so, "
+                "`blameset audit seal` them)",
+                "unsealed_tail",
+            )
     if expect_last is not None and prev != expect_last:
-        return Verification(False, count, None, "the log ends before the expected last record")
-    return Verification(True, count, last_hash=prev)
+        return bad(None, "the log ends before the expected last record", "cut_off")
+    return Verification(True, count, last_hash=prev, digests=digests, keyed=secret is not None)
 
 
 _default: AuditLog | None = None
@@ -235,7 +544,7 @@ def record_error(exc: BaseException, operation: str, span: Any = None) -> None:
         token = otel_context.attach(trace.set_span_in_context(span)) if span is not None else None
         try:
             if _default is not None:
-                _default.record(**fields, detail=str(exc))
+                _default.record(**fields, detail=str(exc))  # redacted by record()
             else:
                 emit_event("blameset.audit", {f"blameset.audit.{k}": v for k, v in fields.items()})
         finally:

@@ -255,13 +255,14 @@ def test_violations_are_audited_once_through_nested_spans(tmp_path: Path, spans:
 
 
 def test_audit_verify_names_a_line_that_is_not_utf8(tmp_path: Path):
-    """Invalid bytes: exit 1 naming the line, no traceback."""
+    """Invalid bytes are malformed input, not proven tampering: exit 2 naming the line, no
+    traceback (issue 14: exit 1 only on proven tampering)."""
     path = tmp_path / "audit.jsonl"
     AuditLog(path, emit=False).record(actor="u", action="a", target="t", result="ok")
     with path.open("ab") as handle:
         handle.write(b"\xff\xfe not text\n")
     result = CliRunner().invoke(app, ["audit", "verify", str(path)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "line 2" in result.output
     assert "Traceback" not in result.output
 
