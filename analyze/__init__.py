@@ -22,6 +22,8 @@ attribution method, its steps in private modules), ``stats`` (bootstrap, CMH, BH
 names start with ``_`` are implementation.
 """
 
+from ._money import usd
+from ._prose import describe_finding, headline
 from .attribute import Attribution, Finding, attribute, request_table
 from .check import CheckResult, Coverage, check, coverage
 from .costs import decompose
@@ -49,7 +51,9 @@ __all__ = [
     "check_design",
     "coverage",
     "decompose",
+    "describe_finding",
     "expand_inputs",
+    "headline",
     "ingest",
     "load",
     "open_spans",
@@ -58,5 +62,6 @@ __all__ = [
     "request_table",
     "requests",
     "spans_frame",
+    "usd",
     "write_html",
 ]

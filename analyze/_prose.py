@@ -7,7 +7,7 @@ from __future__ import annotations
 from ._money import usd
 from ._results import Attribution, Finding
 
-__all__ = ["describe", "headline", "version_names"]
+__all__ = ["describe_finding", "headline", "version_names"]
 
 _KIND = {"canary": " canary", "ab": " A/B", "rollback": " rollback", "cutover": ""}
 
@@ -53,7 +53,7 @@ def headline(attribution: Attribution) -> Finding | None:
     return attribution.findings[0] if attribution.findings else None
 
 
-def describe(finding: Finding) -> str:
+def describe_finding(finding: Finding) -> str:
     """One sentence: ``prompt outline@v3 -> outline@v4 raised cost_usd.mean by 38% [+35%, +41%]
     ($0.0056 -> $0.0077 per request) on /v1/outline (regression)``."""
     changes: dict[str, list[str | None]] = finding.scope.get("changes", {})
@@ -71,9 +71,11 @@ def describe(finding: Finding) -> str:
     where = f" on {routes}" if routes else ""
     if finding.verdict == "external":
         since = str(finding.scope.get("since", "?"))[:16].replace("T", " ")
+        tenants = finding.scope.get("tenants", [])
+        who = f" for {', '.join(tenants)}" if 0 < len(tenants) <= 3 else ""
         return (
-            f"{finding.metric} shifted {size}{where} from {since} UTC with no version change "
-            "behind it (external)"
+            f"{finding.metric} shifted {size}{where}{who} from {since} UTC with no version "
+            "change behind it (external)"
         )
     if finding.verdict == "confounded":
         return f"{moved} moved together and {verb} {finding.metric} {size}{where} (confounded)"

@@ -22,7 +22,7 @@ import plotly.io as pio
 import polars as pl
 
 from ._money import usd
-from ._prose import describe, headline, version_names
+from ._prose import describe_finding, headline, version_names
 from ._requests import request_table
 from ._results import Attribution
 
@@ -227,7 +227,7 @@ def _findings(attribution: Attribution, names: dict[str, str]) -> _Section:
         tone = "worse" if f.effect > 1 else "better"
         rows.append(
             f'<tr class="{tone}"><td class="verdict">{html.escape(f.verdict)}</td>'
-            f"<td>{html.escape(describe(f))}</td>"
+            f"<td>{html.escape(describe_finding(f))}</td>"
             f'<td class="num">x{f.effect:.3f}</td>'
             f'<td class="num">[{f.ci[0]:.3f}, {f.ci[1]:.3f}]</td>'
             f'<td class="num">x{f.naive_effect:.3f}</td>'
@@ -386,7 +386,7 @@ def _headline(attribution: Attribution | None) -> str:
         return ""
     first = headline(attribution)
     if first is not None:
-        return describe(first)
+        return describe_finding(first)
     return (
         f"No finding: {len(attribution.tests)} comparisons, none both significant and at least "
         f"{attribution.settings.get('min_effect', 0.05):.0%} in size."

@@ -209,7 +209,7 @@ def _n(finding: Finding, result: Attribution) -> str:
 def _print_cost(result: Attribution, console: Console) -> None:
     """The cost decomposition: its terms, and the version changes behind tokens per call and
     price."""
-    from blameset.analyze._money import usd
+    from blameset.analyze import usd
 
     cost = result.cost_decomposition
     if "before" not in cost:

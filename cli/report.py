@@ -83,7 +83,7 @@ def _print_report(result: Report) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from blameset.analyze._money import usd
+    from blameset.analyze import usd
 
     table = Table(
         title=f"{result.totals['requests']:,} requests, {usd(result.totals['cost_usd'])} "
@@ -102,7 +102,7 @@ def _print_report(result: Report) -> None:
 
 
 def _format(value: Any, fmt: str) -> str:
-    from blameset.analyze._money import usd
+    from blameset.analyze import usd
 
     if value is None:
         return "-"

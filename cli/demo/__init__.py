@@ -14,7 +14,7 @@ The application, one concern a module:
 - ``_present``: what is printed, and ``main`` behind the command (``_command``).
 """
 
-from ._present import describe_finding, headline, main, print_result
+from ._present import main, print_result
 from ._run import DEFAULT_OUT, MARKER, DemoResult, NotADemoFolder, Progress, run, simulate
 from ._traffic import GPT_4O, GPT_4O_MINI, T0, Request, plan_traffic
 
@@ -28,8 +28,6 @@ __all__ = [
     "NotADemoFolder",
     "Progress",
     "Request",
-    "describe_finding",
-    "headline",
     "main",
     "plan_traffic",
     "print_result",

@@ -17,52 +17,14 @@ from ._traffic import DAYS
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from blameset.analyze import Attribution, Finding
-
-__all__ = ["describe_finding", "headline", "main", "print_result"]
-
-
-def describe_finding(finding: Finding) -> str:
-    """One sentence: ``prompt outline@v3 -> outline@v4 raised cost_usd.mean by 38% [35%, 41%]``."""
-    changes: dict[str, list[str | None]] = finding.scope.get("changes", {})
-    moved = "; ".join(
-        f"{name} {old or '-'} -> {new or '-'}"
-        for name, (old, new) in changes.items()
-        if not finding.components or name in finding.components
-    )
-    pct, lo, hi = ((x - 1.0) * 100 for x in (finding.effect, *finding.ci))
-    size = f"by {abs(pct):.0f}% [{lo:+.0f}%, {hi:+.0f}%]"
-    verb = "raised" if finding.effect > 1 else "lowered"
-    routes = ", ".join(finding.scope.get("routes", []))
-    where = f" on {routes}" if routes else ""
-    if finding.verdict == "external":
-        since = str(finding.scope.get("since", "?"))[:16].replace("T", " ")
-        tenants = finding.scope.get("tenants", [])
-        who = f" for {', '.join(tenants)}" if 0 < len(tenants) <= 3 else ""
-        return (
-            f"{finding.metric} shifted {size}{where}{who} from {since} UTC with no version "
-            "change behind it (external)"
-        )
-    if finding.verdict == "confounded":
-        return f"{moved} moved together and {verb} {finding.metric} {size}{where} (confounded)"
-    return f"{moved} {verb} {finding.metric} {size}{where} ({finding.verdict})"
-
-
-def headline(attribution: Attribution) -> Finding | None:
-    """The finding a newcomer should read first: the largest cost regression, else the first."""
-    cost = [
-        f
-        for f in attribution.findings
-        if f.metric == "cost_usd.mean" and f.verdict in ("regression", "confounded")
-    ]
-    if cost:
-        return max(cost, key=lambda f: f.effect)
-    return attribution.findings[0] if attribution.findings else None
+__all__ = ["main", "print_result"]
 
 
 def print_result(result: DemoResult, console: Console, limit: int = 12) -> None:
     """The headline finding, the version sets side by side, the rollout, every finding, and
     where the files are."""
+    from blameset.analyze import describe_finding, headline  # the page says the same sentences
+
     att = result.attribution
     say = functools.partial(console.print, highlight=False, soft_wrap=True)
     outcomes = ", ".join(f"{k} {v:,}" for k, v in sorted(result.statuses.items()))

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from blameset.analyze import describe_finding
 from blameset.cli.app import app
-from blameset.cli.demo import GPT_4O, GPT_4O_MINI, DemoResult, describe_finding, plan_traffic, run
+from blameset.cli.demo import GPT_4O, GPT_4O_MINI, DemoResult, plan_traffic, run
 from blameset.instrument.audit import verify
 
 REQUESTS = 1200  # fewer than the default 3000, still far past what the finding needs

@@ -166,12 +166,12 @@ def test_the_demo_page_leads_with_its_headline_and_names_versions(
     """At desktop width the page opens with the headline the demo prints (in words), every
     legend names version_sets by what they changed, never by a bare 12-hex id, and the rows of
     worse findings are red."""
-    from blameset.analyze._prose import describe, headline
+    from blameset.analyze import describe_finding, headline
 
     layout = _layout(chromium, demo_page, tmp_path)
     first = headline(demo_run.attribution)
     assert first is not None
-    assert layout["headline"] == describe(first)
+    assert layout["headline"] == describe_finding(first)
     assert "outline@v3 -> v4" in " ".join(layout["legend"])
     assert not [t for t in layout["legend"] + layout["ticks"] if re.fullmatch(r"[0-9a-f]{12}", t)]
     assert layout["worse"], "no finding row is marked worse"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from blameset.analyze._money import usd
+from blameset.analyze import usd
 from blameset.cli.app import app
 
 runner = CliRunner()
