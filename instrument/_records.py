@@ -90,6 +90,19 @@ def log_to_dict(record: Any) -> dict[str, Any]:
     }
 
 
+def _raw(attributes: Any) -> dict[str, Any]:
+    """The plain dict behind the SDK's attribute mappings (iterating a ``BoundedAttributes``
+    through its Mapping interface costs a Python call per key; this runs for every span)."""
+    if attributes is None:
+        return {}
+    if type(attributes) is dict:
+        return attributes
+    inner = getattr(attributes, "_dict", None)
+    if type(inner) is dict:
+        return inner
+    return dict(attributes)
+
+
 class _ScrubbedSpan(ReadableSpan):
     """A span already through the scrubber (a second pass would change nothing; it is skipped)."""
 
@@ -104,8 +117,33 @@ class Scrubber:
         self._resource: tuple[Resource, Resource] | None = None
 
     def attributes(self, attributes: Mapping[str, Any] | None) -> dict[str, Any]:
-        value = self.redact.value
-        return {k: value(k, v) for k, v in (attributes or {}).items()}
+        raw = _raw(attributes)
+        changed = self._changed(raw)
+        return dict(raw) if changed is None else changed
+
+    def _changed(self, raw: dict[str, Any]) -> dict[str, Any] | None:
+        """The scrubbed attributes, or None when scrubbing changes none of them (the common
+        case: no copy is made)."""
+        if not raw:
+            return None
+        redact = self.redact
+        value, key_mark, seen = redact.value, redact.key_mark, redact.seen
+        out: dict[str, Any] | None = None
+        for k, v in raw.items():  # inlined: this runs for every attribute of every span
+            kind = type(v)
+            if kind is int or kind is float or kind is bool:
+                continue
+            if kind is str and key_mark(k) is None:
+                clean = seen.get(v)
+                if clean is None:
+                    clean = redact(v)
+            else:
+                clean = value(k, v)
+            if clean is not v and clean != v:
+                if out is None:
+                    out = dict(raw)
+                out[k] = clean
+        return out
 
     def resource(self, resource: Resource) -> Resource:
         """The resource scrubbed once (it is the same object on every span of a provider)."""
@@ -114,7 +152,8 @@ class Scrubber:
             return cached[1]
         from opentelemetry.sdk.resources import Resource
 
-        clean = Resource(self.attributes(resource.attributes), resource.schema_url)
+        attributes = self._changed(_raw(resource.attributes))
+        clean = resource if attributes is None else Resource(attributes, resource.schema_url)
         self._resource = (resource, clean)
         return clean
 
@@ -126,14 +165,33 @@ class Scrubber:
         redact = self.redact
         status = span.status
         if status.description:
-            status = Status(status.status_code, redact(status.description))
+            clean_description = redact(status.description)
+            if clean_description != status.description:
+                status = Status(status.status_code, clean_description)
+        name = redact(span.name)
+        original = _raw(getattr(span, "_attributes", None) or span.attributes)
+        attributes = self._changed(original)
+        resource = self.resource(span.resource)
+        events = span.events
+        clean_events = [self._changed(_raw(e.attributes)) for e in events] if events else []
+        if (
+            attributes is None
+            and name == span.name
+            and status is span.status
+            and resource is span.resource
+            and not any(c is not None for c in clean_events)
+        ):
+            return span  # nothing to hide: no copy (the common case)
         return _ScrubbedSpan(
-            name=redact(span.name),
+            name=name,
             context=span.get_span_context(),
             parent=span.parent,
-            resource=self.resource(span.resource),
-            attributes=self.attributes(span.attributes),
-            events=[Event(e.name, self.attributes(e.attributes), e.timestamp) for e in span.events],
+            resource=resource,
+            attributes=dict(original) if attributes is None else attributes,
+            events=[
+                Event(e.name, dict(_raw(e.attributes)) if c is None else c, e.timestamp)
+                for e, c in zip(events, clean_events, strict=True)
+            ],
             links=span.links,
             kind=span.kind,
             status=status,

@@ -279,32 +279,81 @@ class Redactor:
 
     def __init__(self, extra: Iterable[str | re.Pattern[str]] = ()) -> None:
         self._extra = [re.compile(pattern) for pattern in extra]
-        self._rules: list[tuple[re.Pattern[str], tuple[str, ...], Check]] | None = None
+        self._rules: list[tuple[re.Pattern[str], tuple[str, ...], _Replace]] | None = None
+        self._trigger: re.Pattern[str] | None = None
+        self._custom: list[tuple[re.Pattern[str], tuple[str, ...], _Replace]] = []
+        self._keys: dict[str, str | None] = {}
+        self.seen: dict[str, str] = {}
+        """Short strings already scrubbed, and what they became (names, statuses repeat)."""
 
-    def _compiled(self) -> list[tuple[re.Pattern[str], tuple[str, ...], Check]]:
+    def _compiled(self) -> list[tuple[re.Pattern[str], tuple[str, ...], _Replace]]:
         if self._rules is None:  # compiled on first use: configure() and imports stay quick
-            rules = [(re.compile(p), anchors, check) for p, anchors, check in _RULES]
-            rules += [(p, (), _fixed("custom")) for p in self._extra]
-            self._rules = rules
+            self._rules = [
+                (re.compile(p), anchors, _replacer(check)) for p, anchors, check in _RULES
+            ]
+            self._custom = [(p, (), _replacer(_fixed("custom"))) for p in self._extra]
+            # One scan says whether any default pattern could match at all: most attribute
+            # values (names, ids, paths) have none of the anchors and cost one C-level search.
+            anchors = sorted({a for _, group, _ in _RULES for a in group}, key=len, reverse=True)
+            self._trigger = re.compile(
+                "|".join(re.escape(a) for a in anchors) + r"|[0-9]{4}", re.IGNORECASE
+            )
         return self._rules
 
     def __call__(self, text: str) -> str:
         if not text:
             return text
-        lowered = text.lower()
-        for pattern, anchors, check in self._compiled():
-            if anchors and not any(a in lowered for a in anchors):
-                continue
-            text = pattern.sub(_replacer(check), text)
+        if len(text) <= _CACHED_LEN:
+            # Span names, kinds, statuses, version sets repeat on every span: scrub each once.
+            seen = self.seen.get(text)
+            if seen is not None:
+                return seen
+            clean = self._scan(text)
+            if len(self.seen) >= _CACHE_SIZE:
+                self.seen.clear()
+            self.seen[text] = clean
+            return clean
+        return self._scan(text)
+
+    def _scan(self, text: str) -> str:
+        rules = self._compiled()
+        assert self._trigger is not None
+        if self._trigger.search(text) is not None:
+            lowered = text.lower()
+            for pattern, anchors, replace in rules:
+                if anchors:
+                    if not any(a in lowered for a in anchors):
+                        continue
+                elif _DIGITS.search(text) is None:  # the card pattern: needs a digit run
+                    continue
+                text = pattern.sub(replace, text)
+        for pattern, _, replace in self._custom:
+            text = pattern.sub(replace, text)
         return text
+
+    def key_mark(self, key: str) -> str | None:
+        """``[REDACTED:kind]`` for a credential-naming key, else None (cached: keys repeat)."""
+        try:
+            return self._keys[key]
+        except KeyError:
+            mark = _MARK.format(_key_kind(key)) if is_sensitive_key(key) else None
+            if len(self._keys) < 4096:
+                self._keys[key] = mark
+            return mark
 
     def value(self, key: str, value: Any) -> Any:
         """One attribute value: replaced whole when ``key`` names a credential, else scanned
         (strings, and the strings in lists and dicts); numbers and booleans pass unchanged."""
-        if isinstance(value, str):
-            if value and is_sensitive_key(key) and not value.startswith("[REDACTED:"):
-                return _MARK.format(_key_kind(key))
+        kind = type(value)
+        if kind is int or kind is float or kind is bool:  # the common case, first
+            return value
+        if kind is str:
+            mark = self.key_mark(key)
+            if mark is not None and value and not value.startswith("[REDACTED:"):
+                return mark
             return self(value)
+        if isinstance(value, str):  # a str subclass
+            return self.value(key, str(value))
         if isinstance(value, Mapping):
             return self.mapping(value)
         if isinstance(value, list | tuple):
@@ -317,7 +366,13 @@ class Redactor:
         return {k: self.value(str(k), v) for k, v in values.items()}
 
 
-def _replacer(check: Check) -> Callable[[re.Match[str]], str]:
+_Replace = Callable[[re.Match[str]], str]
+_CACHED_LEN = 256
+_CACHE_SIZE = 8192
+_DIGITS = re.compile(r"[0-9]{4}")
+
+
+def _replacer(check: Check) -> _Replace:
     def replace(match: re.Match[str]) -> str:
         kind = check(match)
         if kind is None:
