@@ -59,6 +59,10 @@ GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tok
 """The part of the input tokens served from the provider's prompt cache."""
 GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
 """The part of the output tokens spent on reasoning."""
+GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
+"""The part of the input tokens written to the provider's prompt cache (billed apart)."""
+GEN_AI_RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
+"""Why the model stopped, one per choice: ``stop``, ``length``, ``end_turn``, ``tool_calls``..."""
 
 # --- cost -----------------------------------------------------------------------------------
 COST_USD: Final = "blameset.cost.usd"

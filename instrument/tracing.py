@@ -12,6 +12,7 @@ exceptions pass through untouched (same object, same traceback).
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import inspect
@@ -25,7 +26,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from . import _runtime, contract
+from . import _metrics, _providers, _runtime, contract
 from ._context import request_context_var, resolve_versions
 from ._faults import internal_error
 from ._guard import request_guard
@@ -71,8 +72,10 @@ class _Recorder:
     __slots__ = (
         "first_llm",
         "first_token_ns",
+        "foreign_genai",
         "kind",
         "model",
+        "nested",
         "otel_token",
         "parent",
         "pending_status",
@@ -80,10 +83,12 @@ class _Recorder:
         "queue_ms",
         "rec_token",
         "request",
+        "response_model",
         "span",
         "start_ns",
         "state",
         "streaming",
+        "tap",
         "tool_ms",
         "usage",
         "usage_rollup",
@@ -104,13 +109,19 @@ class _Recorder:
         self.model: str | None = None  # kept here, not read back from the span: a sampled-out
         self.provider: str | None = None  # span records nothing, yet its call must be priced
         self.streaming = False
-        self.usage: tuple[int, int, int | None, int | None, float | None] | None = None
+        self.usage: UsageRow | None = None
+        # LLM spans: usage of LLM calls nested inside this one (another traced.llm, or an
+        # instrumentation's GenAI span): counted only when this span records none of its own.
+        self.nested: list[UsageRow] = []
+        self.tap: _providers.StreamTap | None = None  # a provider stream this span watches
         self.pending_status: str | None = None
+        self.response_model: str | None = None
+        self.foreign_genai = False  # an instrumentation's GenAI span ran inside this one
         self.otel_token: object | None = None
         self.rec_token: contextvars.Token[_Recorder | None] | None = None
         # Roll-up lists (request recorders only): list.append is atomic, so threads may add freely.
         self.tool_ms: list[float] = []
-        self.usage_rollup: list[tuple[int, int, int | None, int | None, float | None]] = []
+        self.usage_rollup: list[UsageRow] = []
         self.first_llm: _Recorder | None = None
         self.queue_ms: float | None = None
 
@@ -157,6 +168,8 @@ class _Recorder:
         end_ns: int | None = None
         try:
             end_ns = self.state.clock()
+            if self.kind == "llm":
+                self._llm_end(exc, end_ns)
             self._outcome(exc, closed_early, end_ns)
         except Exception:
             internal_error("span outcome")
@@ -172,14 +185,12 @@ class _Recorder:
         kind = self.kind
         request = self.request
         if kind == "llm":
+            # Only a streamed call has a time to first token: a call that returns its whole answer
+            # at once has none (its duration is not a TTFT, and would pollute TTFT reports).
             if self.first_token_ns is not None:
                 ttft_ms = (self.first_token_ns - self.start_ns) / 1e6
                 attrs[contract.LATENCY_TTFT_MS] = ttft_ms
                 attrs[contract.GEN_AI_TIME_TO_FIRST_CHUNK] = ttft_ms / 1e3
-            elif not self.streaming and exc is None:
-                # A call that returns its whole answer delivers its first token at the end.
-                self.first_token_ns = end_ns
-                attrs[contract.LATENCY_TTFT_MS] = duration_ms
             if request is not None and self.first_token_ns is not None:
                 # The request's TTFT is that of its earliest-started LLM call that produced a
                 # token: a failed first attempt followed by a retry reports the retry's.
@@ -188,7 +199,17 @@ class _Recorder:
                     request.first_llm = self
         elif kind == "tool" and request is not None and not self._inside_tool():
             request.tool_ms.append(duration_ms)  # a tool inside a tool is already counted
-        if self.usage is not None and request is not None and request is not self:
+        if kind == "llm":
+            # One LLM call, counted once: of a chain of nested LLM spans, the outermost that
+            # records usage counts; those inside it are the same call seen again.
+            counted = [self.usage] if self.usage is not None else self.nested
+            if counted:
+                outer = self._outer_llm()
+                if outer is not None:
+                    outer.nested.extend(counted)
+                elif request is not None:
+                    request.usage_rollup.extend(counted)
+        elif self.usage is not None and request is not None and request is not self:
             request.usage_rollup.append(self.usage)
         if closed_early:
             attrs[contract.STREAM_CLOSED_EARLY] = True
@@ -235,6 +256,23 @@ class _Recorder:
                 escaped=True,
             )
 
+    def _outer_llm(self) -> _Recorder | None:
+        """The nearest LLM span this one runs inside (below its request), if any."""
+        parent = self.parent
+        while parent is not None and parent is not self.request:
+            if parent.kind == "llm":
+                return parent
+            parent = parent.parent
+        return None
+
+    def _llm_end(self, exc: BaseException | None, end_ns: int) -> None:
+        """Usage read from a provider stream, when the function recorded none itself; metrics."""
+        tap = self.tap
+        if tap is not None and self.usage is None and tap.found.has_tokens:
+            _apply_usage(self, tap.found, count=False)
+        if _metrics.enabled():
+            _metrics.record_call(self, exc, end_ns)
+
     def _inside_tool(self) -> bool:
         parent = self.parent
         while parent is not None and parent is not self.request:
@@ -260,6 +298,9 @@ class _Recorder:
             cache = [u[2] for u in usages if u[2] is not None]
             if cache:
                 attrs[contract.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = sum(cache)
+            cache_write = [u[5] for u in usages if u[5] is not None]
+            if cache_write:
+                attrs[contract.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = sum(cache_write)
             reasoning = [u[3] for u in usages if u[3] is not None]
             if reasoning:
                 attrs[contract.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = sum(reasoning)
@@ -290,6 +331,9 @@ def _describe(exc: BaseException) -> str:
     except Exception:  # an exception whose __str__ fails still gets a status
         return type(exc).__name__
 
+
+UsageRow = tuple[int, int, int | None, int | None, float | None, int | None]
+"""One LLM call's usage in a roll-up: input, output, cache read, reasoning, cost, cache write."""
 
 _current: contextvars.ContextVar[_Recorder | None] = contextvars.ContextVar(
     "blameset_recorder", default=None
@@ -435,6 +479,8 @@ class Traced:
     def _wrap_function(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         start = self._start
         guard_tool = self._tool_check
+        llm = self.kind == "llm"
+        classify = _providers.classify
 
         def traced_call(*args: Any, **kwargs: Any) -> Any:
             if guard_tool is not None:
@@ -453,6 +499,8 @@ class Traced:
             rec.exit()
             if type(result) is CoroutineType:  # a sync callable handing back a coroutine
                 return _finish_when_awaited(rec, result)
+            if llm and classify(result) != "none":  # the client's response or stream
+                return _adopt(rec, result)
             rec.finish(None)
             return result
 
@@ -461,6 +509,8 @@ class Traced:
     def _wrap_coroutine(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         start = self._start
         guard_tool = self._tool_check
+        llm = self.kind == "llm"
+        classify = _providers.classify
 
         async def traced_coroutine(*args: Any, **kwargs: Any) -> Any:
             if guard_tool is not None:
@@ -476,6 +526,9 @@ class Traced:
             except BaseException as exc:
                 rec.done(exc)
                 raise
+            if llm and classify(result) != "none":  # the client's response or stream
+                rec.exit()
+                return _adopt(rec, result)
             rec.done(None)
             return result
 
@@ -484,6 +537,7 @@ class Traced:
     def _wrap_generator(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         start = self._start
         guard_tool = self._tool_check
+        llm = self.kind == "llm"
 
         def traced_generator(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
             # The body runs at the consumer's first next(), so the span starts then, not when the
@@ -520,10 +574,15 @@ class Traced:
                     rec.done(None)
                     return stop.value
                 except BaseException as exc:
-                    rec.done(exc)
+                    if _closed_by_consumer(exc):
+                        rec.done(None, closed_early=True)
+                    else:
+                        rec.done(exc)
                     raise
                 rec.exit()
                 rec.first_item()
+                if llm:
+                    _watch(rec, item)
                 try:
                     to_send = yield item
                 except GeneratorExit:
@@ -543,6 +602,7 @@ class Traced:
     def _wrap_async_generator(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         start = self._start
         guard_tool = self._tool_check
+        llm = self.kind == "llm"
 
         async def traced_async_generator(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
             # Async generators have no `yield from`: delegate by hand (asend/athrow/aclose), the
@@ -579,11 +639,18 @@ class Traced:
                     return
                 except BaseException as exc:
                     if rec is not None:
-                        rec.done(exc)
+                        # A server framework cancels a streaming response whose client hung up:
+                        # the stream was closed early, it did not fail.
+                        if _closed_by_consumer(exc):
+                            rec.done(None, closed_early=True)
+                        else:
+                            rec.done(exc)
                     raise
                 if rec is not None:
                     rec.exit()
                     rec.first_item()
+                    if llm:
+                        _watch(rec, item)
                 try:
                     to_send = yield item
                 except GeneratorExit:
@@ -593,7 +660,10 @@ class Traced:
                         await inner.aclose()
                     except BaseException as exc:
                         if rec is not None:
-                            rec.done(exc)
+                            if _closed_by_consumer(exc):
+                                rec.done(None, closed_early=True)
+                            else:
+                                rec.done(exc)
                         raise
                     if rec is not None:
                         rec.done(None, closed_early=True)
@@ -649,8 +719,226 @@ async def _finish_when_awaited(rec: _Recorder, coro: Coroutine[Any, Any, Any]) -
     except BaseException as exc:
         rec.done(exc)
         raise
+    if rec.kind == "llm" and _providers.classify(result) != "none":
+        rec.exit()
+        return _adopt(rec, result)
     rec.done(None)
     return result
+
+
+def _closed_by_consumer(exc: BaseException) -> bool:
+    """Whether ``exc`` is the consumer going away (a close, a task cancelled because its client
+    hung up) rather than the stream failing. By class name: asyncio's and trio's cancellations,
+    without importing either."""
+    return isinstance(exc, GeneratorExit) or type(exc).__name__ in ("CancelledError", "Cancelled")
+
+
+def _watch(rec: _Recorder, item: Any) -> None:
+    """A streaming LLM span's generator yielded ``item``: read it if it is a provider chunk."""
+    tap = rec.tap
+    if tap is None:
+        if _providers.classify(item) == "none":
+            return
+        tap = rec.tap = _providers.StreamTap(item)
+    tap.observe(item)
+
+
+def _adopt(rec: _Recorder, result: Any) -> Any:
+    """An LLM span's function returned a provider object: read its usage, or, for a stream, hand
+    back a wrapper that ends the span when the consumer finishes with it. Never raises."""
+    try:
+        shape = _providers.classify(result)
+        if shape == "stream":
+            rec.streaming = True
+            rec.tap = _providers.StreamTap(result)
+            return _TracedStream(result, rec)
+        if shape == "async_stream":
+            rec.streaming = True
+            rec.tap = _providers.StreamTap(result)
+            return _TracedAsyncStream(result, rec)
+        if rec.usage is None:
+            found = _providers.read_response(result)
+            if found is not None:
+                _apply_usage(rec, found, count=True)
+    except Exception:
+        internal_error("provider response")
+    rec.finish(None)
+    return result
+
+
+class _TracedStream:
+    """A provider's ``Stream`` handed back by a ``traced.llm`` function, watched as it is read.
+
+    TTFT is the first chunk handed to the consumer; usage comes from the usage chunk; the span
+    ends when the stream is exhausted, fails, or is closed (early: ``closed_early``). Anything
+    else (``response``, ``until_done``...) is the wrapped stream's."""
+
+    __slots__ = ("_done", "_inner", "_iter", "_rec")
+
+    def __init__(self, inner: Any, rec: _Recorder) -> None:
+        self._inner = inner
+        self._iter: Any = None
+        self._rec = rec
+        self._done = False
+
+    def __iter__(self) -> _TracedStream:
+        return self
+
+    def __next__(self) -> Any:
+        rec = self._rec
+        if self._done:
+            return next(self._iterator())
+        rec.enter()
+        try:
+            item = next(self._iterator())
+        except StopIteration:
+            self._end(None)
+            raise
+        except BaseException as exc:
+            self._end(None if _closed_by_consumer(exc) else exc, _closed_by_consumer(exc))
+            raise
+        rec.exit()
+        rec.first_item()
+        tap = rec.tap
+        if tap is not None:
+            tap.observe(item)
+        return item
+
+    def _iterator(self) -> Any:
+        if self._iter is None:
+            self._iter = iter(self._inner)
+        return self._iter
+
+    def _end(self, exc: BaseException | None, closed_early: bool = False) -> None:
+        if not self._done:
+            self._done = True
+            self._rec.done(exc, closed_early)
+
+    def close(self) -> None:
+        try:
+            self._inner.close()
+        finally:
+            if not self._done:
+                self._done = True
+                self._rec.finish(None, closed_early=True)
+
+    def __enter__(self) -> _TracedStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def __del__(self) -> None:  # dropped unread: the span must still end
+        if not getattr(self, "_done", True):
+            self._done = True
+            self._rec.finish(None, closed_early=True)
+
+
+class _TracedAsyncStream:
+    """The ``AsyncStream`` counterpart of :class:`_TracedStream`."""
+
+    __slots__ = ("_done", "_inner", "_iter", "_rec")
+
+    def __init__(self, inner: Any, rec: _Recorder) -> None:
+        self._inner = inner
+        self._iter: Any = None
+        self._rec = rec
+        self._done = False
+
+    def __aiter__(self) -> _TracedAsyncStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._iter is None:
+            self._iter = self._inner.__aiter__()
+        if self._done:
+            return await self._iter.__anext__()
+        rec = self._rec
+        rec.enter()
+        try:
+            item = await self._iter.__anext__()
+        except StopAsyncIteration:
+            self._end(None)
+            raise
+        except BaseException as exc:
+            self._end(None if _closed_by_consumer(exc) else exc, _closed_by_consumer(exc))
+            raise
+        rec.exit()
+        rec.first_item()
+        tap = rec.tap
+        if tap is not None:
+            tap.observe(item)
+        return item
+
+    def _end(self, exc: BaseException | None, closed_early: bool = False) -> None:
+        if not self._done:
+            self._done = True
+            self._rec.done(exc, closed_early)
+
+    async def close(self) -> None:
+        try:
+            await self._inner.close()
+        finally:
+            if not self._done:
+                self._done = True
+                self._rec.finish(None, closed_early=True)
+
+    aclose = close
+
+    async def __aenter__(self) -> _TracedAsyncStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def __del__(self) -> None:  # dropped unread: the span must still end
+        if not getattr(self, "_done", True):
+            self._done = True
+            self._rec.finish(None, closed_early=True)
+
+
+def _apply_usage(rec: _Recorder, found: _providers.CallUsage, count: bool) -> float | None:
+    """Record what a provider object said on ``rec``'s span (as record_usage would)."""
+    try:
+        extra: dict[str, Any] = {}
+        if found.finish_reason:
+            extra[contract.GEN_AI_RESPONSE_FINISH_REASONS] = (found.finish_reason,)
+        if found.model:
+            extra[contract.GEN_AI_RESPONSE_MODEL] = found.model
+            rec.response_model = found.model
+        provider = rec.provider or found.provider
+        if provider and rec.provider is None:
+            extra[contract.GEN_AI_PROVIDER_NAME] = provider
+        if extra:
+            rec.span.set_attributes(extra)
+        if not found.has_tokens:
+            return None
+        inp, out = found.input_tokens or 0, found.output_tokens or 0
+        cost = _record_on(
+            rec,
+            inp,
+            out,
+            found.cache_read_tokens,
+            found.cache_write_tokens,
+            found.reasoning_tokens,
+            found.model,
+            provider,
+            None,
+        )
+    except Exception:
+        internal_error("provider usage")
+        return None
+    if count:
+        # Past the request's token limit: its next call is refused, not this finished one.
+        with contextlib.suppress(Exception):
+            _count_tokens(inp, out)
+    return cost
 
 
 def _callable_name(fn: Callable[..., Any]) -> str:
@@ -755,9 +1043,11 @@ def _innermost(kind: str) -> _Recorder | None:
 
 
 def record_usage(
+    response: Any = None,
+    /,
     *,
-    input_tokens: int,
-    output_tokens: int,
+    input_tokens: int | None = None,
+    output_tokens: int | None = None,
     cache_read_tokens: int | None = None,
     cache_write_tokens: int | None = None,
     reasoning_tokens: int | None = None,
@@ -767,11 +1057,41 @@ def record_usage(
 ) -> float | None:
     """Record one LLM call's tokens on the innermost LLM span and price it; returns the cost (USD).
 
+    ``response`` is what the OpenAI or Anthropic client returned (a chat completion, a Responses
+    API response, a ``Message``), a stream's usage chunk or final event, or a usage object
+    itself: its input, output, cached, cache-creation and reasoning tokens, model and finish
+    reason are read from it (keywords given as well win). A ``traced.llm`` function that
+    returns the response or the stream needs no call at all.
+
     ``model`` is the model the provider says answered (``gen_ai.response.model``); it is priced
     instead of the requested one when given. ``cost_usd`` records a cost the provider reported
     (source ``reported``) instead of computing one. An unknown model gets no cost and one warning.
     Called again in the same span, the latest values replace the earlier ones.
     """
+    if response is not None:
+        found = _providers.read_any(response)
+        if found is not None:
+            if input_tokens is None:
+                input_tokens = found.input_tokens
+            if output_tokens is None:
+                output_tokens = found.output_tokens
+            if cache_read_tokens is None:
+                cache_read_tokens = found.cache_read_tokens
+            if cache_write_tokens is None:
+                cache_write_tokens = found.cache_write_tokens
+            if reasoning_tokens is None:
+                reasoning_tokens = found.reasoning_tokens
+            model = model or found.model
+            provider = provider or found.provider
+            if found.finish_reason:
+                rec = _innermost("llm")
+                if rec is not None and rec.span.is_recording():
+                    rec.span.set_attribute(
+                        contract.GEN_AI_RESPONSE_FINISH_REASONS, (found.finish_reason,)
+                    )
+    if input_tokens is None and output_tokens is None:
+        return None  # nothing said what the call used
+    input_tokens, output_tokens = input_tokens or 0, output_tokens or 0
     cost = _record_usage(
         input_tokens,
         output_tokens,
@@ -808,6 +1128,30 @@ def _record_usage(
             input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens
         )
         return _runtime.STATE.pricer.price(model, provider, usage)[0]
+    return _record_on(
+        rec,
+        input_tokens,
+        output_tokens,
+        cache_read_tokens,
+        cache_write_tokens,
+        reasoning_tokens,
+        model,
+        provider,
+        cost_usd,
+    )
+
+
+def _record_on(
+    rec: _Recorder,
+    input_tokens: int,
+    output_tokens: int,
+    cache_read_tokens: int | None,
+    cache_write_tokens: int | None,
+    reasoning_tokens: int | None,
+    model: str | None,
+    provider: str | None,
+    cost_usd: float | None,
+) -> float | None:
     try:
         span = rec.span
         attrs: dict[str, Any] = {
@@ -816,10 +1160,13 @@ def _record_usage(
         }
         if cache_read_tokens is not None:
             attrs[contract.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = cache_read_tokens
+        if cache_write_tokens:
+            attrs[contract.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = cache_write_tokens
         if reasoning_tokens is not None:
             attrs[contract.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = reasoning_tokens
         if model:
             attrs[contract.GEN_AI_RESPONSE_MODEL] = model
+            rec.response_model = model
         price_model = model or rec.model
         price_provider = provider or rec.provider
         if provider:
@@ -837,7 +1184,14 @@ def _record_usage(
             attrs[contract.COST_USD] = cost
             attrs[contract.COST_SOURCE] = source
         span.set_attributes(attrs)
-        rec.usage = (input_tokens, output_tokens, cache_read_tokens, reasoning_tokens, cost)
+        rec.usage = (
+            input_tokens,
+            output_tokens,
+            cache_read_tokens,
+            reasoning_tokens,
+            cost,
+            cache_write_tokens or None,
+        )
         return cost
     except Exception:
         internal_error("record_usage")

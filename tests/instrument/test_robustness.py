@@ -9,6 +9,7 @@ import functools
 import logging
 import threading
 import traceback
+from collections.abc import Iterator
 
 import pytest
 
@@ -152,17 +153,17 @@ def test_ttft_is_the_first_call_that_produced_a_token(spans: CapturedSpans, cloc
     """A failed first LLM attempt then a retry: the request reports the retry's TTFT."""
 
     @traced.llm(model="m")
-    def attempt(fail: bool) -> str:
+    def attempt(fail: bool) -> Iterator[str]:
         clock.advance(100 if fail else 40)
         if fail:
             raise TimeoutError("upstream")
-        return "ok"
+        yield "ok"
 
     @traced("handler")
     def handler() -> str:
         with contextlib.suppress(TimeoutError):
-            attempt(True)
-        return attempt(False)
+            list(attempt(True))
+        return "".join(attempt(False))
 
     handler()
     assert spans.attributes("handler")["blameset.latency.ttft_ms"] == 40.0
