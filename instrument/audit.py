@@ -13,7 +13,7 @@ digest line is appended, HMAC-SHA256-signed, naming the last record's seq and ha
 to the digest before it; the newest digest is also kept next to the log in ``<log>.seal``.
 ``verify(path, key=...)`` (``blameset audit verify PATH --key FILE``) then detects edits,
 deletions, reordering, a cut-off tail, removed digest periods and appended forgeries, and says
-which. See docs/backend/audit.md. Records also go out as OTel log records (event
+which. See docs/backend/guard-rails/audit.md. Records also go out as OTel log records (event
 ``blameset.audit``) when telemetry is configured; their details are scrubbed like every signal.
 """
 
