@@ -5,8 +5,13 @@ storm (at most ~10% extra calls, plus a small floor for quiet services).
     @retry                      # or @retry(budget=RetryBudget(ratio=0.2), base_delay_s=0.2)
     def call_model(prompt): ...
 
-Each retried failure is a ``blameset.retry`` event on the current span; the span ends with
-``blameset.retry.attempts``. The last error is raised unchanged.
+Each retried failure is a ``blameset.retry`` event on the current span, with the code the retry
+decided on; the span ends with ``blameset.retry.attempts``. The last error is raised unchanged.
+
+The providers' own errors are known without importing their SDKs (:func:`classify_provider`):
+OpenAI's and Anthropic's rate limits (429) are ``QUOTA_EXCEEDED``; timeouts, connection errors,
+5xx and Anthropic's ``overloaded`` (529) are ``UPSTREAM_TIMEOUT``; the server's ``retry-after-ms``
+and ``retry-after`` headers set the wait.
 """
 
 from __future__ import annotations
@@ -22,9 +27,89 @@ from typing import Any, TypeVar, cast, overload
 from opentelemetry import trace
 
 from . import contract
-from .errors import ErrorCode, RetryPolicy, classify
+from .errors import CODES, ErrorCode, RetryPolicy, classify
 
-__all__ = ["RetryBudget", "retry"]
+# By class name (anywhere in the exception's MRO) and HTTP status: openai and anthropic name their
+# errors alike (both SDKs come from the same generator), httpx's timeouts end in "Timeout".
+_RATE_LIMITED = frozenset({"RateLimitError"})
+_UNAVAILABLE = frozenset(
+    {
+        "APITimeoutError",
+        "APIConnectionError",
+        "InternalServerError",
+        "OverloadedError",
+        "ServiceUnavailableError",
+        "DeadlineExceededError",
+        "ReadTimeout",
+        "ConnectTimeout",
+        "PoolTimeout",
+        "WriteTimeout",
+        "RemoteProtocolError",
+    }
+)
+_INVALID = frozenset({"BadRequestError", "NotFoundError", "UnprocessableEntityError"})
+_UNAVAILABLE_STATUS = frozenset({408, 500, 502, 503, 504, 529})
+
+
+def _status(exc: BaseException) -> int | None:
+    status = getattr(exc, "status_code", None)
+    if not isinstance(status, int):
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def classify_provider(exc: BaseException) -> ErrorCode | None:
+    """The taxonomy row of an LLM provider's error (OpenAI, Anthropic, httpx), or None."""
+    names = {klass.__name__ for klass in type(exc).__mro__}
+    status = _status(exc)
+    if names & _RATE_LIMITED or status == 429:
+        return CODES["QUOTA_EXCEEDED"]
+    if names & _UNAVAILABLE or status in _UNAVAILABLE_STATUS:
+        return CODES["UPSTREAM_TIMEOUT"]
+    if names & _INVALID or status in (400, 404, 413, 422):
+        return CODES["INVALID_INPUT"]
+    return None
+
+
+def classify_with_providers(exc: BaseException) -> ErrorCode:
+    """:func:`errors.classify`, knowing the providers' errors: an exception's own taxonomy code
+    first, then a provider error's mapping, then the built-in mappings (INTERNAL at worst)."""
+    code = getattr(exc, "error_code", None)
+    if not (isinstance(code, str) and code):
+        found = classify_provider(exc)
+        if found is not None:
+            return found
+    return classify(exc)
+
+
+def retry_after_s(exc: BaseException) -> float | None:
+    """When the upstream asked to be retried, in seconds: the exception's own ``retry_after_s``,
+    else the response's ``retry-after-ms`` or ``retry-after`` header (seconds or an HTTP date)."""
+    asked = getattr(exc, "retry_after_s", None)
+    if isinstance(asked, int | float) and not isinstance(asked, bool):
+        return float(asked)
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    if headers is None:
+        return None
+    try:
+        ms = headers.get("retry-after-ms")
+        if ms is not None:
+            return max(0.0, float(ms) / 1000)
+        after = headers.get("retry-after")
+        if after is None:
+            return None
+        try:
+            return max(0.0, float(after))
+        except ValueError:
+            from email.utils import parsedate_to_datetime
+
+            when = parsedate_to_datetime(after)
+            return max(0.0, when.timestamp() - time.time())
+    except Exception:  # a header of a shape we do not know: no hint
+        return None
+
+
+__all__ = ["RetryBudget", "classify_provider", "retry", "retry_after_s"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -89,30 +174,31 @@ class _Policy:
         self.rng = rng
         self.classify = classify_error
 
-    def next_delay(self, exc: Exception, retries_so_far: int) -> float | None:
-        """Seconds to wait before the next attempt, or None: give up and raise."""
+    def next_delay(self, exc: Exception, retries_so_far: int) -> tuple[float | None, ErrorCode]:
+        """Seconds to wait before the next attempt (None: give up and raise), and the code the
+        decision was made on."""
         spec = self.classify(exc)
         if spec.retry_policy is RetryPolicy.NONE or retries_so_far >= spec.retry_budget:
-            return None
+            return None, spec
         cap = self.silent if spec.retry_policy is RetryPolicy.SILENT else self.max
-        asked = getattr(exc, "retry_after_s", None)  # the upstream said when (Retry-After)
-        if isinstance(asked, int | float) and asked > self.max:
-            return None  # it wants longer than we may wait: give up now rather than hammer it
+        asked = retry_after_s(exc)  # the upstream said when (retry-after-ms, Retry-After)
+        if asked is not None and asked > self.max:
+            return None, spec  # it wants longer than we may wait: give up rather than hammer it
         if not self.budget.try_spend():
-            return None
+            return None, spec
         # Full jitter (AWS architecture blog): uniform in [0, min(cap, base * 2^n)].
         delay = float(self.rng() * min(cap, self.base * (2**retries_so_far)))
-        return max(delay, float(asked)) if isinstance(asked, int | float) else delay
+        return (max(delay, asked) if asked is not None else delay), spec
 
     @staticmethod
-    def note(exc: Exception, attempt: int, delay_s: float) -> None:
+    def note(exc: Exception, attempt: int, delay_s: float, spec: ErrorCode) -> None:
         span = trace.get_current_span()
         if span.is_recording():
             span.add_event(
                 contract.RETRY_EVENT,
                 {
                     "attempt": attempt,
-                    contract.ERROR_TYPE: classify(exc).code,
+                    contract.ERROR_TYPE: spec.code,
                     "exception.type": type(exc).__name__,
                     "delay_ms": delay_s * 1000,
                 },
@@ -138,7 +224,7 @@ def retry(
     silent_delay_s: float = 0.5,
     sleep: Callable[[float], Any] | None = None,
     rng: Callable[[], float] = random.random,
-    classify_error: Callable[[BaseException], ErrorCode] = classify,
+    classify_error: Callable[[BaseException], ErrorCode] = classify_with_providers,
 ) -> Callable[[F], F]: ...
 
 
@@ -152,13 +238,13 @@ def retry(
     silent_delay_s: float = 0.5,
     sleep: Callable[[float], Any] | None = None,
     rng: Callable[[], float] = random.random,
-    classify_error: Callable[[BaseException], ErrorCode] = classify,
+    classify_error: Callable[[BaseException], ErrorCode] = classify_with_providers,
 ) -> F | Callable[[F], F]:
     """Retry a sync or async function as the taxonomy allows.
 
     ``sleep`` defaults to ``time.sleep`` (``asyncio.sleep`` for coroutines); tests pass their own.
-    ``classify_error`` maps an exception to its taxonomy row (default: its ``error_code``, a known
-    mapping, or INTERNAL, which is never retried).
+    ``classify_error`` maps an exception to its taxonomy row (default: its ``error_code``, a
+    provider error's mapping, a known mapping, or INTERNAL, which is never retried).
     """
     policy = _Policy(
         budget or DEFAULT_BUDGET, base_delay_s, max_delay_s, silent_delay_s, rng, classify_error
@@ -178,11 +264,11 @@ def retry(
                     try:
                         result = await func(*args, **kwargs)
                     except Exception as exc:
-                        delay = policy.next_delay(exc, attempt - 1)
+                        delay, spec = policy.next_delay(exc, attempt - 1)
                         if delay is None:
                             policy.done(attempt)
                             raise
-                        policy.note(exc, attempt, delay)
+                        policy.note(exc, attempt, delay, spec)
                         pause = async_sleep(delay)
                         if inspect.isawaitable(pause):
                             await pause
@@ -203,11 +289,11 @@ def retry(
                 try:
                     result = func(*args, **kwargs)
                 except Exception as exc:
-                    delay = policy.next_delay(exc, attempt - 1)
+                    delay, spec = policy.next_delay(exc, attempt - 1)
                     if delay is None:
                         policy.done(attempt)
                         raise
-                    policy.note(exc, attempt, delay)
+                    policy.note(exc, attempt, delay, spec)
                     sync_sleep(delay)
                     attempt += 1
                     continue
