@@ -30,7 +30,7 @@ How to add
 
 from __future__ import annotations
 
-import uuid
+import errno
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -41,6 +41,15 @@ from typing import Any
 import polars as pl
 
 from . import fast
+from ._dataset import (
+    StagedDataset,
+    from_stored,
+    is_delta,
+    is_disk_full,
+    is_old_layout,
+    stored_files,
+    sweep,
+)
 from .readers import (
     BadInput,
     ReadReport,
@@ -79,6 +88,10 @@ class IngestSummary:
     output_tokens: int = 0
     cost_usd: float = 0.0
     out: str = ""
+    upgraded: int = 0
+    """Spans of an earlier-layout dataset carried into the Delta table by this ingest."""
+    version: int | None = None
+    """The table version this ingest committed (None: nothing new to store)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -151,131 +164,12 @@ def _file_tables(
             yield from settle(*pending.popleft())
 
 
-WRITE_ROWS = 50_000
-"""Spans gathered before a Parquet file is written: fewer, larger files read faster later, but
-what is gathered is held in memory (~90 MB more at 100,000), which the decode's chunks need
-more (see ``fast.OTLP_CHUNK_BYTES``)."""
-
-_KEY = pl.struct("trace_id", "span_id").hash(7).alias("h")
-
-
-class _Dataset:
-    """Writes tables into the day folders and, at the end, removes what was already stored."""
-
-    def __init__(self, out: Path) -> None:
-        self.out = out
-        self.written: list[Path] = []
-        self.rows = 0
-        self._pending: list[pl.DataFrame] = []
-        self._pending_rows = 0
-        self._keys: list[pl.DataFrame] = []
-        """Per written file: its rows' key hashes (16 bytes a span: the duplicate check's)."""
-
-    def write(self, table: pl.DataFrame) -> None:
-        if table.height == 0:
-            return
-        self._pending.append(table)
-        self._pending_rows += table.height
-        if self._pending_rows >= WRITE_ROWS:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self._pending:
-            return
-        table = pl.concat(self._pending, how="diagonal_relaxed", rechunk=False)
-        self._pending, self._pending_rows = [], 0
-        days = table.get_column("start").dt.date()
-        if days.n_unique() == 1:  # the usual case: no copy per day
-            parts = {(days[0],): table}
-        else:
-            frame = table.with_columns(_day=days)
-            parts = frame.partition_by("_day", as_dict=True, include_key=False)
-        for (day,), part in parts.items():
-            folder = self.out / f"day={day.isoformat() if day is not None else 'unknown'}"
-            folder.mkdir(exist_ok=True)
-            path = folder / f"part-{uuid.uuid4().hex}.parquet"
-            part.write_parquet(path, compression="zstd", compression_level=1)
-            self._keys.append(
-                part.select(
-                    _KEY,
-                    file=pl.lit(len(self.written), pl.UInt32),
-                    row=pl.int_range(pl.len(), dtype=pl.UInt32),
-                )
-            )
-            self.written.append(path)
-            self.rows += part.height
-
-    def drop_duplicates(self) -> int:
-        """Remove the spans this ingest wrote twice (keeping the first) or that the dataset
-        already held; the number removed. Keys are compared by a 64-bit hash first, exactly
-        (trace_id, span_id) for the few that share one."""
-        self.flush()
-        if not self.written:
-            return 0
-        new = pl.concat(self._keys)
-        self._keys = []
-        hashes = new.get_column("h")
-        suspects = new.filter(pl.col("h").is_duplicated()).get_column("h")
-        mine = set(self.written)
-        older = [
-            f
-            for folder in sorted({p.parent for p in self.written})
-            for f in sorted(folder.glob("*.parquet"))
-            if f not in mine
-        ]
-        if older:
-            seen = pl.concat([pl.scan_parquet(f).select(_KEY) for f in older]).filter(
-                pl.col("h").is_in(hashes.implode())
-            )
-            suspects = pl.concat([suspects, seen.collect().get_column("h")])
-        if suspects.len() == 0:
-            return 0
-        suspects = suspects.unique()
-        rows = new.filter(pl.col("h").is_in(suspects.implode()))
-        exact = pl.concat(
-            [
-                pl.scan_parquet(self.written[int(i)])
-                .select("trace_id", "span_id", row=pl.int_range(pl.len(), dtype=pl.UInt32))
-                .join(part.lazy().select("row", "file"), on="row")
-                for (i,), part in rows.partition_by("file", as_dict=True).items()
-            ]
-        ).collect()
-        exact = exact.sort("file", "row").with_columns(
-            first=pl.struct("trace_id", "span_id").is_first_distinct()
-        )
-        drop = exact.filter(~pl.col("first"))
-        if older:
-            stored = (
-                pl.concat([pl.scan_parquet(f).select("trace_id", "span_id") for f in older])
-                .filter(_KEY.is_in(suspects.implode()))
-                .collect()
-                .unique()
-            )
-            drop = pl.concat(
-                [drop, exact.join(stored, on=["trace_id", "span_id"], how="semi")]
-            ).unique(["file", "row"])
-        for (i,), gone in drop.partition_by("file", as_dict=True).items():
-            path = self.written[int(i)]
-            kept = (
-                pl.read_parquet(path)
-                .with_row_index("_row")
-                .filter(~pl.col("_row").is_in(gone.get_column("row").cast(pl.UInt32).implode()))
-                .drop("_row")
-            )
-            if kept.height:
-                kept.write_parquet(path, compression="zstd", compression_level=1)
-            else:
-                path.unlink()
-        self.written = [p for p in self.written if p.exists()]
-        return drop.height
-
-
 def _roll_up(written: list[Path], summary: IngestSummary) -> None:
     """Requests, tokens and cost of what this ingest wrote, over all of it at once (a request's
     spans may have come in different files or chunks)."""
     if not written:
         return
-    spans = pl.concat([pl.scan_parquet(p) for p in written], how="diagonal_relaxed")
+    spans = from_stored(pl.concat([pl.scan_parquet(p) for p in written], how="diagonal_relaxed"))
     sums = (
         requests(spans)
         .select(
@@ -310,20 +204,33 @@ def ingest(
     files = expand_inputs(inputs)
     report = ReadReport()
     summary = IngestSummary(out=str(out))
-    dataset = _Dataset(out)
+    old = sorted(out.rglob("*.parquet")) if is_old_layout(out) else []
+    sweep(out)
     reader = fast.FastReader() if fast.available() else None
     try:
-        for done, path in enumerate(files):
-            for table in _file_tables(path, report, skip_bad, reader):
-                dataset.write(table)
-            if on_file is not None:
-                on_file(path, done + 1, len(files))
+        with StagedDataset(out) as dataset:
+            if old:
+                dataset.upgrade_from(old)
+            for done, path in enumerate(files):
+                for table in _file_tables(path, report, skip_bad, reader):
+                    dataset.write(table)
+                if on_file is not None:
+                    on_file(path, done + 1, len(files))
+            summary.duplicates = dataset.commit()
+            summary.upgraded = dataset.upgraded_rows
+            summary.spans = dataset.rows - summary.duplicates - dataset.upgraded_rows
+            summary.version = dataset.version
+            _roll_up(dataset.new_files(), summary)
+            dataset.finish_upgrade()
+    except Exception as exc:
+        if is_disk_full(exc) and not isinstance(exc, OSError):
+            raise OSError(errno.ENOSPC, _FULL.format(out=out)) from exc
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise OSError(errno.ENOSPC, _FULL.format(out=out)) from exc
+        raise
     finally:
         if reader is not None:
             reader.close()
-    summary.duplicates = dataset.drop_duplicates()
-    summary.spans = dataset.rows - summary.duplicates
-    _roll_up(dataset.written, summary)
     summary.files = report.files
     summary.skipped_lines = report.skipped_lines
     for (file, reason), n in report.skipped.items():
@@ -333,10 +240,19 @@ def ingest(
     return summary
 
 
+_FULL = (
+    "no space left on the device of {out}: nothing of this ingest was committed, the dataset "
+    "is as it was (free space and run it again)"
+)
+
+
 def load(path: str | Path) -> pl.LazyFrame:
-    """The span table of an ingested dataset (a folder written by :func:`ingest`)."""
+    """The span table of an ingested dataset (a folder written by :func:`ingest`): the Delta
+    table's current version, or every Parquet file of a dataset of the earlier layout."""
     root = Path(path)
-    files = sorted(root.rglob("*.parquet"))
+    if is_delta(root):
+        return from_stored(pl.scan_delta(str(root.resolve())))
+    files = list(stored_files(root))
     if not files:
         raise FileNotFoundError(f"{root}: no Parquet files (run `blameset ingest` first)")
     # One scan per file, combined by name: files differ in their version.<component> columns

@@ -20,7 +20,8 @@ def ingest(*args: str):
 
 
 def test_ingest_writes_a_hive_partitioned_dataset(tmp_path: Path):
-    """The demo capture lands as day=YYYY-MM-DD/*.parquet; polars reads it back with the day."""
+    """The demo capture lands as a Delta table of day=YYYY-MM-DD/*.parquet files; polars reads it
+    back with the day and the nanosecond times."""
     out = tmp_path / "ds"
     result = ingest(str(OTLP / "otel-demo-capture.jsonl"), "--out", str(out), "--json")
     assert result.exit_code == 0, result.output
@@ -30,7 +31,7 @@ def test_ingest_writes_a_hive_partitioned_dataset(tmp_path: Path):
     assert summary["other_signal_lines"] == {"metrics": 40, "logs": 16}
     for key in ("requests", "skipped_lines", "input_tokens", "output_tokens", "cost_usd"):
         assert key in summary
-    assert all(p.name.startswith("day=") for p in out.iterdir())
+    assert all(p.name.startswith("day=") or p.name == "_delta_log" for p in out.iterdir())
     frame = load(out).collect()
     assert frame.height == 547
     assert "day" in frame.columns
