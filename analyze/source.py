@@ -9,6 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
+from ._dataset import is_delta
 from .ingest import load
 from .readers import ReadReport, expand_inputs, read_file
 from .table import spans_frame
@@ -17,7 +18,8 @@ __all__ = ["open_spans"]
 
 
 def _is_dataset(path: Path) -> bool:
-    return path.is_dir() and next(path.rglob("*.parquet"), None) is not None
+    """A folder written by ``blameset ingest``: a Delta table, or the earlier layout's Parquet."""
+    return path.is_dir() and (is_delta(path) or next(path.rglob("*.parquet"), None) is not None)
 
 
 def open_spans(
