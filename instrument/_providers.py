@@ -32,25 +32,49 @@ Shape = Literal["none", "response", "stream", "async_stream"]
 
 _PACKAGES: Final = ("openai", "anthropic")
 _STREAM_CLASSES: Final = {"Stream": "stream", "AsyncStream": "async_stream"}
-_shapes: dict[type, Shape] = {}
+_shapes: dict[type, Shape | Literal["wrapper"]] = {}
 
 
 def classify(obj: object) -> Shape:
-    """What ``obj`` is to us: nothing, a provider response, or a provider (async) stream."""
-    cls = type(obj)
+    """What ``obj`` is to us: nothing, a provider response, or a provider (async) stream.
+
+    By ``obj.__class__``, not ``type(obj)``: instrumentations (openai-v2, OpenInference,
+    Traceloop) hand back the client's stream inside a wrapt proxy, which reports the class of
+    what it wraps."""
+    cls = obj.__class__
     shape = _shapes.get(cls)
     if shape is None:
         shape = _classify_type(cls)
         if len(_shapes) < 1024:  # classes are few; a bound keeps generated ones from piling up
             _shapes[cls] = shape
-    return shape
+    if shape == "wrapper":
+        return _wrapped_shape(obj)
+    return shape  # type: ignore[return-value]
 
 
-def _classify_type(cls: type) -> Shape:
+def _wrapped_shape(obj: object) -> Shape:
+    """An instrumentation's own stream wrapper (openai-v2's keeps the client's stream in
+    ``.stream``; others in ``__wrapped__`` or ``_stream``): the shape of what it wraps."""
+    for name in _WRAPPED:
+        inner = getattr(obj, name, None)
+        if inner is not None and inner is not obj:
+            shape = _shapes.get(inner.__class__) or _classify_type(inner.__class__)
+            if shape in ("stream", "async_stream"):
+                return shape  # type: ignore[return-value]
+    return "none"
+
+
+_WRAPPED: Final = ("stream", "__wrapped__", "_stream", "wrapped")
+
+
+def _classify_type(cls: type) -> Shape | Literal["wrapper"]:
     module = getattr(cls, "__module__", "") or ""
     package = module.partition(".")[0]
     if package not in _PACKAGES:
-        return "none"
+        # An iterator class of a library (not a builtin generator): maybe an instrumentation's
+        # stream wrapper, which only its instance can tell.
+        iterates = hasattr(cls, "__next__") or hasattr(cls, "__anext__")
+        return "wrapper" if iterates and package not in ("builtins", "") else "none"
     for klass in cls.__mro__:
         found = _STREAM_CLASSES.get(klass.__name__)
         if found is not None and (klass.__module__ or "").partition(".")[0] in _PACKAGES:
@@ -84,8 +108,16 @@ def _int(value: Any) -> int | None:
 
 
 def _provider_of(obj: object) -> str | None:
-    package = (type(obj).__module__ or "").partition(".")[0]
-    return package if package in _PACKAGES else None
+    package = (getattr(obj.__class__, "__module__", "") or "").partition(".")[0]
+    if package in _PACKAGES:
+        return package
+    for name in _WRAPPED:  # an instrumentation's wrapper around the client's stream
+        inner = getattr(obj, name, None)
+        if inner is not None and inner is not obj:
+            package = (getattr(inner.__class__, "__module__", "") or "").partition(".")[0]
+            if package in _PACKAGES:
+                return package
+    return None
 
 
 def _read_usage(usage: Any, into: CallUsage, anthropic: bool) -> None:

@@ -33,11 +33,24 @@ class CapturedSpans(SpanExporter):
     def __init__(self) -> None:
         self._spans: list[ReadableSpan] = []
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         with self._lock:
             self._spans.extend(spans)
+            self._arrived.notify_all()
         return SpanExportResult.SUCCESS
+
+    def wait_for(self, name: str, timeout: float = 30.0) -> ReadableSpan:
+        """The first span named ``name``, waiting (up to ``timeout`` seconds) for it to end in
+        another thread: a server's, say. Fails loudly when it never comes."""
+        with self._arrived:
+            found = self._arrived.wait_for(
+                lambda: next((s for s in self._spans if s.name == name), None), timeout
+            )
+        if found is None:
+            raise AssertionError(f"no span named {name!r} within {timeout} s: {self.names()}")
+        return found
 
     @property
     def spans(self) -> list[ReadableSpan]:
