@@ -29,7 +29,7 @@ class Provider:
         for word in f"An outline for {prompt}: why, how, what next".split():
             yield word
             await asyncio.sleep(0.01)
-        self.usage = (400 + len(prompt), 24)
+        self.usage = (400 + len(prompt), 24, 256)  # input (cache reads included), output, cached
 
 
 provider = Provider()
@@ -39,8 +39,10 @@ provider = Provider()
 async def complete(prompt: str):
     async for chunk in provider.stream(prompt):  # TTFT = time to the first item yielded
         yield chunk
-    input_tokens, output_tokens = provider.usage
-    record_usage(input_tokens=input_tokens, output_tokens=output_tokens)  # priced: genai-prices
+    input_tokens, output_tokens, cached = provider.usage
+    # Priced by genai-prices, cache reads at the cached price. With the openai or anthropic
+    # client, return its response or stream instead: traced.llm reads the usage itself.
+    record_usage(input_tokens=input_tokens, output_tokens=output_tokens, cache_read_tokens=cached)
 
 
 @traced.tool("search_sources")
