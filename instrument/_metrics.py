@@ -14,13 +14,10 @@ dashboard counts each call once.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import contract
 from ._faults import internal_error
-
-if TYPE_CHECKING:
-    from .tracing import _Recorder
 
 __all__ = ["enabled", "record_call"]
 
@@ -78,8 +75,8 @@ def enabled() -> bool:
     return _instruments is not None
 
 
-def record_call(rec: _Recorder, exc: BaseException | None, end_ns: int) -> None:
-    """Record one LLM call's metrics (never raises)."""
+def record_call(rec: Any, error_type: str | None, end_ns: int) -> None:
+    """Record the metrics of one LLM call, from its span's recorder (never raises)."""
     instruments = _instruments
     if instruments is None or rec.foreign_genai:
         return
@@ -99,10 +96,8 @@ def record_call(rec: _Recorder, exc: BaseException | None, end_ns: int) -> None:
         if rec.response_model:
             attrs[contract.GEN_AI_RESPONSE_MODEL] = rec.response_model
         timed = dict(attrs)
-        if exc is not None:
-            from .tracing import error_code
-
-            timed[contract.ERROR_TYPE] = error_code(exc)
+        if error_type is not None:
+            timed[contract.ERROR_TYPE] = error_type
         duration.record((end_ns - rec.start_ns) / 1e9, timed)
         if rec.first_token_ns is not None:
             first_chunk.record((rec.first_token_ns - rec.start_ns) / 1e9, timed)

@@ -271,7 +271,7 @@ class _Recorder:
         if tap is not None and self.usage is None and tap.found.has_tokens:
             _apply_usage(self, tap.found, count=False)
         if _metrics.enabled():
-            _metrics.record_call(self, exc, end_ns)
+            _metrics.record_call(self, None if exc is None else error_code(exc), end_ns)
 
     def _inside_tool(self) -> bool:
         parent = self.parent
