@@ -49,7 +49,7 @@ def classify(obj: object) -> Shape:
             _shapes[cls] = shape
     if shape == "wrapper":
         return _wrapped_shape(obj)
-    return shape  # type: ignore[return-value]
+    return shape
 
 
 def _wrapped_shape(obj: object) -> Shape:
@@ -60,7 +60,7 @@ def _wrapped_shape(obj: object) -> Shape:
         if inner is not None and inner is not obj:
             shape = _shapes.get(inner.__class__) or _classify_type(inner.__class__)
             if shape in ("stream", "async_stream"):
-                return shape  # type: ignore[return-value]
+                return shape
     return "none"
 
 
