@@ -93,8 +93,12 @@ def is_delta(root: Path) -> bool:
 
 
 def is_old_layout(root: Path) -> bool:
-    """A dataset written before the Delta table: Parquet files in day folders, no log."""
-    return root.is_dir() and not is_delta(root) and next(root.rglob("*.parquet"), None) is not None
+    """A dataset written before the Delta table: Parquet files in day folders, no log. Not a
+    folder where an ingest is creating the table (its ``_blameset/`` is made before it stages a
+    file, and its files are named by its run): those are no old spans to carry over."""
+    if not root.is_dir() or is_delta(root) or (root / LOCK_DIR).exists():
+        return False
+    return any(_run_of(p) is None for p in root.rglob("*.parquet"))
 
 
 def to_stored(table: pl.DataFrame) -> pl.DataFrame:
@@ -176,7 +180,7 @@ def sweep(root: Path) -> int:
         if path not in still:
             path.unlink(missing_ok=True)
             removed += 1
-    for lock in (root / LOCK_DIR).glob("ingest-*.lock"):
+    for lock in (root / LOCK_DIR).glob("ingest-*.lock"):  # create.lock stays: it is shared
         if not _lock_held(lock):
             lock.unlink(missing_ok=True)
     return removed
@@ -414,6 +418,9 @@ class StagedDataset:
         for _ in range(MAX_ATTEMPTS):
             table = _table(self.out)
             files = set(_files_of(table)) if table is not None else set()
+            if files & set(self.written):  # a commit reported failed did land
+                self.version = table.version()
+                return dropped
             older = sorted(f for f in files - seen if f.parent in my_days)
             dropped += self.drop_duplicates(older)
             seen = files
@@ -424,18 +431,23 @@ class StagedDataset:
             actions = self._actions()
             try:
                 if table is None:
-                    frame = pl.DataFrame(schema=self._schema).with_columns(
-                        pl.lit(None, pl.String).alias(PARTITION)
-                    )
-                    create_table_with_add_actions(
-                        str(self.out),
-                        _schema(frame),
-                        actions,
-                        mode="error",
-                        partition_by=[PARTITION],
-                        commit_properties=once,
-                        post_commithook_properties=hooks,
-                    )
+                    # the one step under an OS lock: two first ingests racing to create the
+                    # table (delta-rs does not make its creation a put-if-absent of version 0)
+                    with _creating(self.out):
+                        if is_delta(self.out):
+                            continue  # another ingest created it: de-duplicate against it
+                        frame = pl.DataFrame(schema=self._schema).with_columns(
+                            pl.lit(None, pl.String).alias(PARTITION)
+                        )
+                        create_table_with_add_actions(
+                            str(self.out),
+                            _schema(frame),
+                            actions,
+                            mode="error",
+                            partition_by=[PARTITION],
+                            commit_properties=once,
+                            post_commithook_properties=hooks,
+                        )
                     self.version = 0
                     return dropped
                 have = {f.name for f in table.schema().fields}
@@ -483,6 +495,17 @@ class StagedDataset:
         """After the commit: the old-layout files are in the table as new files; remove them."""
         for path in self.upgraded_files:
             path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _creating(root: Path) -> Iterator[None]:
+    """Hold the dataset's creation lock (released by the OS if the process dies)."""
+    fd = os.open(root / LOCK_DIR / "create.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _existing(written: list[Path], days: list[str | None]) -> tuple[list[Path], list[str | None]]:

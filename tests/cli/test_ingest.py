@@ -31,7 +31,9 @@ def test_ingest_writes_a_hive_partitioned_dataset(tmp_path: Path):
     assert summary["other_signal_lines"] == {"metrics": 40, "logs": 16}
     for key in ("requests", "skipped_lines", "input_tokens", "output_tokens", "cost_usd"):
         assert key in summary
-    assert all(p.name.startswith("day=") or p.name == "_delta_log" for p in out.iterdir())
+    assert all(
+        p.name.startswith("day=") or p.name in ("_delta_log", "_blameset") for p in out.iterdir()
+    )
     frame = load(out).collect()
     assert frame.height == 547
     assert "day" in frame.columns
