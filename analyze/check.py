@@ -44,8 +44,9 @@ REQUIRED: tuple[tuple[str, pl.Expr, pl.Expr], ...] = (
         pl.col("input_tokens").is_not_null() & pl.col("output_tokens").is_not_null(),
     ),
     ("cost", _ANSWERED, pl.col("cost_usd").is_not_null()),
-    ("ttft_ms", _ANSWERED, pl.col("ttft_ms").is_not_null()),
 )
+# No TTFT requirement: only streamed calls have a first token (a non-streamed call's TTFT would be
+# its whole duration), and spans do not yet say whether a call streamed.
 
 
 @dataclass(frozen=True, slots=True)
