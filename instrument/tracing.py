@@ -766,12 +766,9 @@ def _adopt(rec: _Recorder, result: Any) -> Any:
     return result
 
 
-class _TracedStream:
-    """A provider's ``Stream`` handed back by a ``traced.llm`` function, watched as it is read.
-
-    TTFT is the first chunk handed to the consumer; usage comes from the usage chunk; the span
-    ends when the stream is exhausted, fails, or is closed (early: ``closed_early``). Anything
-    else (``response``, ``until_done``...) is the wrapped stream's."""
+class _WatchedStream:
+    """What both stream wrappers share: the span's end (once), a chunk handed over, a failure,
+    the close the consumer asked for, and everything else forwarded to the wrapped stream."""
 
     __slots__ = ("_done", "_inner", "_iter", "_rec")
 
@@ -781,22 +778,17 @@ class _TracedStream:
         self._rec = rec
         self._done = False
 
-    def __iter__(self) -> _TracedStream:
-        return self
+    def _end(self, exc: BaseException | None, closed_early: bool = False) -> None:
+        if not self._done:
+            self._done = True
+            self._rec.done(exc, closed_early)
 
-    def __next__(self) -> Any:
+    def _failed(self, exc: BaseException) -> None:
+        closed = _closed_by_consumer(exc)
+        self._end(None if closed else exc, closed)
+
+    def _handed_over(self, item: Any) -> Any:
         rec = self._rec
-        if self._done:
-            return next(self._iterator())
-        rec.enter()
-        try:
-            item = next(self._iterator())
-        except StopIteration:
-            self._end(None)
-            raise
-        except BaseException as exc:
-            self._end(None if _closed_by_consumer(exc) else exc, _closed_by_consumer(exc))
-            raise
         rec.exit()
         rec.first_item()
         tap = rec.tap
@@ -804,23 +796,52 @@ class _TracedStream:
             tap.observe(item)
         return item
 
-    def _iterator(self) -> Any:
-        if self._iter is None:
-            self._iter = iter(self._inner)
-        return self._iter
-
-    def _end(self, exc: BaseException | None, closed_early: bool = False) -> None:
+    def _closed(self) -> None:
         if not self._done:
             self._done = True
-            self._rec.done(exc, closed_early)
+            self._rec.finish(None, closed_early=True)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def __del__(self) -> None:  # dropped unread: the span must still end
+        if not getattr(self, "_done", True):
+            self._closed()
+
+
+class _TracedStream(_WatchedStream):
+    """A provider's ``Stream`` handed back by a ``traced.llm`` function, watched as it is read.
+
+    TTFT is the first chunk handed to the consumer; usage comes from the usage chunk; the span
+    ends when the stream is exhausted, fails, or is closed (early: ``closed_early``). Anything
+    else (``response``, ``until_done``...) is the wrapped stream's."""
+
+    __slots__ = ()
+
+    def __iter__(self) -> _TracedStream:
+        return self
+
+    def __next__(self) -> Any:
+        if self._iter is None:
+            self._iter = iter(self._inner)
+        if self._done:
+            return next(self._iter)
+        self._rec.enter()
+        try:
+            item = next(self._iter)
+        except StopIteration:
+            self._end(None)
+            raise
+        except BaseException as exc:
+            self._failed(exc)
+            raise
+        return self._handed_over(item)
 
     def close(self) -> None:
         try:
             self._inner.close()
         finally:
-            if not self._done:
-                self._done = True
-                self._rec.finish(None, closed_early=True)
+            self._closed()
 
     def __enter__(self) -> _TracedStream:
         return self
@@ -828,25 +849,11 @@ class _TracedStream:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
-    def __del__(self) -> None:  # dropped unread: the span must still end
-        if not getattr(self, "_done", True):
-            self._done = True
-            self._rec.finish(None, closed_early=True)
-
-
-class _TracedAsyncStream:
+class _TracedAsyncStream(_WatchedStream):
     """The ``AsyncStream`` counterpart of :class:`_TracedStream`."""
 
-    __slots__ = ("_done", "_inner", "_iter", "_rec")
-
-    def __init__(self, inner: Any, rec: _Recorder) -> None:
-        self._inner = inner
-        self._iter: Any = None
-        self._rec = rec
-        self._done = False
+    __slots__ = ()
 
     def __aiter__(self) -> _TracedAsyncStream:
         return self
@@ -856,35 +863,22 @@ class _TracedAsyncStream:
             self._iter = self._inner.__aiter__()
         if self._done:
             return await self._iter.__anext__()
-        rec = self._rec
-        rec.enter()
+        self._rec.enter()
         try:
             item = await self._iter.__anext__()
         except StopAsyncIteration:
             self._end(None)
             raise
         except BaseException as exc:
-            self._end(None if _closed_by_consumer(exc) else exc, _closed_by_consumer(exc))
+            self._failed(exc)
             raise
-        rec.exit()
-        rec.first_item()
-        tap = rec.tap
-        if tap is not None:
-            tap.observe(item)
-        return item
-
-    def _end(self, exc: BaseException | None, closed_early: bool = False) -> None:
-        if not self._done:
-            self._done = True
-            self._rec.done(exc, closed_early)
+        return self._handed_over(item)
 
     async def close(self) -> None:
         try:
             await self._inner.close()
         finally:
-            if not self._done:
-                self._done = True
-                self._rec.finish(None, closed_early=True)
+            self._closed()
 
     aclose = close
 
@@ -893,14 +887,6 @@ class _TracedAsyncStream:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    def __del__(self) -> None:  # dropped unread: the span must still end
-        if not getattr(self, "_done", True):
-            self._done = True
-            self._rec.finish(None, closed_early=True)
 
 
 def _apply_usage(rec: _Recorder, found: _providers.CallUsage, count: bool) -> float | None:
