@@ -363,19 +363,7 @@ def table_from_raw(raw: pl.DataFrame) -> pl.DataFrame | None:
             if name not in present
         ]
     )
-    base = raw.select(
-        "trace_id",
-        "span_id",
-        "parent_span_id",
-        "name",
-        "kind",
-        "status",
-        "status_message",
-        "attributes",
-        "resource",
-        "start_ns",
-        "end_ns",
-    )
+    base = raw.select(*_SPAN_MEMBERS, "end_ns")
     frame = pl.concat([base, decoded], how="horizontal")
     no_set = pl.col(f"a:{contract.VERSION_SET}").fill_null("").eq("") & pl.col(
         f"r:{contract.VERSION_SET}"
@@ -388,6 +376,21 @@ def table_from_raw(raw: pl.DataFrame) -> pl.DataFrame | None:
         return _finish(frame)
     except _NotSure:
         return None
+
+
+_SPAN_MEMBERS = (
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "name",
+    "kind",
+    "status",
+    "status_message",
+    "attributes",
+    "resource",
+    "start_ns",
+)
+"""The span's own members, passed through from the decoded chunk to the table as they are."""
 
 
 def _first(names: tuple[str, ...], prefix: str = "a") -> pl.Expr:
@@ -411,16 +414,7 @@ def _finish(frame: pl.DataFrame) -> pl.DataFrame:
     version_set = pl.col(f"a:{contract.VERSION_SET}")
     resource_set = pl.col(f"r:{contract.VERSION_SET}")
     table = frame.select(
-        "trace_id",
-        "span_id",
-        "parent_span_id",
-        "name",
-        "kind",
-        "status",
-        "status_message",
-        "attributes",
-        "resource",
-        "start_ns",
+        *_SPAN_MEMBERS,
         *[_attribute_column(c).alias(c.name) for c in ATTRIBUTE_COLUMNS],
         start=pl.from_epoch("start_ns", "ns").dt.replace_time_zone("UTC"),
         end=pl.from_epoch("end_ns", "ns").dt.replace_time_zone("UTC"),
