@@ -906,17 +906,10 @@ def _apply_usage(rec: _Recorder, found: _providers.CallUsage, count: bool) -> fl
         if not found.has_tokens:
             return None
         inp, out = found.input_tokens or 0, found.output_tokens or 0
-        cost = _record_on(
-            rec,
-            inp,
-            out,
-            found.cache_read_tokens,
-            found.cache_write_tokens,
-            found.reasoning_tokens,
-            found.model,
-            provider,
-            None,
+        usage = Usage(
+            inp, out, found.cache_read_tokens, found.cache_write_tokens, found.reasoning_tokens
         )
+        cost = _record_on(rec, usage, found.model, provider, None)
     except Exception:
         internal_error("provider usage")
         return None
@@ -1078,29 +1071,16 @@ def record_usage(
     if input_tokens is None and output_tokens is None:
         return None  # nothing said what the call used
     input_tokens, output_tokens = input_tokens or 0, output_tokens or 0
-    cost = _record_usage(
-        input_tokens,
-        output_tokens,
-        cache_read_tokens,
-        cache_write_tokens,
-        reasoning_tokens,
-        model,
-        provider,
-        cost_usd,
+    usage = Usage(
+        input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens
     )
+    cost = _record_usage(usage, model, provider, cost_usd)
     _count_tokens(input_tokens, output_tokens)  # after recording: an overrun still shows its usage
     return cost
 
 
 def _record_usage(
-    input_tokens: int,
-    output_tokens: int,
-    cache_read_tokens: int | None,
-    cache_write_tokens: int | None,
-    reasoning_tokens: int | None,
-    model: str | None,
-    provider: str | None,
-    cost_usd: float | None,
+    usage: Usage, model: str | None, provider: str | None, cost_usd: float | None
 ) -> float | None:
     rec = _innermost("llm")
     if rec is None:
@@ -1110,34 +1090,20 @@ def _record_usage(
             return float(cost_usd)
         if not model:
             return None
-        usage = Usage(
-            input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens
-        )
         return _runtime.STATE.pricer.price(model, provider, usage)[0]
-    return _record_on(
-        rec,
-        input_tokens,
-        output_tokens,
-        cache_read_tokens,
-        cache_write_tokens,
-        reasoning_tokens,
-        model,
-        provider,
-        cost_usd,
-    )
+    return _record_on(rec, usage, model, provider, cost_usd)
 
 
 def _record_on(
     rec: _Recorder,
-    input_tokens: int,
-    output_tokens: int,
-    cache_read_tokens: int | None,
-    cache_write_tokens: int | None,
-    reasoning_tokens: int | None,
+    usage: Usage,
     model: str | None,
     provider: str | None,
     cost_usd: float | None,
 ) -> float | None:
+    input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
+    cache_read_tokens, cache_write_tokens = usage.cache_read_tokens, usage.cache_write_tokens
+    reasoning_tokens = usage.reasoning_tokens
     try:
         span = rec.span
         attrs: dict[str, Any] = {
@@ -1161,9 +1127,6 @@ def _record_on(
             cost: float | None = float(cost_usd)
             source: str | None = contract.COST_SOURCE_REPORTED
         else:
-            usage = Usage(
-                input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens
-            )
             at = datetime.fromtimestamp(rec.start_ns / 1e9, UTC)
             cost, source = rec.state.pricer.price(price_model, price_provider, usage, at)
         if cost is not None:
