@@ -445,28 +445,8 @@ static int skip(Dec *d, int depth) {
 /* Object iteration: call obj_open, then obj_next until it returns 0 (end) or -1 (refused). */
 static int obj_open(Dec *d) { return expect(d, '{'); }
 
-static int obj_next(Dec *d, int *first, const char **name, size_t *n) {
-    char c = peek(d);
-    if (c == '}') {
-        d->p++;
-        return 0;
-    }
-    if (!*first) {
-        if (c != ',') {
-                refuse(d, "expected , or }");
-            return -1;
-        }
-        d->p++;
-    }
-    *first = 0;
-    return member_name(d, name, n) ? 1 : -1;
-}
-
-static int unescape(Dec *d, const char *s, size_t n);
-
-/* obj_next for objects whose member names are data (a flat span's attributes): a name with
- * escapes is given unescaped (in d->text, valid until the next unescape). */
-static int obj_next_any(Dec *d, int *first, const char **name, size_t *n) {
+/* Past the separator before the next member: 1 there is one, 0 the object ended, -1 refused. */
+static int obj_step(Dec *d, int *first) {
     char c = peek(d);
     if (c == '}') {
         d->p++;
@@ -480,6 +460,22 @@ static int obj_next_any(Dec *d, int *first, const char **name, size_t *n) {
         d->p++;
     }
     *first = 0;
+    return 1;
+}
+
+static int obj_next(Dec *d, int *first, const char **name, size_t *n) {
+    int step = obj_step(d, first);
+    if (step <= 0) return step;
+    return member_name(d, name, n) ? 1 : -1;
+}
+
+static int unescape(Dec *d, const char *s, size_t n);
+
+/* obj_next for objects whose member names are data (a flat span's attributes): a name with
+ * escapes is given unescaped (in d->text, valid until the next unescape). */
+static int obj_next_any(Dec *d, int *first, const char **name, size_t *n) {
+    int step = obj_step(d, first);
+    if (step <= 0) return step;
     int esc;
     if (!string(d, name, n, &esc) || !expect(d, ':')) return -1;
     if (esc) {
