@@ -4,6 +4,7 @@ shares (bounds of a frame, one cohort's requests in a window)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import polars as pl
@@ -18,9 +19,11 @@ __all__ = [
     "QUANTILE_METRICS",
     "RATE_METRICS",
     "UNVERSIONED",
+    "Traffic",
     "bounds",
     "from_ns",
     "request_table",
+    "traffic",
     "utc",
     "window",
 ]
@@ -55,11 +58,31 @@ NS = 1_000_000_000
 """Nanoseconds per second: request starts are compared as ns since the epoch."""
 
 
-def request_table(spans: pl.LazyFrame) -> pl.DataFrame:
-    """One row per request (root span) with the metrics attribution compares, sorted by start.
+@dataclass(frozen=True, slots=True)
+class Traffic:
+    """The request table and the traces kept apart from it (health checks, docs pages: no
+    blameset span, no LLM call, and no version set or a probe route), one row per route."""
 
-    ``tpot_ms`` (time per output token) is the trace's generation time (LLM span time after the
-    first token) over its output tokens; requests without output tokens have none."""
+    requests: pl.DataFrame
+    apart: pl.DataFrame
+
+    def apart_summary(self) -> dict[str, int]:
+        """Traces kept apart, by route (most first)."""
+        return {str(r): int(n) for r, n in self.apart.iter_rows()}
+
+
+def request_table(spans: pl.LazyFrame) -> pl.DataFrame:
+    """One row per request (docs/rollup.md) with the metrics attribution compares, sorted by
+    start; traces that are no traffic are left out (:func:`traffic` counts them).
+
+    ``tpot_ms`` (time per output token) is the generation time of the request's streamed calls
+    (LLM span time after the first token) over the output tokens of those calls; requests with
+    no streamed call that produced tokens have none."""
+    return traffic(spans).requests
+
+
+def traffic(spans: pl.LazyFrame) -> Traffic:
+    """The request table and the traces kept apart from it, from one roll-up."""
     names = spans.collect_schema().names()
     versions = sorted(c for c in names if c.startswith("version."))
     keep = [
@@ -81,15 +104,17 @@ def request_table(spans: pl.LazyFrame) -> pl.DataFrame:
         "final_status",
         "error_code",
         "generation_ms",
+        "generation_tokens",
         "llm_model",
+        "apart",
     ]
     frame = (
         requests(spans)
         .select(keep)
         .with_columns(
             model=pl.col("llm_model"),
-            tpot_ms=pl.when(pl.col("output_tokens") > 0).then(
-                pl.col("generation_ms") / pl.col("output_tokens")
+            tpot_ms=pl.when(pl.col("generation_tokens") > 0).then(
+                pl.col("generation_ms") / pl.col("generation_tokens")
             ),
             version_set_id=pl.col("version_set_id").fill_null(UNVERSIONED),
             route=pl.col("route").fill_null(pl.col("name")),
@@ -100,11 +125,19 @@ def request_table(spans: pl.LazyFrame) -> pl.DataFrame:
             tool_ms=pl.col("tool_ms").fill_null(0.0),
             queue_ms=pl.col("queue_ms").fill_null(0.0),
         )
-        .drop("generation_ms", "llm_model", "name")
+        .drop("generation_ms", "generation_tokens", "llm_model", "name")
         .with_columns(pl.col(_label_columns(versions)).cast(pl.Categorical))
         .sort("start")
+    ).collect(engine="streaming")
+    apart = frame.get_column("apart")
+    counted = frame.filter(~apart).drop("apart")
+    kept_apart = (
+        frame.filter(apart)
+        .group_by(pl.col("route").cast(pl.String))
+        .agg(traces=pl.len())
+        .sort("traces", "route", descending=[True, False])
     )
-    return frame.collect(engine="streaming")
+    return Traffic(counted, kept_apart)
 
 
 def _label_columns(versions: list[str]) -> list[str]:

@@ -164,7 +164,8 @@ COLUMNS: Final[tuple[Column, ...]] = (
         "cache_read_tokens",
         _COUNT,
         (
-            contract.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+            contract.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,  # OTel GenAI, openai-v2, Traceloop
+            "gen_ai.usage.cache_read_input_tokens",  # Traceloop, older (and its Anthropic's)
             "llm.token_count.prompt_details.cache_read",  # OpenInference
         ),
     ),
@@ -172,7 +173,9 @@ COLUMNS: Final[tuple[Column, ...]] = (
         "cache_write_tokens",
         _COUNT,
         (
-            "gen_ai.usage.cache_creation.input_tokens",  # OTel GenAI
+            contract.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,  # OTel GenAI
+            "gen_ai.usage.cache_write.input_tokens",
+            "gen_ai.usage.cache_creation_input_tokens",  # Traceloop, older
             "llm.token_count.prompt_details.cache_write",  # OpenInference
         ),
     ),

@@ -14,7 +14,7 @@ import polars as pl
 import polars.selectors as cs
 
 from ._money import usd
-from ._requests import request_table
+from ._requests import traffic
 
 __all__ = ["GROUPINGS", "Report", "report"]
 
@@ -76,9 +76,11 @@ class Report:
             pl.Series(c, [usd(v) for v in self.frame[c].to_list()]) for c in money
         )
         with pl.Config(tbl_rows=30, tbl_cols=12, fmt_str_lengths=40, tbl_hide_dataframe_shape=True):
+            apart = self.totals.get("apart") or {}
+            note = f" ({apart['traces']} traces apart: no traffic)" if apart.get("traces") else ""
             return (
                 f"Report by {', '.join(self.by)}: {self.totals['requests']} requests, "
-                f"{usd(self.totals['cost_usd'])}\n{shown}"
+                f"{usd(self.totals['cost_usd'])}{note}\n{shown}"
             )
 
 
@@ -108,11 +110,19 @@ def report(
     since: datetime | None = None,
     until: datetime | None = None,
     requests: pl.DataFrame | None = None,
+    apart: dict[str, int] | None = None,
 ) -> Report:
     """Cost and latency of the requests in ``spans`` grouped ``by`` (see :data:`GROUPINGS`);
-    ``bucket`` is the time bucket for ``time`` (a polars duration: ``15m``, ``1h``, ``1d``)."""
+    ``bucket`` is the time bucket for ``time`` (a polars duration: ``15m``, ``1h``, ``1d``).
+
+    Traces that are no traffic (health checks, docs pages; docs/rollup.md) are not requests:
+    ``totals["apart"]`` counts them by route (``apart`` when the caller rolled up already)."""
     lazy = spans.lazy() if isinstance(spans, pl.DataFrame) else spans
-    frame = requests if requests is not None else request_table(lazy)
+    if requests is None:
+        rolled = traffic(lazy)
+        frame, apart = rolled.requests, rolled.apart_summary()
+    else:
+        frame = requests
     if since is not None:
         frame = frame.filter(pl.col("start") >= since)
     if until is not None:
@@ -154,5 +164,8 @@ def report(
         "output_tokens": int(frame["output_tokens"].sum() or 0),
         "error_rate": float((frame["final_status"] == "failure").cast(pl.Float64).sum())
         / max(frame.height, 1),
+        "apart": None  # not known: the caller rolled up and did not say
+        if apart is None
+        else {"traces": sum(apart.values()), "routes": dict(apart)},
     }
     return Report(table, keys, totals)

@@ -18,6 +18,7 @@ import polars as pl
 from blameset.instrument import contract
 from blameset.instrument.cost import Pricer, Usage
 
+from ._tree import LLM, VERSIONED, is_probe, llm_roles, parent_key, span_key, trace_key
 from .columns import ATTRIBUTE_COLUMNS, COST_ALIASES, SPAN_SCHEMA, VERSION_ALIASES, Value
 from .readers import SpanRecord
 
@@ -27,6 +28,8 @@ _VERSION_PREFIX = contract.VERSION_PREFIX
 
 DURATION_MS = (pl.col("end").cast(pl.Int64) - pl.col("start").cast(pl.Int64)) / 1e6
 """One expression for both readers, so the row reader and the fast path agree to the last bit."""
+
+TOOL = (pl.col("span_kind") == "tool") | (pl.col("operation") == "execute_tool")
 
 
 def first_value(values: dict[str, Any], names: tuple[str, ...]) -> Any:
@@ -185,84 +188,22 @@ def with_derived_columns(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def requests(spans: pl.LazyFrame) -> pl.LazyFrame:
-    """One row per root span: the trace's cost and tokens (LLM spans), the TTFT of its first LLM
-    call, tool and queue time, generation time (LLM time after the first token), final status,
-    error code, versions, route, tenant.
+    """One row per trace, the request (docs/rollup.md): its request span (the outermost
+    blameset request span, else the root) with what happened beneath it: cost and tokens of the
+    LLM calls counted once, ``llm_calls``, the TTFT of its first streamed call, generation time
+    and the output tokens it produced, tool and queue time, final status, error code, versions,
+    route, tenant; and ``apart``: a trace that is no traffic (a health check, a docs page).
 
     Traces and spans are keyed by 64-bit hashes of their ids for the group-by and the
     parent look-up, so ten million spans roll up in a few hundred MB instead of gigabytes of
     string keys (a collision needs ~4 billion spans to become likely)."""
-    llm = (pl.col("span_kind") == "llm") | (
-        pl.col("span_kind").is_null()
-        & (pl.col("input_tokens").is_not_null() | pl.col("model").is_not_null())
-    )
-    tool = (pl.col("span_kind") == "tool") | (pl.col("operation") == "execute_tool")
-    trace_key = pl.col("trace_id").hash()
-    span_key = pl.struct(pl.col("trace_id"), pl.col("span_id")).hash()
-    parent_key = pl.struct(pl.col("trace_id"), pl.col("parent_span_id").alias("span_id")).hash()
-    duration = pl.coalesce("duration_ms", DURATION_MS)
-    per_trace = (
-        spans.select(
-            _trace=trace_key,
-            _llm=llm.fill_null(False),
-            _tool=tool.fill_null(False),
-            _queue=(pl.col("span_kind") == "queue").fill_null(False),
-            _duration=duration,
-            input_tokens=pl.col("input_tokens"),
-            output_tokens=pl.col("output_tokens"),
-            cost_usd=pl.col("cost_usd"),
-            ttft_ms=pl.col("ttft_ms"),
-            start=pl.col("start"),
-            model=pl.col("model"),
-        )
-        .group_by("_trace")
-        .agg(
-            input_tokens=pl.col("input_tokens").filter("_llm").sum(),
-            output_tokens=pl.col("output_tokens").filter("_llm").sum(),
-            cost_usd=pl.col("cost_usd").filter("_llm").sum(),
-            llm_calls=pl.col("_llm").sum(),
-            first_llm_ttft_ms=pl.col("ttft_ms")
-            .filter("_llm")
-            .get(pl.col("start").filter("_llm").arg_min(), null_on_oob=True),
-            generation_ms=(pl.col("_duration") - pl.col("ttft_ms").fill_null(0.0))
-            .clip(0.0)
-            .filter("_llm")
-            .sum(),
-            llm_model=pl.col("model").filter("_llm").drop_nulls().first(),
-            tool_ms_sum=pl.col("_duration").filter("_tool").sum(),
-            queue_ms_sum=pl.col("_duration").filter("_queue").sum(),
-            spans=pl.len(),
-        )
-    )
-    # parents named but absent from the data (outside the capture): their children are roots.
-    # Usually none; collected here so the root filter below reaches the scan and only root rows
-    # are ever read in full.
-    present = spans.select(_key=span_key)
-    orphans = (
-        spans.filter(pl.col("parent_span_id").is_not_null())
-        .select(_key=parent_key)
-        .join(present, on="_key", how="anti")
-        .unique()
-        .collect()
-        .get_column("_key")
-    )
-    is_root = pl.col("parent_span_id").is_null()
-    if len(orphans):
-        is_root = is_root | parent_key.is_in(orphans.implode())
-    names = spans.collect_schema().names()
-    dropped = [
-        c
-        for c in ("input_tokens", "output_tokens", "cost_usd", "attributes", "resource")
-        if c in names
-    ]
-    roots = (
-        spans.filter(is_root)
-        .drop(*dropped)
-        .with_columns(route=pl.coalesce("route", "name"), _trace=trace_key)
-    )
+    per_trace = _per_trace(spans)
+    roots = _request_spans(spans)
+    route = pl.coalesce("route", "name")
     return (
         roots.join(per_trace, on="_trace", how="left")
         .with_columns(
+            route=route,
             latency_ms=pl.coalesce("total_ms", "duration_ms"),
             ttft_ms=pl.coalesce("ttft_ms", "first_llm_ttft_ms"),
             tool_ms=pl.coalesce("tool_ms", "tool_ms_sum"),
@@ -275,6 +216,120 @@ def requests(spans: pl.LazyFrame) -> pl.LazyFrame:
                 .then(pl.lit("failure"))
                 .otherwise(pl.lit("success")),
             ),
+            apart=~pl.col("_ours")
+            & ~pl.col("_any_llm")
+            & (~pl.col("_versioned") | is_probe(route)),
         )
-        .drop("_trace", "first_llm_ttft_ms", "tool_ms_sum", "queue_ms_sum")
+        .drop(
+            "_trace",
+            "_span",
+            "_ours",
+            "_any_llm",
+            "_versioned",
+            "first_llm_ttft_ms",
+            "tool_ms_sum",
+            "queue_ms_sum",
+        )
+    )
+
+
+def _per_trace(spans: pl.LazyFrame) -> pl.LazyFrame:
+    """What a trace's spans add up to: usage of the LLM spans that count (none above them
+    records usage), calls (LLM spans with no LLM span beneath), tool and queue time, and what
+    the ``apart`` rule reads."""
+    roles = llm_roles(spans)
+    keyed = spans.select(
+        "input_tokens",
+        "output_tokens",
+        "cost_usd",
+        "ttft_ms",
+        "start",
+        "model",
+        _trace=trace_key(),
+        _span=span_key(),
+        _llm=LLM.fill_null(False),
+        _tool=TOOL.fill_null(False),
+        _queue=(pl.col("span_kind") == "queue").fill_null(False),
+        _ours=pl.col("span_kind").is_not_null(),
+        _versioned=VERSIONED,
+        _duration=pl.coalesce("duration_ms", DURATION_MS),
+    )
+    if roles.height:
+        keyed = keyed.join(roles.lazy(), on="_span", how="left")
+    else:
+        keyed = keyed.with_columns(
+            _repeat=pl.lit(None, pl.Boolean), _wrapper=pl.lit(None, pl.Boolean)
+        )
+    counted = pl.col("_llm") & ~pl.col("_repeat").fill_null(False)
+    call = pl.col("_llm") & ~pl.col("_wrapper").fill_null(False)
+    streamed = counted & pl.col("ttft_ms").is_not_null()
+    first = pl.col("_llm") & pl.col("ttft_ms").is_not_null()
+    return keyed.group_by("_trace").agg(
+        input_tokens=pl.col("input_tokens").filter(counted).sum(),
+        output_tokens=pl.col("output_tokens").filter(counted).sum(),
+        cost_usd=pl.col("cost_usd").filter(counted).sum(),
+        llm_calls=call.sum(),
+        first_llm_ttft_ms=pl.col("ttft_ms")
+        .filter(first)
+        .get(pl.col("start").filter(first).arg_min(), null_on_oob=True),
+        generation_ms=(pl.col("_duration") - pl.col("ttft_ms")).clip(0.0).filter(streamed).sum(),
+        generation_tokens=pl.col("output_tokens").filter(streamed).sum(),
+        llm_model=pl.coalesce(
+            pl.col("model").filter(counted).drop_nulls().first(),
+            pl.col("model").filter("_llm").drop_nulls().first(),
+        ),
+        tool_ms_sum=pl.col("_duration").filter("_tool").sum(),
+        queue_ms_sum=pl.col("_duration").filter("_queue").sum(),
+        spans=pl.len(),
+        _ours=pl.col("_ours").any(),
+        _any_llm=pl.col("_llm").any(),
+        _versioned=pl.col("_versioned").any(),
+    )
+
+
+def _request_spans(spans: pl.LazyFrame) -> pl.LazyFrame:
+    """Each trace's request span, in full (less the columns the roll-up replaces): of its
+    blameset request spans the one that started first (the longest on a tie: the outer one),
+    else of its roots (no parent, or a parent missing from the data) the one that started
+    first. A framework's server span around our request span is not the request."""
+    is_root = pl.col("parent_span_id").is_null()
+    orphans = _orphans(spans)
+    if len(orphans):
+        is_root = is_root | parent_key().is_in(orphans.implode())
+    rank = pl.when(pl.col("span_kind") == "request").then(0).when(is_root).then(1)
+    candidates = spans.select(
+        _trace=trace_key(),
+        _span=span_key(),
+        _rank=rank,
+        _start=pl.col("start").cast(pl.Int64),
+        _end=-pl.col("end").cast(pl.Int64),
+    ).drop_nulls("_rank")
+    chosen = candidates.group_by("_trace").agg(
+        pl.col("_span").sort_by("_rank", "_start", "_end", "_span").first()
+    )
+    names = spans.collect_schema().names()
+    dropped = [
+        c
+        for c in ("input_tokens", "output_tokens", "cost_usd", "attributes", "resource")
+        if c in names
+    ]
+    return (
+        spans.with_columns(_span=span_key())
+        .join(chosen, on="_span", how="semi")
+        .drop(*dropped)
+        .with_columns(_trace=trace_key())
+    )
+
+
+def _orphans(spans: pl.LazyFrame) -> pl.Series:
+    """Keys of parents named but absent from the data (outside the capture): their children
+    are roots. Usually none; collected here so the request filter stays a plain predicate."""
+    present = spans.select(_key=span_key())
+    return (
+        spans.filter(pl.col("parent_span_id").is_not_null())
+        .select(_key=parent_key())
+        .join(present, on="_key", how="anti")
+        .unique()
+        .collect()
+        .get_column("_key")
     )
