@@ -12,6 +12,8 @@ from typing import Any
 
 import polars as pl
 
+from blameset.instrument import contract
+
 from .ingest import load
 from .readers import ReadReport, expand_inputs, read_file
 from .table import spans_frame
@@ -25,6 +27,16 @@ _REQUEST = (pl.col("span_kind") == "request") | (pl.col("span_kind").is_null() &
 _FAILED = (pl.col("final_status") == "failure") | (pl.col("status") == "error")
 _ANSWERED = _LLM & (pl.col("status") != "error").fill_null(True)
 """LLM calls that returned: a call that raised has no usage, cost or first token to report."""
+
+
+def _flag(name: str) -> pl.Expr:
+    """Whether a span's attribute ``name`` is true (read from the attributes' JSON)."""
+    return (pl.col("attributes").str.json_path_match(f"$['{name}']") == "true").fill_null(False)
+
+
+_STREAMED = _ANSWERED & _flag(contract.LLM_STREAMED) & ~_flag(contract.STREAM_CLOSED_EARLY)
+"""Streamed calls that ran to their end: each has a first token. Only a streamed call has one (a
+whole answer's TTFT would be its duration); a stream closed early may have handed over nothing."""
 
 # (field, which spans must carry it, the expression that says a span carries it)
 REQUIRED: tuple[tuple[str, pl.Expr, pl.Expr], ...] = (
@@ -44,9 +56,8 @@ REQUIRED: tuple[tuple[str, pl.Expr, pl.Expr], ...] = (
         pl.col("input_tokens").is_not_null() & pl.col("output_tokens").is_not_null(),
     ),
     ("cost", _ANSWERED, pl.col("cost_usd").is_not_null()),
+    ("ttft on streamed calls", _STREAMED, pl.col("ttft_ms").is_not_null()),
 )
-# No TTFT requirement: only streamed calls have a first token (a non-streamed call's TTFT would be
-# its whole duration), and spans do not yet say whether a call streamed.
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -111,6 +110,14 @@ def configure(
     whole, and free text loses provider keys, tokens, passwords, PEM keys, card numbers and
     e-mail addresses (``[REDACTED:<kind>]``). ``redact`` adds the user's own patterns.
 
+    One provider for the process: when the application set no global OpenTelemetry tracer
+    (logger) provider, blameset's becomes the global one, following later configure() calls;
+    when it set an SDK provider (its own, Logfire's), blameset adds its processors to that one
+    and makes its own spans with it (that provider's sampler then decides). Either way every
+    span of every library (openai-v2, FastAPI...) goes through blameset's pipeline, stamped on
+    start with the request context and the version set. A provider that takes no processors is
+    left alone, with a warning. Set your own provider before calling configure().
+
     ``version_set`` defaults to :meth:`VersionSet.from_env`; ``prices`` maps model names to the
     user's own prices (checked before genai-prices); ``batch=False`` exports each span as it ends;
     ``clock`` and ``id_generator`` make spans deterministic in tests. ``OTEL_SDK_DISABLED=true``
@@ -152,12 +159,18 @@ def configured(**settings: Any) -> Iterator[State]:
     harness, a notebook cell) without ending the host's telemetry. The block's configuration is
     process-wide while it lasts: other threads' calls are recorded by it too.
     """
+    from . import _global
+
     # A placeholder takes the previous state's place, so configure() shuts that down, not it.
     previous = _runtime.install_off()
+    globals_before = _global.saved()
     try:
         yield configure(**settings)
     finally:
         _runtime.install(previous).shutdown()
+        # A global provider the block set is unset again (OpenTelemetry sets each once per
+        # process): the next configure() or the application's own set_tracer_provider works.
+        _global.restore(globals_before)
 
 
 def default_exporter(environ: Mapping[str, str]) -> str:
@@ -170,7 +183,8 @@ def default_exporter(environ: Mapping[str, str]) -> str:
 
 
 def build_state(options: Options) -> State:
-    """A State for these options, not yet installed (configure() and instrument.testing)."""
+    """A State for these options, not yet installed (configure() and instrument.testing);
+    the global OpenTelemetry providers are made to reach it (see configure())."""
     install_log_context()
     pricer = Pricer(options.prices)
     redactor = Redactor(options.redact)
@@ -204,7 +218,8 @@ def _build(options: Options, pricer: Pricer, redactor: Redactor) -> State:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-    from . import _export
+    from . import _export, _global
+    from ._ecosystem import ContextSpanProcessor
     from ._pipeline import exporter_timeout_s
     from ._records import Scrubber
 
@@ -219,6 +234,10 @@ def _build(options: Options, pricer: Pricer, redactor: Redactor) -> State:
         sampler=make_sampler(options.sampler),
         shutdown_on_exit=False,
     )
+    installed = _global.install_global()
+    # First, so every other processor sees a span already stamped with the request context.
+    # Under an application's provider, spans carry its resource, not ours: stamp all versions.
+    provider.add_span_processor(ContextSpanProcessor(full_versions=installed.mode == "shared"))
     for processor in options.processors:
         provider.add_span_processor(processor)
 
@@ -279,12 +298,17 @@ def _build(options: Options, pricer: Pricer, redactor: Redactor) -> State:
             settings,
             scrubber,
         )
+    if logger_provider is not None:
+        _global.install_global_logs()
     _warm_prices()
+    # Sharing the application's provider, our spans are made by it too, so they reach its
+    # exporters as well as ours (its processors hand them on to ours, through the forwarder).
+    maker = installed.shared if installed.shared is not None else provider
     return State(
         off=False,
         version_set=options.versions,
         service=options.service,
-        tracer=provider.get_tracer("blameset"),
+        tracer=maker.get_tracer("blameset"),
         provider=provider,
         logger_provider=logger_provider,
         spill=spill,
@@ -373,21 +397,15 @@ def make_sampler(spec: Sampler | float | str | None) -> Sampler | None:
     )
 
 
-_warmed = False
-
-
 def _warm_prices() -> None:
-    """Load genai-prices on a background thread, so the first priced call does not pay ~0.2 s
-    inside its span."""
-    global _warmed
-    if _warmed:
-        return
-    _warmed = True
+    """Import genai-prices now, on configure()'s thread, so the first priced call does not pay
+    ~0.2 s inside its span.
 
-    def load() -> None:
-        try:
-            import genai_prices  # noqa: F401
-        except Exception:
-            logger.debug("blameset: genai-prices failed to load", exc_info=True)
-
-    threading.Thread(target=load, name="blameset-prices-warmup", daemon=True).start()
+    Not on a background thread: genai-prices imports httpx2, and a module being imported on
+    one thread is visible half-initialised to every other (``sys.modules`` holds it from the
+    start); the openai client reads ``sys.modules["httpx2"]``, so a request made by the
+    application meanwhile failed. configure() runs at start-up, where 0.2 s is not noticed."""
+    try:
+        import genai_prices  # noqa: F401
+    except Exception:
+        logger.debug("blameset: genai-prices failed to load", exc_info=True)

@@ -135,6 +135,10 @@ GEN_AI_SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"
 # --- streaming ------------------------------------------------------------------------------
 STREAM_CLOSED_EARLY: Final = "blameset.stream.closed_early"
 """True when the consumer closed a streaming span before the producer finished."""
+LLM_STREAMED: Final = "blameset.llm.streamed"
+"""True on an LLM span whose call streamed its answer (a generator, a returned provider stream,
+or ``record_first_token``): only such a call has a TTFT, the first chunk handed to the consumer.
+Absent on a call that returned its whole answer at once, which has no TTFT."""
 
 # --- log records ----------------------------------------------------------------------------
 LOG_TRACE_ID: Final = "trace_id"

@@ -187,6 +187,8 @@ class _Recorder:
         if kind == "llm":
             # Only a streamed call has a time to first token: a call that returns its whole answer
             # at once has none (its duration is not a TTFT, and would pollute TTFT reports).
+            if self.streaming:
+                attrs[contract.LLM_STREAMED] = True
             if self.first_token_ns is not None:
                 ttft_ms = (self.first_token_ns - self.start_ns) / 1e6
                 attrs[contract.LATENCY_TTFT_MS] = ttft_ms

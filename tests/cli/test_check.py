@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -31,6 +32,12 @@ def _our_telemetry(out: Path) -> None:
             def llm() -> None:
                 record_usage(input_tokens=10, output_tokens=5)
 
+            @traced.llm(model="gpt-4o-2024-08-06", provider="openai", name="streamed")
+            def streamed() -> Iterator[str]:
+                record_usage(input_tokens=10, output_tokens=2)
+                yield "a"
+                yield "b"
+
             @traced.tool("search")
             def tool() -> None:
                 pass
@@ -40,6 +47,7 @@ def _our_telemetry(out: Path) -> None:
                 app_log.info("working")
                 tool()
                 llm()
+                assert "".join(streamed()) == "ab"
 
             @traced("fails")
             def fails() -> None:
@@ -62,6 +70,8 @@ def test_blamesets_own_telemetry_passes_at_full_coverage(tmp_path: Path):
     assert doc["gaps"] == 0
     fields = {(r["kind"], r["field"]) for r in doc["rows"]}
     assert ("llm", "cost") in fields
+    (streamed,) = [r for r in doc["rows"] if r["field"] == "ttft on streamed calls"]
+    assert (streamed["kind"], streamed["spans"], streamed["covered"]) == ("llm", 1, 1)
     assert ("request", "error code on failures") in fields
     assert ("log", "trace_id") in fields
 
@@ -121,3 +131,51 @@ def test_no_input_records_says_so(tmp_path: Path):
     result = runner.invoke(app, ["check", str(empty)])
     assert result.exit_code == 0, result.output
     assert "no spans or log records found" in result.output
+
+
+def _llm_span(span_id: str, **attributes: object) -> dict[str, object]:
+    """One flat-format LLM span that answered: tokens, cost and the version set on it."""
+    return {
+        "trace_id": "ab" * 16,
+        "span_id": span_id,
+        "parent_span_id": None,
+        "name": "chat gpt-4o-mini",
+        "kind": "client",
+        "start_time_unix_nano": 1_767_225_600_000_000_000,
+        "end_time_unix_nano": 1_767_225_601_000_000_000,
+        "status": "unset",
+        "status_message": None,
+        "attributes": {
+            "blameset.span.kind": "llm",
+            "blameset.version_set": "code=c1",
+            "blameset.version_set.id": "0123456789ab",
+            "gen_ai.usage.input_tokens": 10,
+            "gen_ai.usage.output_tokens": 5,
+            "blameset.cost.usd": 0.001,
+            **attributes,
+        },
+        "resource": {"service.name": "writer"},
+        "events": [],
+    }
+
+
+def test_ttft_is_required_of_streamed_calls_only(tmp_path: Path):
+    """A streamed call without a TTFT is a gap; a whole answer without one, or a stream the
+    consumer closed before its first chunk, is not."""
+    out = tmp_path / "spans.jsonl"
+    spans = [
+        _llm_span("01" * 8),  # a whole answer: no TTFT, none required
+        _llm_span("02" * 8, **{"blameset.llm.streamed": True, "blameset.latency.ttft_ms": 250.0}),
+        _llm_span(
+            "03" * 8, **{"blameset.llm.streamed": True, "blameset.stream.closed_early": True}
+        ),
+    ]
+    out.write_text("".join(json.dumps(s) + "\n" for s in spans))
+    (row,) = [r for r in check([str(out)]).rows if r.field == "ttft on streamed calls"]
+    assert (row.spans, row.covered) == (1, 1)
+    spans.append(_llm_span("04" * 8, **{"blameset.llm.streamed": True}))
+    out.write_text("".join(json.dumps(s) + "\n" for s in spans))
+    result = check([str(out)])
+    (row,) = [r for r in result.rows if r.field == "ttft on streamed calls"]
+    assert (row.spans, row.covered) == (2, 1)
+    assert [g.field for g in result.gaps] == ["ttft on streamed calls"]

@@ -64,6 +64,7 @@ def _assert_usage(attrs: Any, served: standins.Served, provider: str, model: str
 def _assert_ttft(span: Any, served: standins.Served, received_ns: int) -> None:
     """TTFT ends between the stand-in writing the first chunk and the consumer holding it."""
     assert served.first_chunk_ns is not None
+    assert span.attributes["blameset.llm.streamed"] is True
     first_ns = span.start_time + span.attributes["blameset.latency.ttft_ms"] * 1e6
     assert served.first_chunk_ns - 1_000 <= first_ns <= received_ns + 1_000  # float rounding
 
@@ -92,6 +93,7 @@ def test_openai_sync_response_and_stream(standin: standins.StandIn, live_spans: 
     attrs = live_spans.attributes(f"chat {OPENAI_MODEL}")
     _assert_usage(attrs, served, "openai", OPENAI_MODEL)
     assert "blameset.latency.ttft_ms" not in attrs
+    assert "blameset.llm.streamed" not in attrs  # a whole answer: not streamed, no first token
     assert attrs["gen_ai.response.model"] == "gpt-4o-mini-2024-07-18"
     assert tuple(attrs["gen_ai.response.finish_reasons"]) == ("stop",)
 
@@ -174,6 +176,7 @@ def test_anthropic_message_and_stream(standin: standins.StandIn, live_spans: Cap
     attrs = live_spans.attributes(f"chat {ANTHROPIC_MODEL}")
     _assert_usage(attrs, served, "anthropic", ANTHROPIC_MODEL)
     assert "blameset.latency.ttft_ms" not in attrs
+    assert "blameset.llm.streamed" not in attrs  # a whole answer: not streamed, no first token
     assert tuple(attrs["gen_ai.response.finish_reasons"]) == ("end_turn",)
 
     received_ns = 0
