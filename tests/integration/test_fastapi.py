@@ -139,12 +139,6 @@ def test_instrumentation_spans_are_in_blameset_traces(service_run: Served):
     assert [s for s in streamed if s["attributes"].get(contract.LLM_STREAMED)] == with_ttft
 
 
-@pytest.mark.xfail(
-    reason="analyze's roll-up of files (issue 17 items 2-3, analyze/table.py) counts a call seen "
-    "by traced.llm and by the instrumentation twice (2x the stand-in's tokens), and FastAPI's "
-    "server spans as the requests (/health and /docs among them)",
-    strict=False,
-)
 def test_ingest_and_report_count_each_call_and_request_once(service_run: Served):
     """ingest's totals equal the stand-in's usage (tokens exactly, cost within 1%, cached at
     the cached price); report counts the requests served, /health and /docs kept apart."""
@@ -153,7 +147,9 @@ def test_ingest_and_report_count_each_call_and_request_once(service_run: Served)
         _cli("ingest", str(service_run.out), "--out", str(dataset))
     from blameset import analyze
 
-    table = analyze.requests(analyze.load(str(dataset))).collect()
+    everything = analyze.requests(analyze.load(str(dataset))).collect()
+    table = everything.filter(~everything["apart"])
+    assert sorted(everything.filter(everything["apart"])["route"]) == ["/docs", "/health"]
     calls = service_run.calls
     truth_cost = sum(
         Pricer().price(
