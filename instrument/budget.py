@@ -40,13 +40,15 @@ import functools
 import itertools
 import logging
 import math
+import os
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Final, Literal, TypeVar, cast
 
 from . import _runtime, contract
 from ._guard import request_guard
@@ -55,7 +57,7 @@ from .errors import BudgetExhausted, Internal, InvalidInput
 from .stores import Ledger, Window, open_store
 from .tracing import add_span_event, set_final_status, set_request_attributes
 
-__all__ = ["Budget", "Hold", "RequestGuard", "degrade", "usd_to_micros"]
+__all__ = ["LATE_SETTLE", "OVERSPENT", "Budget", "Hold", "RequestGuard", "degrade", "usd_to_micros"]
 
 logger = logging.getLogger("blameset")
 
@@ -134,30 +136,70 @@ def current_guard() -> RequestGuard | None:
 # --- reservations -----------------------------------------------------------------------------
 
 
-class Hold:
-    """One reservation: settle it with the actual cost, or release it if nothing was spent."""
+LATE_SETTLE: Final = "blameset.budget.late_settle"
+"""Span event, and True on the request span: a hold settled after it had expired."""
+OVERSPENT: Final = "blameset.budget.overspent"
+"""Span event, and True on the request span: a settle left a window's spend over its limit."""
 
-    def __init__(self, budget: Budget, keys: list[str], hold_id: str, estimate: int) -> None:
+
+class Hold:
+    """One reservation: settle it with the actual cost, or release it if nothing was spent.
+
+    While it is neither, the process's heartbeat renews it every ``hold_ttl_s / 3`` (see
+    :class:`_Heartbeat`), so work longer than ``hold_ttl_s`` keeps its money held. ``lost`` is
+    True once a renewal found it expired."""
+
+    def __init__(self, budget: Budget, windows: list[Window], hold_id: str, estimate: int) -> None:
         self._budget = budget
-        self._keys = keys
+        self._windows = windows
+        self._keys = [w.key for w in windows]
         self.id = hold_id
         self.estimate_usd = estimate / MICROS
         self._estimate = estimate
         self.actual_usd: float | None = None
+        self.lost = False
+        self.late = False
         self._done = False
         self._lock = threading.Lock()
+        self._renew_at = 0.0  # monotonic; the heartbeat's schedule
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def _finish(self) -> bool:
+        """Mark the hold settled or released; False when it already was."""
+        with self._lock:
+            if self._done:
+                return False
+            self._done = True
+        _HEARTBEAT.discard(self)
+        return True
+
+    def renew(self) -> bool:
+        """Extend the hold by ``hold_ttl_s`` from now, as the heartbeat does; False (and
+        :attr:`lost` set) when it had already expired, or was settled or released. Raises what
+        the store raises."""
+        if self._done or self.lost:
+            return False
+        budget = self._budget
+        if budget._ledger.budget_renew(self._keys, self.id, budget.hold_ttl_s, budget.clock()):
+            return True
+        if not self._done:
+            self.lost = True
+        return False
 
     def settle(self, actual_usd: float | None = None) -> None:
         """Record what was actually spent (the estimate when None). Never raises over a spend
-        that happened: a store that cannot take it is logged (the hold expires)."""
+        that happened: a store that cannot take it is logged (the hold expires). A settle after
+        the hold expired still counts, and is a late settle (logged, counted, on the span)."""
         actual = self._estimate if actual_usd is None else _amount(actual_usd, "actual_usd")
-        with self._lock:
-            if self._done:
-                return
-            self._done = True
+        if not self._finish():
+            return
         self.actual_usd = actual / MICROS
+        budget = self._budget
         try:
-            self._budget._ledger.budget_settle(self._keys, self.id, actual)
+            live = budget._ledger.budget_settle(self._keys, self.id, actual, now=budget.clock())
         except Exception:
             logger.exception(
                 "blameset: settling $%.6f for hold %s failed; that spend is missing from the "
@@ -167,14 +209,17 @@ class Hold:
             )
             return
         _event("blameset.budget.settle", {"blameset.budget.actual_usd": self.actual_usd})
+        self.late = live is False or self.lost  # a store that does not say is taken as on time
+        if self.late:
+            budget._late_settle(self)
+        if self.late or actual > self._estimate:
+            budget._check_overspent(self)
 
     def release(self) -> None:
         """Nothing was spent: free the reservation (never raises; a failure is logged and the
         hold expires after ``hold_ttl_s``)."""
-        with self._lock:
-            if self._done:
-                return
-            self._done = True
+        if not self._finish():
+            return
         try:
             self._budget._ledger.budget_release(self._keys, self.id)
         except Exception:
@@ -189,9 +234,105 @@ class Hold:
         self.settle()  # conservative: what cannot be proven unspent counts at the estimate
 
 
+class _Heartbeat:
+    """The lease heartbeat: one daemon thread per process renews every open hold of every
+    Budget each ``hold_ttl_s / 3``, so a hold outlives its TTL exactly as long as its work.
+
+    Holds are kept by weak reference: a hold its code dropped unsettled is not renewed, and
+    expires as a dead process's would. The thread wakes only when a renewal is due (an idle
+    service costs nothing); a renewal that fails (store down) is logged and tried again at the
+    next beat. In a forked child the parent's holds are the parent's: the child starts empty."""
+
+    def __init__(self) -> None:
+        self._holds: dict[int, weakref.ref[Hold]] = {}
+        self._wake_at = math.inf  # monotonic time the thread sleeps until
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._in_child)
+
+    def _in_child(self) -> None:
+        self._holds = {}
+        self._wake_at = math.inf
+        self._cond = threading.Condition()
+        self._thread = None
+
+    def add(self, hold: Hold, interval_s: float) -> None:
+        hold._renew_at = time.monotonic() + interval_s
+        with self._cond:
+            self._holds[id(hold)] = weakref.ref(hold)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="blameset-budget-heartbeat", daemon=True
+                )
+                self._thread.start()
+            elif hold._renew_at < self._wake_at:
+                self._cond.notify()  # sooner than the thread planned to wake
+
+    def discard(self, hold: Hold) -> None:
+        with self._cond:
+            self._holds.pop(id(hold), None)
+
+    def _run(self) -> None:
+        while True:
+            for hold in self._due():
+                self._beat(hold)
+
+    def _due(self) -> list[Hold]:
+        """Wait until some hold's renewal is due; those holds (strong references)."""
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                due, soonest = [], math.inf
+                for key, ref in list(self._holds.items()):
+                    hold = ref()
+                    if hold is None or hold.done:
+                        del self._holds[key]
+                    elif hold._renew_at <= now:
+                        due.append(hold)
+                    else:
+                        soonest = min(soonest, hold._renew_at)
+                if due:
+                    return due
+                self._wake_at = soonest
+                self._cond.wait(None if soonest == math.inf else soonest - now)
+
+    def _beat(self, hold: Hold) -> None:
+        """Renew one hold (never raises): again in a third of its TTL, or never if lost."""
+        hold._renew_at = time.monotonic() + hold._budget.hold_ttl_s / 3
+        try:
+            renewed = hold.renew()
+        except Exception:
+            logger.exception("blameset: renewing budget hold %s failed; retrying", hold.id)
+            return
+        if not renewed:
+            self.discard(hold)
+            if hold.lost:
+                logger.warning(
+                    "blameset: budget hold %s ($%.6f) expired before its work finished (a "
+                    "renewal came too late); its settle will be late and may overspend",
+                    hold.id,
+                    hold.estimate_usd,
+                )
+
+
+_HEARTBEAT = _Heartbeat()
+
+
 def _event(name: str, attributes: dict[str, Any]) -> None:
     """A budget decision as an event on the current blameset span."""
     add_span_event(name, attributes)
+
+
+def _count(name: str, description: str) -> None:
+    """Add one to a counter of the application's MeterProvider (rare events only: each call
+    looks the instrument up). Never raises."""
+    try:
+        from opentelemetry import metrics
+
+        metrics.get_meter("blameset").create_counter(name, description=description).add(1)
+    except Exception:
+        logger.exception("blameset: counting %s failed", name)
 
 
 # --- the budget ----------------------------------------------------------------------------------
@@ -226,8 +367,16 @@ class Budget:
         probe_every: int = 10,
         core_routes: Sequence[str] = (),
         hold_ttl_s: float = 600.0,
+        renew_holds: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if (
+            not (isinstance(hold_ttl_s, int | float) and math.isfinite(hold_ttl_s))
+            or hold_ttl_s <= 0
+        ):
+            raise InvalidInput(
+                f"hold_ttl_s must be a positive number of seconds, not {hold_ttl_s!r}"
+            )
         self._ledger = cast(Ledger, open_store(store))
         self.tenant_per_minute = (
             usd_to_micros(tenant_per_minute_usd) if tenant_per_minute_usd is not None else None
@@ -246,7 +395,11 @@ class Budget:
         self.probe_every = max(1, probe_every)
         self.core_routes = frozenset(core_routes)
         self.hold_ttl_s = hold_ttl_s
+        self.renew_holds = renew_holds
         self.clock = clock
+        self.late_settles = 0  # holds settled after they had expired (see Hold.settle)
+        self.overspends = 0  # settles that left a limited window over its limit
+        self._counts_lock = threading.Lock()
         self._breaker = _Breaker()
         self._window_cache: dict[tuple[str, int], tuple[list[Window], list[str]]] = {}
         self._probes = itertools.count()
@@ -305,7 +458,60 @@ class Budget:
             "blameset.budget.reserve",
             {"blameset.budget.estimate_usd": amount / MICROS, contract.TENANT_ID: tenant},
         )
-        return Hold(self, keys, hold_id, amount)
+        hold = Hold(self, windows, hold_id, amount)
+        if self.renew_holds:
+            _HEARTBEAT.add(hold, self.hold_ttl_s / 3)
+        return hold
+
+    # -- holds that outlived their lease ---------------------------------------------------------
+    def _late_settle(self, hold: Hold) -> None:
+        """A hold settled after it had expired: while it was expired, other reservations were
+        admitted against room it no longer held, so this window can end over its limit."""
+        with self._counts_lock:
+            self.late_settles += 1
+        logger.warning(
+            "blameset: budget hold %s settled $%.6f after it had expired (hold_ttl_s=%s%s); the "
+            "spend counts, but reservations admitted meanwhile did not see it",
+            hold.id,
+            hold.actual_usd,
+            self.hold_ttl_s,
+            "" if self.renew_holds else ", renew_holds=False",
+        )
+        _event(LATE_SETTLE, {"blameset.budget.hold_id": hold.id})
+        set_request_attributes({LATE_SETTLE: True})
+        _count("blameset.budget.late_settles", "Budget holds settled after they had expired")
+
+    def _check_overspent(self, hold: Hold) -> None:
+        """After a settle that could break the bound (late, or over its estimate): log and mark
+        each limited window it left over its limit. Never raises."""
+        limited = [(w.key, w.limit) for w in hold._windows if w.limit is not None]
+        if not limited:
+            return
+        try:
+            totals = self._ledger.budget_spent([key for key, _ in limited], self.clock())
+        except Exception:
+            logger.exception("blameset: reading spend after hold %s's settle failed", hold.id)
+            return
+        for (key, limit), (settled, _) in zip(limited, totals, strict=True):
+            if settled > limit:
+                self._overspent(hold, key, settled, limit)
+
+    def _overspent(self, hold: Hold, key: str, settled: int, limit: int) -> None:
+        with self._counts_lock:
+            self.overspends += 1
+        logger.warning(
+            "blameset: budget window %s is overspent: $%.6f settled against a $%.6f limit "
+            "(hold %s settled %s)",
+            key,
+            settled / MICROS,
+            limit / MICROS,
+            hold.id,
+            "late" if hold.late else "over its estimate",
+        )
+        over_usd = (settled - limit) / MICROS
+        _event(OVERSPENT, {"blameset.budget.window": key, "blameset.budget.over_usd": over_usd})
+        set_request_attributes({OVERSPENT: True})
+        _count("blameset.budget.overspends", "Budget settles that left a window over its limit")
 
     def estimate(
         self,

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
+
+from .errors import Internal
 
 __all__ = [
     "Claim",
@@ -25,6 +28,7 @@ __all__ = [
     "RedisStore",
     "SQLiteStore",
     "Store",
+    "StoreStateLost",
     "Window",
     "open_existing_store",
     "open_store",
@@ -62,9 +66,19 @@ class Ledger(Protocol):
         the key of the first window it would push past its limit. Expired holds do not count."""
         ...
 
-    def budget_settle(self, keys: list[str], hold: str, actual: int) -> None:
+    def budget_settle(
+        self, keys: list[str], hold: str, actual: int, now: float | None = None
+    ) -> bool:
         """Replace the hold with the actual amount, in every window: always counted, even when
-        the hold (or the window's record) expired meanwhile, since the money was spent."""
+        the hold (or the window's record) expired meanwhile, since the money was spent. Returns
+        whether the hold was still live at ``now`` (False: a late settle, see :meth:`budget_renew`);
+        without ``now``, whether it was still there."""
+        ...
+
+    def budget_renew(self, keys: list[str], hold: str, hold_ttl_s: float, now: float) -> bool:
+        """Extend a live hold to ``now + hold_ttl_s`` in every window (the lease heartbeat), at
+        once. False, changing nothing, when it is no longer live: it expired (others may have
+        been admitted against the room it left) or was settled, released or swept."""
         ...
 
     def budget_release(self, keys: list[str], hold: str) -> None:
@@ -165,14 +179,42 @@ class MemoryStore:
                 entry[1][hold] = (amount, until)
             return None
 
-    def budget_settle(self, keys: list[str], hold: str, actual: int) -> None:
+    def budget_settle(
+        self, keys: list[str], hold: str, actual: int, now: float | None = None
+    ) -> bool:
         with self._lock:
+            live = self._held(keys, hold, now)
             for key in keys:
                 entry = self._ledger.get(key)
                 if entry is None:  # swept meanwhile: the spend still counts
                     entry = self._ledger[key] = [0, {}, float("inf")]
                 entry[1].pop(hold, None)
                 entry[0] += actual
+            return live
+
+    def budget_renew(self, keys: list[str], hold: str, hold_ttl_s: float, now: float) -> bool:
+        with self._lock:
+            if not self._held(keys, hold, now):
+                return False
+            until = now + hold_ttl_s
+            for key in keys:
+                holds = self._ledger[key][1] if key in self._ledger else {}
+                if hold in holds:
+                    holds[hold] = (holds[hold][0], until)
+            return True
+
+    def _held(self, keys: list[str], hold: str, now: float | None) -> bool:
+        """The hold is live: unexpired in every window whose record is (at least one)."""
+        windows = 0
+        for key in keys:
+            entry = self._ledger.get(key)
+            if entry is None or (now is not None and entry[2] <= now):
+                continue  # the window is over: no hold needed there
+            windows += 1
+            held = entry[1].get(hold)
+            if held is None or (now is not None and held[1] <= now):
+                return False
+        return windows > 0
 
     def budget_release(self, keys: list[str], hold: str) -> None:
         with self._lock:
@@ -311,8 +353,11 @@ class SQLiteStore:
                 )
             return None
 
-    def budget_settle(self, keys: list[str], hold: str, actual: int) -> None:
+    def budget_settle(
+        self, keys: list[str], hold: str, actual: int, now: float | None = None
+    ) -> bool:
         with self._transaction() as db:
+            live = self._held(db, keys, hold, now)
             for key in keys:
                 db.execute(
                     "DELETE FROM blameset_budget_holds WHERE window = ? AND hold = ?", (key, hold)
@@ -322,6 +367,33 @@ class SQLiteStore:
                     "ON CONFLICT(window) DO UPDATE SET settled = settled + excluded.settled",
                     (key, actual, float("inf")),
                 )
+            return live
+
+    def budget_renew(self, keys: list[str], hold: str, hold_ttl_s: float, now: float) -> bool:
+        with self._transaction() as db:
+            if not self._held(db, keys, hold, now):
+                return False
+            marks = ",".join("?" * len(keys))
+            db.execute(
+                "UPDATE blameset_budget_holds SET expires = ? "
+                f"WHERE hold = ? AND window IN ({marks})",
+                (now + hold_ttl_s, hold, *keys),
+            )
+            return True
+
+    @staticmethod
+    def _held(db: sqlite3.Connection, keys: list[str], hold: str, now: float | None) -> bool:
+        """The hold is live: unexpired in every window whose record is (at least one)."""
+        at = float("-inf") if now is None else now
+        marks = ",".join("?" * len(keys))
+        windows, holding = db.execute(
+            "SELECT COUNT(*), COUNT(h.hold) FROM blameset_budget AS b "
+            "LEFT JOIN blameset_budget_holds AS h "
+            "ON h.window = b.window AND h.hold = ? AND h.expires > ? "
+            f"WHERE b.window IN ({marks}) AND b.expires > ?",
+            (hold, at, *keys, at),
+        ).fetchone()
+        return bool(windows) and windows == holding
 
     def budget_release(self, keys: list[str], hold: str) -> None:
         with self._transaction() as db:
@@ -367,7 +439,24 @@ class _Tx:
         self.db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
 
 
-_BEGIN = """
+# The idempotency scripts first check the store's epoch (KEYS[2], see RedisStore): a Redis that
+# lost its data no longer has it, and every key would look new.
+_EPOCH_CHECK = """
+local epoch = redis.call('GET', KEYS[2])
+if epoch ~= ARGV[#ARGV] then
+  if epoch then return {'lost', epoch} end
+  return {'lost'}
+end
+"""
+_EPOCH = """
+local epoch = redis.call('GET', KEYS[1])
+if epoch then return epoch end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]
+"""
+_BEGIN = (
+    _EPOCH_CHECK
+    + """
 local h = redis.call('HMGET', KEYS[1], 'state', 'until', 'value')
 local now = tonumber(ARGV[2])
 if h[1] == 'done' and tonumber(h[2]) > now then return {'done', h[3]} end
@@ -377,13 +466,17 @@ redis.call('HSET', KEYS[1], 'state', 'running', 'owner', ARGV[1], 'until', ARGV[
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return {'acquired'}
 """
-_COMPLETE = """
+)
+_COMPLETE = (
+    _EPOCH_CHECK
+    + """
 local h = redis.call('HMGET', KEYS[1], 'state', 'owner')
-if h[1] ~= 'running' or h[2] ~= ARGV[1] then return 0 end
+if h[1] ~= 'running' or h[2] ~= ARGV[1] then return {'lost_lease'} end
 redis.call('HSET', KEYS[1], 'state', 'done', 'until', ARGV[3], 'value', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return 1
+return {'stored'}
 """
+)
 _RELEASE = """
 local h = redis.call('HMGET', KEYS[1], 'state', 'owner')
 if h[1] == 'running' and h[2] == ARGV[1] then redis.call('DEL', KEYS[1]) end
@@ -417,14 +510,50 @@ for i, key in ipairs(KEYS) do
 end
 return 0
 """
-_SETTLE = """
+# Whether hold ARGV[1] is live at ARGV[2]: unexpired in every window whose key still exists
+# (a window whose key expired is over and needs no hold), and there is at least one.
+_HELD = """
+local function held(hold_field, now)
+  local windows, amounts = 0, {}
+  for i, key in ipairs(KEYS) do
+    if redis.call('EXISTS', key) == 1 then
+      windows = windows + 1
+      local v = redis.call('HGET', key, hold_field)
+      if not v then return nil end
+      local a, e = string.match(v, '([^:]+):([^:]+)')
+      if tonumber(e) <= now then return nil end
+      amounts[i] = a
+    end
+  end
+  if windows == 0 then return nil end
+  return amounts
+end
+"""
+_RENEW = (
+    _HELD
+    + """
+local field = 'h:' .. ARGV[1]
+local amounts = held(field, tonumber(ARGV[2]))
+if not amounts then return 0 end
+for i, a in pairs(amounts) do redis.call('HSET', KEYS[i], field, a .. ':' .. ARGV[3]) end
+return 1
+"""
+)
+_SETTLE = (
+    _HELD
+    + """
+local at = -math.huge
+if ARGV[4] ~= '' then at = tonumber(ARGV[4]) end
+local live = 1
+if not held('h:' .. ARGV[1], at) then live = 0 end
 for _, key in ipairs(KEYS) do
   redis.call('HDEL', key, 'h:' .. ARGV[1])
   redis.call('HINCRBY', key, 'settled', ARGV[2])
   if redis.call('PTTL', key) < 0 then redis.call('PEXPIRE', key, ARGV[3]) end
 end
-return 1
+return live
 """
+)
 _SPENT = """
 local now = tonumber(ARGV[1])
 local out = {}
@@ -450,40 +579,105 @@ _GRACE_MS = 60_000
 _MAX_TTL_S = 10 * 365 * 86_400.0  # "keep forever" (inf) as ten years: Redis wants an integer
 
 
+class StoreStateLost(Internal):
+    """The idempotency store lost the records it kept (a Redis restarted without persistence,
+    flushed, or evicting): every key would look new and the work would run again, so the call
+    is refused instead (code ``INTERNAL``)."""
+
+
+def _without_password(url: str) -> str:
+    """The URL to name in a message: ``redis://:secret@host`` must not reach a log."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    return f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}"
+
+
 class RedisStore:
-    """Redis (several hosts). Each operation is one Lua script, atomic on the server."""
+    """Redis (several hosts). Each operation is one Lua script, atomic on the server.
+
+    **Lost state.** A Redis that restarts without persistence (or is flushed) comes back empty,
+    and an empty store would run every action again. So the idempotency records carry an
+    *epoch*: a random id kept under :attr:`epoch_key`, written by the first store to use the
+    server and read by every later one. Each ``begin`` and ``complete`` checks it in the same
+    script; when it is gone or changed, the call raises :class:`StoreStateLost` instead of
+    running the work again (fail closed). A process that starts after the loss writes a new
+    epoch and cannot know what was lost: keep the records with ``appendonly yes`` (see
+    docs/backend/idempotency.md). The budget ledger has no epoch: an emptied ledger forgets
+    spend, it does not repeat side effects."""
 
     def __init__(self, url: str, prefix: str = "blameset:idem:") -> None:
         import redis  # only services that choose Redis need the client
 
         self.url = url
         self.prefix = prefix
+        # Outside the prefix, so no idempotency key can be it.
+        self.epoch_key = (prefix.rstrip(":") or "blameset") + "-epoch"
         self.budget_prefix = "blameset:budget:"
+        self._epoch: str | None = None
+        self._epoch_lock = threading.Lock()
         self._client = redis.Redis.from_url(url)
+        self._read_epoch = self._client.register_script(_EPOCH)
         self._begin = self._client.register_script(_BEGIN)
         self._complete = self._client.register_script(_COMPLETE)
         self._release = self._client.register_script(_RELEASE)
         self._reserve = self._client.register_script(_RESERVE)
         self._settle = self._client.register_script(_SETTLE)
+        self._renew = self._client.register_script(_RENEW)
         self._spent = self._client.register_script(_SPENT)
+
+    @property
+    def epoch(self) -> str:
+        """The epoch this store works in: the server's, read (or written, on a server that has
+        none) at the first idempotency call, then kept."""
+        if self._epoch is None:
+            with self._epoch_lock:
+                if self._epoch is None:
+                    raw: Any = self._read_epoch(keys=[self.epoch_key], args=[uuid.uuid4().hex])
+                    self._epoch = raw.decode() if isinstance(raw, bytes) else str(raw)
+        return self._epoch
+
+    def _check(self, key: str, reply: Any) -> str:
+        """The script's status; raises :class:`StoreStateLost` when the epoch was not there."""
+        raw: Any = reply[0]
+        status = raw.decode() if isinstance(raw, bytes) else str(raw)
+        if status != "lost":
+            return status
+        now_epoch = reply[1].decode() if len(reply) > 1 else None
+        what = (
+            f"its epoch key {self.epoch_key!r} is gone"
+            if now_epoch is None
+            else f"its epoch changed from {self.epoch} to {now_epoch} (it was emptied and "
+            "written again by a process started since)"
+        )
+        raise StoreStateLost(
+            f"idempotency store {_without_password(self.url)} lost its records ({what}): Redis "
+            f"restarted without persistence or was flushed. Refusing {key!r} rather than "
+            "running work that may already have run. Keep Redis with appendonly yes and "
+            "maxmemory-policy noeviction; restart this process to accept the new state"
+        )
 
     def begin(self, key: str, owner: str, lease_s: float, now: float) -> Claim:
         ttl_ms = int(lease_s * 1000) + _GRACE_MS
         reply: Any = self._begin(
-            keys=[self.prefix + key], args=[owner, repr(now), repr(now + lease_s), ttl_ms]
+            keys=[self.prefix + key, self.epoch_key],
+            args=[owner, repr(now), repr(now + lease_s), ttl_ms, self.epoch],
         )
-        raw: Any = reply[0]
-        status: Any = raw.decode() if isinstance(raw, bytes) else str(raw)
+        status: Any = self._check(key, reply)
         value = reply[1] if len(reply) > 1 else None
         return Claim(status, value)
 
     def complete(self, key: str, owner: str, value: bytes, ttl_s: float, now: float) -> bool:
+        """As :meth:`Store.complete`; raises :class:`StoreStateLost` when the store lost its
+        records since this store's epoch began (nothing is stored)."""
         ttl_s = min(ttl_s, _MAX_TTL_S)
         ttl_ms = int(ttl_s * 1000) + _GRACE_MS
-        done: Any = self._complete(
-            keys=[self.prefix + key], args=[owner, value, repr(now + ttl_s), ttl_ms]
+        reply: Any = self._complete(
+            keys=[self.prefix + key, self.epoch_key],
+            args=[owner, value, repr(now + ttl_s), ttl_ms, self.epoch],
         )
-        return bool(done)
+        return self._check(key, reply) == "stored"
 
     def release(self, key: str, owner: str) -> None:
         self._release(keys=[self.prefix + key], args=[owner])
@@ -498,11 +692,22 @@ class RedisStore:
         tripped: Any = self._reserve(keys=[self.budget_prefix + w.key for w in windows], args=args)
         return None if int(tripped) == 0 else windows[int(tripped) - 1].key
 
-    def budget_settle(self, keys: list[str], hold: str, actual: int) -> None:
+    def budget_settle(
+        self, keys: list[str], hold: str, actual: int, now: float | None = None
+    ) -> bool:
         # A window whose key expired meanwhile is re-created: the spend still counts.
-        self._settle(
-            keys=[self.budget_prefix + k for k in keys], args=[hold, actual, 2 * 86_400_000]
+        at = "" if now is None else repr(now)
+        live: Any = self._settle(
+            keys=[self.budget_prefix + k for k in keys], args=[hold, actual, 2 * 86_400_000, at]
         )
+        return bool(int(live))
+
+    def budget_renew(self, keys: list[str], hold: str, hold_ttl_s: float, now: float) -> bool:
+        renewed: Any = self._renew(
+            keys=[self.budget_prefix + k for k in keys],
+            args=[hold, repr(now), repr(now + hold_ttl_s)],
+        )
+        return bool(int(renewed))
 
     def budget_release(self, keys: list[str], hold: str) -> None:
         pipe = self._client.pipeline(transaction=True)

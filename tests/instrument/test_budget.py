@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import math
 import os
 import subprocess
 import sys
+import threading
+import time
 import uuid
+import weakref
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -561,3 +565,183 @@ def test_budget_status_refuses_stores_it_cannot_read(store: str, message: str):
     assert message in result.output
     assert "Traceback" not in result.output
     assert not Path("/nonexistent/dir").exists()
+
+
+# --- the lease heartbeat ----------------------------------------------------------------------
+
+
+def test_a_renewed_hold_outlives_its_ttl_in_every_store(store):
+    """renew extends a live hold: past its first TTL it still counts, and settles on time."""
+    clock, who = Clock(), tenant()
+    budget = Budget(
+        store,
+        tenant_per_minute_usd=None,
+        tenant_per_day_usd=1.00,
+        hold_ttl_s=30,
+        renew_holds=False,  # renewed by hand here, at hand-moved times
+        clock=clock,
+    )
+    hold = budget.reserve(tenant=who, estimate_usd=1.00)
+    for _ in range(3):
+        clock.t += 20
+        assert hold.renew()
+    # 60 s after the reservation, twice its TTL: still held.
+    with pytest.raises(BudgetExhausted):
+        budget.reserve(tenant=who, estimate_usd=0.10)
+    hold.settle(1.00)
+    assert not hold.late and budget.late_settles == 0
+    assert not hold.renew()  # a settled hold is not renewed back to life
+
+
+def test_an_expired_hold_is_not_renewed_and_its_late_settle_is_counted_logged_and_marked(
+    store, spans: CapturedSpans, caplog
+):
+    """A hold past its TTL cannot be renewed (others may hold its room); its settle still counts
+    and is a late settle: counted, logged, an event on the span, and the overspent window named
+    on the request span."""
+    clock, who = Clock(), tenant()
+    budget = Budget(
+        store,
+        tenant_per_minute_usd=None,
+        tenant_per_day_usd=1.00,
+        hold_ttl_s=30,
+        renew_holds=False,
+        clock=clock,
+    )
+
+    @traced("export")
+    def export() -> None:
+        first = budget.reserve(tenant=who, estimate_usd=0.80)
+        clock.t += 31
+        assert not first.renew() and first.lost
+        budget.reserve(tenant=who, estimate_usd=0.80).settle()  # the room it left
+        first.settle(0.80)
+        assert first.late
+
+    with caplog.at_level(logging.WARNING, logger="blameset"):
+        export()
+    assert budget.late_settles == 1 and budget.overspends == 1
+    assert "after it had expired" in caplog.text
+    assert "overspent: $1.600000 settled against a $1.000000 limit" in caplog.text
+    span = spans.named("export")[0]
+    assert span.attributes["blameset.budget.late_settle"] is True
+    assert span.attributes["blameset.budget.overspent"] is True
+    events = {e.name: e.attributes for e in span.events}
+    assert events["blameset.budget.overspent"]["blameset.budget.over_usd"] == pytest.approx(0.6)
+
+
+def test_an_on_time_settle_is_not_late_in_every_store(store):
+    """A settle within the hold's TTL is not counted as late, nor is its window overspent."""
+    clock, who = Clock(), tenant()
+    budget = Budget(store, tenant_per_minute_usd=None, tenant_per_day_usd=1.00, clock=clock)
+    hold = budget.reserve(tenant=who, estimate_usd=0.50)
+    clock.t += 599
+    hold.settle(0.50)
+    assert (hold.late, budget.late_settles, budget.overspends) == (False, 0, 0)
+
+
+class RenewCountingStore(MemoryStore):
+    """A memory store that says when the heartbeat has renewed a hold N times."""
+
+    def __init__(self, wanted: int) -> None:
+        super().__init__()
+        self.renewals = 0
+        self.wanted = wanted
+        self.renewed = threading.Event()
+
+    def budget_renew(self, *a, **k):
+        held = super().budget_renew(*a, **k)
+        self.renewals += 1
+        if self.renewals >= self.wanted:
+            self.renewed.set()
+        return held
+
+
+def test_the_heartbeat_renews_an_open_hold_until_it_is_settled():
+    """On the real clock with a 0.2 s TTL, the background heartbeat keeps an open hold alive
+    through four renewals (past its first TTL), and stops renewing once it is settled."""
+    store = RenewCountingStore(wanted=4)
+    budget = Budget(store, tenant_per_minute_usd=None, tenant_per_day_usd=1.00, hold_ttl_s=0.2)
+    who = tenant()
+    reserved_at = time.time()
+    with budget.reserve(tenant=who, estimate_usd=1.00) as hold:
+        assert store.renewed.wait(timeout=30)
+        assert time.time() > reserved_at + 0.2  # the first TTL is over
+        with pytest.raises(BudgetExhausted):
+            budget.reserve(tenant=who, estimate_usd=0.10)
+    assert not hold.late and budget.late_settles == 0
+    assert not _renewing(hold)
+
+
+def _renewing(hold) -> bool:
+    """Whether the heartbeat still has the hold on its list."""
+    from blameset.instrument.budget import _HEARTBEAT
+
+    return id(hold) in _HEARTBEAT._holds
+
+
+def test_a_hold_dropped_unsettled_is_not_kept_alive_by_the_heartbeat():
+    """The heartbeat holds holds weakly: one its code dropped is collected (and expires in the
+    store), not renewed for ever."""
+    budget = Budget(MemoryStore(), clock=Clock())
+    hold = budget.reserve(tenant="acme", estimate_usd=0.10)
+    ref = weakref.ref(hold)
+    del hold
+    gc.collect()
+    assert ref() is None
+
+
+def test_a_budget_refuses_a_hold_ttl_it_cannot_renew():
+    """hold_ttl_s must be a positive finite number of seconds."""
+    for ttl in (0, -1, math.nan, math.inf):
+        with pytest.raises(InvalidInput, match="hold_ttl_s"):
+            Budget(MemoryStore(), hold_ttl_s=ttl)
+
+
+def _lease_run(spec: str, renew: bool, ttl: float = 0.6) -> list[dict]:
+    """4 worker processes x 4 threads reserving $0.10 against $1.00/day, each admitted hold
+    working 1.5 x ttl; the reports of the processes."""
+    who = tenant()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    worker = Path(__file__).with_name("budget_worker.py")
+    args = ["lease", spec, "4", "8", who, str(ttl), "1" if renew else "0"]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(worker), *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    reports = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        reports.append(json.loads(out))
+    return reports
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_work_longer_than_the_hold_ttl_settles_at_most_the_limit(backend, tmp_path, request):
+    """4 processes x 4 threads whose work lasts 1.5x the hold's TTL: the heartbeat keeps every
+    hold alive, so the settled total is exactly the $1.00 limit and no settle is late."""
+    spec = (
+        f"sqlite:{tmp_path / 'budget.db'}"
+        if backend == "sqlite"
+        else str(request.getfixturevalue("redis_url"))
+    )
+    reports = _lease_run(spec, renew=True)
+    settled_cents = 10 * sum(r["admitted"] for r in reports)
+    assert settled_cents <= 100, reports
+    assert settled_cents == 100, reports  # the workload does reach the limit
+    assert sum(r["late"] for r in reports) == 0, reports
+
+
+def test_without_the_heartbeat_the_same_work_settles_late(tmp_path):
+    """The control: with renew_holds=False every hold of that workload expires before its work
+    ends, and each settle is counted late (what the heartbeat prevents)."""
+    reports = _lease_run(f"sqlite:{tmp_path / 'budget.db'}", renew=False)
+    assert sum(r["admitted"] for r in reports) >= 10
+    assert [r["late"] for r in reports] == [r["admitted"] for r in reports]
