@@ -22,7 +22,7 @@ from ._tree import LLM, VERSIONED, is_probe, llm_roles, parent_key, span_key, tr
 from .columns import ATTRIBUTE_COLUMNS, COST_ALIASES, SPAN_SCHEMA, VERSION_ALIASES, Value
 from .readers import SpanRecord
 
-__all__ = ["SPAN_SCHEMA", "SpanPricer", "requests", "spans_frame"]
+__all__ = ["SPAN_SCHEMA", "SpanPricer", "request_flags", "requests", "spans_frame"]
 
 _VERSION_PREFIX = contract.VERSION_PREFIX
 
@@ -230,6 +230,22 @@ def requests(spans: pl.LazyFrame) -> pl.LazyFrame:
             "tool_ms_sum",
             "queue_ms_sum",
         )
+    )
+
+
+def request_flags(spans: pl.LazyFrame) -> pl.LazyFrame:
+    """The span table with ``is_request`` (the span is its trace's request span) and ``apart``
+    (its trace is no traffic), by the rules of :func:`requests`: for a check of what request
+    spans carry, which must not ask it of a framework's server span or a health check."""
+    chosen = requests(spans).select("trace_id", "span_id", "apart")
+    return (
+        spans.join(chosen.select("trace_id", "apart"), on="trace_id", how="left")
+        .join(
+            chosen.select("trace_id", "span_id", is_request=pl.lit(True)),
+            on=["trace_id", "span_id"],
+            how="left",
+        )
+        .with_columns(pl.col("is_request", "apart").fill_null(False))
     )
 
 
