@@ -23,15 +23,19 @@
 (atomically in the store); ``settle`` replaces it with the actual. A reservation that would cross a
 limit raises before any money is spent. Leaving the block by an exception, or without settling,
 settles at the estimate: a budget should count money it cannot prove unspent (call
-``hold.release()`` when you know nothing was spent). A hold whose process died expires after
-``hold_ttl_s``.
+``hold.release()`` when you know nothing was spent).
 
-**Bound.** When every actual is at most its estimate and every hold is settled within
-``hold_ttl_s``, settled spend in a window never exceeds its limit. Otherwise a window can pass its
-limit by at most the sum of the excesses (actual - estimate) of the holds in flight in it, plus
-the amounts settled after their hold expired: each hold was admitted against spend that counted
-other holds only at their estimates, and only while they lived. Keep ``hold_ttl_s`` above the
-longest call.
+**Leases.** A hold counts for ``hold_ttl_s`` after it was last renewed, and while it is open a
+process-wide heartbeat renews it every ``hold_ttl_s / 3``: work may last longer than the TTL,
+while a hold whose process died expires ``hold_ttl_s`` after its last renewal. A settle after the
+hold expired (the process stalled, the store was unreachable) still counts and is a *late
+settle*: counted (``Budget.late_settles``), logged and marked on the span, as is a window it
+leaves over its limit (docs/backend/guard-rails/budget-holds.md).
+
+**Bound.** Settled spend in a window exceeds its limit by at most the sum of the excesses
+(actual - estimate) of the holds admitted in it, plus the amounts of its late settles: each hold
+was admitted against spend that counted other holds only at their estimates, and only while they
+lived. With no late settle and every actual within its estimate, it never exceeds it.
 """
 
 from __future__ import annotations

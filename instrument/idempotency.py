@@ -11,6 +11,11 @@ not stored unless asked, so a retry can run again; a holder that crashed loses i
 
 The lease must outlast the work: a call still running when its lease ends can be started again
 elsewhere (the store then refuses the first one's result, and says so in a warning).
+
+A store that lost its records (a Redis restarted without persistence, or flushed: see
+:class:`~blameset.instrument.stores.RedisStore`) would make every key look new; calls then fail
+closed with :class:`~blameset.instrument.stores.StoreStateLost` (code ``INTERNAL``) instead of
+running the work again.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from .errors import (
     InvalidInput,
     exception_class,
 )
-from .stores import Claim, Store, open_store
+from .stores import Claim, Store, StoreStateLost, open_store
 
 __all__ = ["JsonSerializer", "Serializer", "dedupe_key", "idempotent"]
 
@@ -167,6 +172,13 @@ class _Idempotency:
             )
         try:
             stored = self.store.complete(key, owner, data, self.ttl_s, self.clock())
+        except StoreStateLost as exc:
+            logger.error(
+                "blameset: idempotency key %r: the work ran but its result was not stored: %s",
+                key,
+                exc,
+            )
+            return
         except Exception:
             logger.exception(
                 "blameset: idempotency key %r: storing the result failed; repeats within the "

@@ -29,6 +29,7 @@ from blameset.instrument.stores import (
     RedisStore,
     SQLiteStore,
     Store,
+    StoreStateLost,
     open_store,
 )
 from blameset.instrument.testing import CapturedSpans
@@ -482,3 +483,104 @@ def test_sqlite_in_memory_is_refused_with_a_reason():
     """ ":memory:" cannot be shared between threads or processes: say so."""
     with pytest.raises(ValueError, match="'memory' store"):
         SQLiteStore(":memory:")
+
+
+# --- a Redis that lost its data ---------------------------------------------------------------
+
+
+@pytest.fixture
+def flushable_redis(redis_url: str):
+    """A database of the test Redis for this test alone (15, or 14 when the suite's is 15), so
+    flushing it loses no other test's keys; with a client to flush it."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    import redis
+
+    parts = urlsplit(redis_url)
+    db = "14" if parts.path.strip("/") == "15" else "15"
+    url = urlunsplit(parts._replace(path=f"/{db}"))
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url, client
+    client.flushdb()
+    client.close()
+
+
+def test_a_flushed_redis_fails_closed_instead_of_running_the_effect_again(flushable_redis):
+    """After FLUSHDB every key would look new: the next call raises StoreStateLost (INTERNAL),
+    saying what happened and what Redis needs, and the side effect does not run again."""
+    url, client = flushable_redis
+    ran: list[str] = []
+
+    @idempotent(key=lambda doc: f"export:{doc}", store=url)
+    def export(doc: str) -> str:
+        ran.append(doc)
+        return f"link-{doc}"
+
+    assert export("d1") == "link-d1"
+    assert export("d1") == "link-d1"  # stored
+    client.flushdb()  # what a restart without persistence leaves
+    with pytest.raises(StoreStateLost) as info:
+        export("d1")
+    assert info.value.error_code == "INTERNAL"
+    assert isinstance(info.value, Internal)
+    assert "lost its records" in str(info.value) and "appendonly yes" in str(info.value)
+    with pytest.raises(StoreStateLost):
+        export("d2")  # no key is trusted once the store has lost its state
+    assert ran == ["d1"]
+
+
+def test_a_store_that_kept_the_old_epoch_refuses_after_a_new_one_is_written(flushable_redis):
+    """A process started after the loss writes a new epoch (it cannot know what was lost); one
+    that was running before refuses, naming the changed epoch, rather than follow it."""
+    url, client = flushable_redis
+    before = RedisStore(url)
+    assert before.begin(key(), "a", 30, 0.0).status == "acquired"
+    client.flushdb()
+    after = RedisStore(url)
+    assert after.begin(key(), "b", 30, 0.0).status == "acquired"
+    assert after.epoch != before.epoch
+    with pytest.raises(StoreStateLost, match="epoch changed"):
+        before.begin(key(), "a", 30, 0.0)
+
+
+def test_a_flush_during_the_work_keeps_its_result_unstored_and_later_calls_refused(
+    flushable_redis, caplog
+):
+    """Redis emptied while the work runs: the caller still gets its result, the loss is logged,
+    and the repeat is refused instead of running the work a second time."""
+    url, client = flushable_redis
+    ran: list[int] = []
+
+    @idempotent(key=lambda: "charge", store=url)
+    def charge() -> str:
+        ran.append(1)
+        client.flushdb()
+        return "charged"
+
+    with caplog.at_level(logging.ERROR, logger="blameset"):
+        assert charge() == "charged"
+    assert "the work ran but its result was not stored" in caplog.text
+    with pytest.raises(StoreStateLost):
+        charge()
+    assert ran == [1]
+
+
+def test_a_lost_epoch_key_alone_is_enough_to_refuse(flushable_redis):
+    """Losing only the epoch key (an evicting maxmemory policy) is treated as a loss too."""
+    url, client = flushable_redis
+    store = RedisStore(url)
+    k = key()
+    assert store.begin(k, "a", 30, 0.0).status == "acquired"
+    client.delete(store.epoch_key)
+    with pytest.raises(StoreStateLost, match="is gone"):
+        store.complete(k, "a", b"1", 60, 1.0)
+
+
+def test_the_lost_state_message_names_the_server_but_not_its_password():
+    """The error names the Redis it is about without the password in its URL."""
+    from blameset.instrument.stores import _without_password
+
+    assert _without_password("redis://:hunter2@cache:6379/0") == "redis://cache:6379/0"
+    assert _without_password("rediss://u:p@h/1") == "rediss://h/1"
+    assert _without_password("redis://h:6379/0") == "redis://h:6379/0"
