@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -31,6 +31,7 @@ __all__ = [
     "OtlpSettings",
     "ScrubbingLogExporter",
     "ScrubbingSpanExporter",
+    "destination",
     "otlp_exporter",
     "sibling_log_path",
 ]
@@ -150,6 +151,12 @@ class ScrubbingSpanExporter(SpanExporter):
     def __init__(self, inner: SpanExporter, scrubber: Scrubber) -> None:
         self.inner = inner
         self._scrub = scrubber.span
+        self._on_success: Callable[[], None] | None = None
+
+    def on_success(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` after each export the collector took (the spill forwarder learns
+        so that the collector is back: cheap, it sets a flag)."""
+        self._on_success = callback
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
@@ -157,7 +164,10 @@ class ScrubbingSpanExporter(SpanExporter):
         except Exception:
             logger.exception("blameset: scrubbing %d spans failed; not exported", len(spans))
             return SpanExportResult.FAILURE
-        return self.inner.export(clean)
+        result = self.inner.export(clean)
+        if result == SpanExportResult.SUCCESS and self._on_success is not None:
+            self._on_success()
+        return result
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return self.inner.force_flush(timeout_millis)
@@ -173,6 +183,11 @@ class ScrubbingLogExporter:
     def __init__(self, inner: Any, scrubber: Scrubber) -> None:
         self.inner = inner
         self._scrub = scrubber.log
+        self._on_success: Callable[[], None] | None = None
+
+    def on_success(self, callback: Callable[[], None]) -> None:
+        """As :meth:`ScrubbingSpanExporter.on_success`."""
+        self._on_success = callback
 
     def export(self, batch: Sequence[Any]) -> Any:
         from opentelemetry.sdk._logs.export import LogRecordExportResult
@@ -182,7 +197,10 @@ class ScrubbingLogExporter:
         except Exception:
             logger.exception("blameset: scrubbing %d log records failed; not exported", len(batch))
             return LogRecordExportResult.FAILURE
-        return self.inner.export(clean)
+        result = self.inner.export(clean)
+        if result == LogRecordExportResult.SUCCESS and self._on_success is not None:
+            self._on_success()
+        return result
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return bool(self.inner.force_flush(timeout_millis))
@@ -272,3 +290,29 @@ def otlp_exporter(signal: str, settings: OtlpSettings) -> Any:
     )
 
     return HttpLogExporter(**kwargs)
+
+
+def destination(signal: str, exporter: Any, settings: OtlpSettings | None = None) -> str:
+    """Where ``exporter`` sends ``signal`` ("traces", "logs"), as the spill folder tells
+    destinations apart: records spilled for one are re-sent to it only. OTLP: protocol, resolved
+    endpoint and headers (the headers name the tenant; the spill folder keeps only a digest);
+    a JSONL file: its path; any other exporter: its class."""
+    inner = getattr(exporter, "inner", exporter)  # through the scrubbing wrapper
+    if isinstance(inner, JsonlSpanExporter | JsonlLogExporter):
+        return f"jsonl {inner.path.resolve()}"
+    kind = type(inner)
+    if not kind.__module__.startswith("opentelemetry.exporter.otlp"):
+        return f"exporter {kind.__module__}.{kind.__qualname__}"
+    chosen = settings or OtlpSettings()
+    protocol = "grpc" if ".grpc" in kind.__module__ else "http/protobuf"
+    env = os.environ
+    upper = signal.upper()
+    endpoint = chosen.endpoint or env.get(f"OTEL_EXPORTER_OTLP_{upper}_ENDPOINT")
+    endpoint = endpoint or env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "localhost (default)"
+    headers = chosen.header_dict()
+    if headers is None:
+        raw = env.get(f"OTEL_EXPORTER_OTLP_{upper}_HEADERS") or env.get(
+            "OTEL_EXPORTER_OTLP_HEADERS"
+        )
+        headers = OtlpSettings(headers=raw).header_dict() or {}
+    return f"otlp {protocol} {endpoint.rstrip('/')} {sorted(headers.items())}"

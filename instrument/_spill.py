@@ -1,13 +1,21 @@
-"""The spill folder: where spans and log records go when the collector cannot take them.
+"""The spill folder: where spans and log records go when the collector cannot take them, and
+where they wait until it can.
 
 Records are appended as flat JSONL (the format ``blameset ingest`` reads) by a background thread,
 so a caller never waits on the disk either. The folder is capped in bytes: past the cap records are
 counted and dropped, with one warning when the cap is reached and a summary at shutdown. Nothing
 is dropped without being counted and said.
+
+Store and forward: once :meth:`SpillWriter.forward` names a signal's exporter, a background thread
+(``_forward``) re-sends the spilled records of that destination when the collector answers again,
+oldest file first, and deletes a file only after the collector acknowledged all of it. A file is
+written under an exclusive ``flock`` for as long as its writer has it open, so a forwarder (of this
+process or another one sharing the folder) takes only files nobody writes and nobody else sends.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -17,14 +25,18 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-__all__ = ["DEFAULT_MAX_BYTES", "SpillWriter", "default_spill_dir"]
+if TYPE_CHECKING:
+    from ._forward import Forwarder
+
+__all__ = ["DEFAULT_MAX_BYTES", "SpillWriter", "default_spill_dir", "spill_file_key"]
 
 logger = logging.getLogger("blameset")
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 _MAX_PENDING = 200_000  # records waiting for the spill thread; past this they are counted, dropped
+_RECOUNT_EVERY_S = 1.0  # how often a full folder is measured again (another process may free it)
 
 
 def default_spill_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -36,8 +48,69 @@ def default_spill_dir(environ: Mapping[str, str] | None = None) -> Path:
     return Path(cache) / "blameset" / "spill"
 
 
+def spill_file_key(name: str) -> str | None:
+    """The destination key in a spill file's name (``spans-<host>-<pid>-<ns>@<key>.jsonl``), or
+    None for a file written without one (it is left to ``blameset ingest``)."""
+    stem = name[: -len(".jsonl")] if name.endswith(".jsonl") else name
+    _, at, key = stem.rpartition("@")
+    return key if at and key else None
+
+
+def folder_bytes(folder: Path) -> int:
+    """Bytes the spill files in ``folder`` hold (all processes' files: the cap is the folder's)."""
+    total = 0
+    for path in folder.glob("*.jsonl"):
+        try:
+            total += path.stat().st_size
+        except OSError:
+            continue  # sent and deleted while we looked
+    return total
+
+
+def _open_locked(folder: Path, name: str) -> IO[str]:
+    """A new spill file, open for appending and ``flock``-ed before it gets its visible name, so
+    no forwarder ever sees it unlocked while it is written."""
+    hidden = folder / f".{name}.new"
+    handle = hidden.open("a", encoding="utf-8")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(hidden, folder / name)
+    except BaseException:
+        handle.close()
+        raise
+    return handle
+
+
+def _with_scope(signal: str, item: Any, record: dict[str, Any]) -> dict[str, Any]:
+    """What a resend needs beyond the flat format: the instrumentation scope, and a span's links
+    and trace state (``blameset ingest`` ignores these keys)."""
+    scope = getattr(item, "instrumentation_scope", None)
+    if scope is not None and getattr(scope, "name", None):
+        record["scope"] = {"name": scope.name, "version": scope.version}
+    if signal != "spans":
+        return record
+    links = getattr(item, "links", None)
+    if links:
+        from ._records import plain_attributes
+
+        record["links"] = [
+            {
+                "trace_id": f"{link.context.trace_id:032x}",
+                "span_id": f"{link.context.span_id:016x}",
+                "attributes": plain_attributes(link.attributes),
+            }
+            for link in links
+        ]
+    context = getattr(item, "context", None)
+    state = getattr(context, "trace_state", None)
+    if state:
+        record["trace_state"] = state.to_header()
+    return record
+
+
 class SpillWriter:
-    """Appends records to ``<folder>/<signal>-<host>-<pid>-<start>.jsonl`` on its own thread.
+    """Appends records to ``<folder>/<signal>-<host>-<pid>-<start>-<n>[@<key>].jsonl`` on its own
+    thread (``key`` names the destination, once :meth:`forward` told it).
 
     After :meth:`close`, late records (a span ending after shutdown) are written at once on the
     caller's thread: rare, and better than losing them. Across ``fork()`` the child gets its own
@@ -49,21 +122,75 @@ class SpillWriter:
         self.max_bytes = max_bytes
         self.spilled: dict[str, int] = {}
         self.dropped: dict[tuple[str, str], int] = {}  # (signal, reason) -> count
+        self._keys: dict[str, str] = {}  # signal -> destination key, set by forward()
+        self._forwarder: Forwarder | None = None
         self._announced = False
+        self._files: dict[str, IO[str]] = {}
         self._reset()
         _after_fork.add(self)
 
     def _reset(self) -> None:
+        for handle in getattr(self, "_files", {}).values():
+            handle.close()  # a forked child's copy: the parent's lock stays the parent's
         self._pending: deque[tuple[str, Any, Callable[[Any], dict[str, Any]]]] = deque()
         self._cond = threading.Condition()
         self._write_lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._files: dict[str, IO[str]] = {}
+        self._files = {}
         self._stamp = f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
         self._used: int | None = None  # bytes in the folder, read when first needed
+        self._counted_at = 0.0
+        self._seq = 0  # files this process started (a sealed file is followed by a new one)
         self._busy = False
         self._closed = False
         self._warned: set[str] = set()
+        if self._forwarder is not None:
+            self._forwarder.after_fork()
+
+    # -- store and forward ---------------------------------------------------------------------
+    def forward(self, signal: str, exporter: Any, destination: str, **tuning: float) -> None:
+        """Re-send this signal's spilled records through ``exporter`` when the collector answers
+        again (``destination`` says where ``exporter`` sends: only files spilled for the same
+        destination are sent there). Starts the forwarder thread; calling it again for a signal
+        replaces its exporter. ``tuning``: the forwarder's backoff and batch settings."""
+        from ._forward import Forwarder, destination_key
+
+        key = destination_key(destination)
+        with self._write_lock:
+            if self._keys.get(signal) != key:
+                self._seal_locked(signal)  # what was written for another destination stays so
+                self._keys[signal] = key
+            if self._forwarder is None:
+                self._forwarder = Forwarder(self, **tuning)
+            forwarder = self._forwarder
+        forwarder.route(signal, exporter, key)
+
+    def key(self, signal: str) -> str | None:
+        return self._keys.get(signal)
+
+    def seal(self, signal: str) -> bool:
+        """Close this process's open file of ``signal`` (releasing its lock) so it can be sent;
+        the next record starts a new file. True when there was one."""
+        with self._write_lock:
+            return self._seal_locked(signal)
+
+    def _seal_locked(self, signal: str) -> bool:
+        handle = self._files.pop(signal, None)
+        if handle is None:
+            return False
+        handle.close()
+        return True
+
+    def freed(self, n_bytes: int) -> None:
+        """A forwarder deleted a file of ``n_bytes``: the cap has that much room again."""
+        with self._write_lock:
+            if self._used is not None:
+                self._used = max(0, self._used - n_bytes)
+
+    @property
+    def forwarded(self) -> dict[str, int]:
+        """Records re-sent to the collector and acknowledged, by signal."""
+        return dict(self._forwarder.sent) if self._forwarder is not None else {}
 
     # -- callers' side (never blocks on the disk while open) ------------------------------------
     def spill(
@@ -101,13 +228,15 @@ class SpillWriter:
             return
         if items and not self._announced:
             self._announced = True
+            forwarding = self._forwarder is not None and signal in self._keys
             logger.warning(
-                "blameset: %d %s could not be exported (%s); spilling them to %s "
-                "(set BLAMESET_SPILL_DIR to move it; `blameset ingest` reads it)",
-                len(items),
+                "blameset: %s could not be exported (%s); spilling them to %s (counted: the "
+                "totals are logged at shutdown; %s; set BLAMESET_SPILL_DIR to move it; "
+                "`blameset ingest` reads it)",
                 signal,
                 reason,
                 self.folder,
+                "re-sent when the collector answers again" if forwarding else "not re-sent",
             )
 
     def flush(self, timeout_s: float = 10.0) -> bool:
@@ -122,11 +251,13 @@ class SpillWriter:
         return True
 
     def close(self, timeout_s: float = 2.0) -> None:
-        """Write what is queued (waiting at most ``timeout_s``), then say what was dropped.
+        """Write what is queued (waiting at most ``timeout_s``), stop re-sending, then say what
+        was spilled, re-sent and dropped.
 
         A disk too slow to take the rest in time: what is still queued is counted as dropped,
         and a batch still being written is reported as unconfirmed, never silently lost.
         """
+        started = time.monotonic()
         self.flush(timeout_s)
         with self._cond:
             self._closed = True
@@ -135,11 +266,24 @@ class SpillWriter:
             self._pending.clear()
             busy = self._busy
             self._cond.notify_all()
+        if self._forwarder is not None:
+            self._forwarder.stop(max(0.1, timeout_s - (time.monotonic() - started)))
         if busy:
             logger.warning(
                 "blameset: the spill folder %s is still being written at shutdown; the last "
                 "batch may be incomplete",
                 self.folder,
+            )
+        self._summary()
+
+    def _summary(self) -> None:
+        forwarded = self.forwarded
+        if self.spilled or forwarded:
+            logger.warning(
+                "blameset: spilled to %s: %s; re-sent to the collector: %s",
+                self.folder,
+                _counts(self.spilled),
+                _counts(forwarded),
             )
         if self.dropped:
             logger.warning(
@@ -170,6 +314,8 @@ class SpillWriter:
                 with self._cond:
                     self._busy = False
                     self._cond.notify_all()
+            if self._forwarder is not None:
+                self._forwarder.spilled()
 
     def _write(self, batch: list[tuple[str, Any, Callable[[Any], dict[str, Any]]]]) -> None:
         with self._write_lock:
@@ -181,15 +327,29 @@ class SpillWriter:
                     for signal, _, _ in batch:
                         self._count_dropped(signal, "spill write failed", 1)
 
+    def _room(self, size: int) -> bool:
+        """Whether ``size`` more bytes fit under the cap (measuring the folder again, at most
+        once a second, when they seem not to: a forwarder elsewhere may have freed it)."""
+        assert self._used is not None
+        if self._used + size <= self.max_bytes:
+            return True
+        now = time.monotonic()
+        if now - self._counted_at >= _RECOUNT_EVERY_S:
+            self._counted_at = now
+            self._used = folder_bytes(self.folder)
+        return self._used + size <= self.max_bytes
+
     def _write_locked(self, batch: list[tuple[str, Any, Callable[[Any], dict[str, Any]]]]) -> None:
         if self._used is None:
             self.folder.mkdir(parents=True, exist_ok=True)
-            self._used = sum(p.stat().st_size for p in self.folder.glob("*.jsonl"))
+            self._used = folder_bytes(self.folder)
+            self._counted_at = time.monotonic()
         lines: dict[str, list[str]] = {}
         for signal, item, to_dict in batch:
-            line = json.dumps(to_dict(item), separators=(",", ":"), default=str) + "\n"
+            record = _with_scope(signal, item, to_dict(item))
+            line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
             size = len(line.encode("utf-8"))
-            if self._used + size > self.max_bytes:
+            if not self._room(size):
                 with self._cond:
                     self._count_dropped(signal, f"spill folder full, cap {self.max_bytes} bytes", 1)
                 continue
@@ -198,8 +358,10 @@ class SpillWriter:
         for signal, chunk in lines.items():
             handle = self._files.get(signal)
             if handle is None:
-                path = self.folder / f"{signal}-{self._stamp}.jsonl"
-                handle = self._files[signal] = path.open("a", encoding="utf-8")
+                key = self._keys.get(signal)
+                self._seq += 1
+                name = f"{signal}-{self._stamp}-{self._seq:04d}" + (f"@{key}" if key else "")
+                handle = self._files[signal] = _open_locked(self.folder, name + ".jsonl")
             handle.write("".join(chunk))
             handle.flush()
             self.spilled[signal] = self.spilled.get(signal, 0) + len(chunk)
@@ -222,10 +384,19 @@ class SpillWriter:
             reason,
         )
 
+    def count_dropped(self, signal: str, reason: str, n: int) -> None:
+        """Count records lost on the way back to the collector (an unreadable spill line)."""
+        with self._cond:
+            self._count_dropped(signal, reason, n)
+
     def _say_once(self, key: str, message: str, *args: object) -> None:
         if key not in self._warned:
             self._warned.add(key)
             logger.warning(message, *args)
+
+
+def _counts(by_signal: Mapping[str, int]) -> str:
+    return ", ".join(f"{n} {signal}" for signal, n in sorted(by_signal.items())) or "none"
 
 
 class _ForkRegistry:

@@ -2,7 +2,9 @@
 
 They decode ExportTraceServiceRequest / ExportLogsServiceRequest with opentelemetry-proto and keep
 what arrived (spans, log records, request headers). A receiver can also hang (hold each request
-until released) or fail (HTTP 503), to test what a collector outage does to the service.
+until released) or fail (HTTP 503), to test what a collector outage does to the service. An HTTP
+receiver can be stopped and started again on the same port (an outage that ends), keeping what it
+received, and can start failing after a number of requests (a collector that goes away mid-way).
 """
 
 from __future__ import annotations
@@ -43,6 +45,14 @@ class Received:
     headers: list[dict[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def span_count(self) -> int:
+        with self.lock:
+            return len(self.spans)
+
+    def log_count(self) -> int:
+        with self.lock:
+            return len(self.logs)
+
     def add_traces(self, request: trace_service_pb2.ExportTraceServiceRequest) -> None:
         with self.lock:
             for rs in request.resource_spans:
@@ -80,18 +90,34 @@ class Received:
 
 
 class HttpReceiver:
-    """OTLP/HTTP on 127.0.0.1:<free port>; ``mode`` is "ok", "hang" or "fail"."""
+    """OTLP/HTTP on 127.0.0.1:<free port>, or ``port``; ``mode`` is "ok", "hang" or "fail".
 
-    def __init__(self, mode: str = "ok") -> None:
+    ``received``: carry on filling another receiver's record (a collector back after an outage).
+    ``fail_after``: answer that many requests, then fail every later one with 503."""
+
+    def __init__(
+        self,
+        mode: str = "ok",
+        *,
+        port: int = 0,
+        received: Received | None = None,
+        fail_after: int | None = None,
+    ) -> None:
         self.mode = mode
-        self.received = Received()
+        self.received = received if received is not None else Received()
         self.release = threading.Event()
+        self.fail_after = fail_after
+        self.requests = 0
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 receiver.received.headers.append({k.lower(): v for k, v in self.headers.items()})
+                with receiver.received.lock:
+                    receiver.requests += 1
+                    if receiver.fail_after is not None and receiver.requests > receiver.fail_after:
+                        receiver.mode = "fail"
                 if receiver.mode == "hang":
                     receiver.release.wait(30)
                 if receiver.mode != "ok":
@@ -126,7 +152,7 @@ class HttpReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.endpoint = f"http://127.0.0.1:{self.port}"
