@@ -220,6 +220,7 @@ typedef struct {
     Buf resource; /* the current OTLP resource's JSON text */
     Buf text;     /* an unescaped string */
     Buf junk;     /* what is validated, not kept (event attributes) */
+    int nest;     /* arrays and maps the current attribute value is inside */
 } Dec;
 
 static int refuse(Dec *d, const char *why) {
@@ -396,6 +397,9 @@ static int take_null(Dec *d) {
 }
 
 #define MAX_DEPTH 64
+/* How deep an attribute value may nest arrays and maps: the row reader's MAX_VALUE_DEPTH
+ * (readers.py), which refuses deeper values by name; this steps aside for them. */
+#define MAX_VALUE_DEPTH 32
 
 static int skip(Dec *d, int depth) {
     if (depth > MAX_DEPTH) REFUSE(d, "nested too deep");
@@ -439,6 +443,31 @@ static int skip(Dec *d, int depth) {
         return literal(d, "null", 4);
     default:
         return number(d, &s, &n, &flag);
+    }
+}
+
+/* A flat attribute value, validated and passed over: refused when it nests more than
+ * MAX_VALUE_DEPTH arrays and maps (``inside``: how many it is in already). */
+static int skip_value(Dec *d, int inside) {
+    const char *s;
+    size_t n;
+    int flag;
+    char open = peek(d);
+    if (open != '{' && open != '[') return skip(d, 0);
+    if (inside >= MAX_VALUE_DEPTH) REFUSE(d, "attribute value nested too deep");
+    char close = open == '{' ? '}' : ']';
+    d->p++;
+    if (peek(d) == close) {
+        d->p++;
+        return 1;
+    }
+    for (;;) {
+        if (open == '{' && (!string(d, &s, &n, &flag) || !expect(d, ':'))) return 0;
+        if (!skip_value(d, inside + 1)) return 0;
+        char c = peek(d);
+        d->p++;
+        if (c == close) return 1;
+        if (c != ',') REFUSE(d, "expected , or the end of a value");
     }
 }
 
@@ -937,6 +966,7 @@ static int any_value(Dec *d, Buf *out, int depth) {
         }
     } else if (IS(name, n, "arrayValue") || IS(name, n, "kvlistValue")) {
         int is_array = name[0] == 'a';
+        if (++d->nest > MAX_VALUE_DEPTH) REFUSE(d, "attribute value nested too deep");
         if (v == 'n') {
             if (!literal(d, "null", 4) || !buf_put(out, is_array ? "[]" : "{}", 2)) return 0;
         } else {
@@ -979,6 +1009,7 @@ static int any_value(Dec *d, Buf *out, int depth) {
             if (im < 0) return 0;
             if (!got && !buf_put(out, is_array ? "[]" : "{}", 2)) REFUSE(d, OOM);
         }
+        d->nest--;
     } else { /* an unknown kind: None */
         if (!skip(d, depth + 1) || !buf_put(out, "null", 4)) return 0;
     }
@@ -1233,6 +1264,13 @@ static int read_shared(Dec *d, int bit, unsigned *seen) {
     }
 }
 
+/* The OTLP span members the table does not read (readers._SPAN_MEMBERS lists them all). */
+static int known_unread(const char *name, size_t n) {
+    return IS(name, n, "traceState") || IS(name, n, "flags") ||
+           IS(name, n, "droppedAttributesCount") || IS(name, n, "droppedEventsCount") ||
+           IS(name, n, "links") || IS(name, n, "droppedLinksCount");
+}
+
 static int otlp_span(Dec *d, int depth) {
     const char *name;
     size_t n;
@@ -1256,8 +1294,10 @@ static int otlp_span(Dec *d, int depth) {
         } else if (IS(name, n, "events")) {
             ONCE(d, seen, S_EVENTS);
             ok = otlp_events(d, depth + 1);
-        } else {
+        } else if (known_unread(name, n)) {
             ok = skip(d, depth + 1);
+        } else { /* a misspelled member (say "atributes"): the row reader names it */
+            REFUSE(d, "unknown member in a span");
         }
         if (!ok) return 0;
     }
@@ -1301,8 +1341,10 @@ static int otlp_scope_spans(Dec *d, int depth) {
         } else if (IS(name, n, "scope")) {
             ONCE(d, seen, 1);
             ok = otlp_scope(d, depth + 1);
-        } else {
+        } else if (IS(name, n, "schemaUrl")) {
             ok = skip(d, depth + 1);
+        } else { /* a misspelled member would lose its spans: the row reader names it */
+            REFUSE(d, "unknown member in scopeSpans");
         }
         if (!ok) return 0;
     }
@@ -1355,8 +1397,10 @@ static int otlp_resource_spans(Dec *d, int depth) {
             ok = otlp_array(d, depth + 1, otlp_scope_spans);
         } else if (IS(name, n, "scope_spans")) {
             REFUSE(d, "scope_spans");
-        } else {
+        } else if (IS(name, n, "schemaUrl")) {
             ok = skip(d, depth + 1);
+        } else { /* a misspelled member would lose its spans: the row reader names it */
+            REFUSE(d, "unknown member in resourceSpans");
         }
         if (!ok) return 0;
     }
@@ -1368,6 +1412,7 @@ static int otlp_line(Dec *d) {
     size_t n;
     int first = 1, m;
     unsigned seen = 0;
+    int64_t rows = d->rows;
     if (!obj_open(d)) return 0;
     while ((m = obj_next(d, &first, &name, &n)) == 1) {
         if (!IS(name, n, "resourceSpans")) REFUSE(d, "a member other than resourceSpans");
@@ -1375,6 +1420,7 @@ static int otlp_line(Dec *d) {
         if (!otlp_array(d, 1, otlp_resource_spans)) return 0;
     }
     if (m == 0 && !seen) REFUSE(d, "a line without resourceSpans");
+    if (m == 0 && d->rows == rows) REFUSE(d, "a trace request without any span");
     return m == 0;
 }
 
@@ -1399,7 +1445,7 @@ static int flat_object(Dec *d, StrCol *c, const KeySet *keys, Slot *slots, StrCo
         int i = keys_find(keys, name, n);
         ws(d);
         const char *v = d->p;
-        if (!skip(d, 2)) return 0;
+        if (!skip_value(d, 0)) return 0;
         if (i >= 0) {
             slots[i].off = (size_t)(v - at);
             slots[i].len = (size_t)(d->p - v);

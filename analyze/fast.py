@@ -43,6 +43,7 @@ from blameset.instrument import contract
 from .columns import (
     ATTRIBUTE_COLUMNS,
     COST_ALIASES,
+    ID_BYTES,
     SPAN_SCHEMA,
     VERSION_ALIASES,
     Column,
@@ -156,6 +157,15 @@ def _all_span_lines(data: bytes) -> bool:
     return True
 
 
+def _json_object(line: bytes) -> bool:
+    """Whether a line of another signal is a JSON object, as the row reader takes it: a cut
+    or corrupt metrics line is refused by every command, not counted here and refused there."""
+    try:
+        return isinstance(json.loads(line), dict)
+    except (ValueError, RecursionError):
+        return False
+
+
 @dataclass
 class FastChunk:
     """A chunk read by the fast path: its span table and the other signals' lines it passed."""
@@ -191,6 +201,8 @@ class FastReader:
                     kept.append(line)
                 elif match := _OTHER_LINE.match(line):
                     if b'"resourceSpans"' in line or b'"resource_spans"' in line:
+                        return None
+                    if not _json_object(line):  # cut or corrupt: the row reader names it
                         return None
                     other[_OTHER_SIGNAL[match.group(1)]] += 1
                 elif line.strip():
@@ -310,6 +322,10 @@ def _dtype(key: str) -> pl.DataType:
     return pl.String()
 
 
+_ZERO_TRACE = "0" * 2 * ID_BYTES["trace_id"]
+_ZERO_SPAN = "0" * 2 * ID_BYTES["span_id"]
+
+
 def table_from_raw(raw: pl.DataFrame) -> pl.DataFrame | None:
     """The span table from spans in the flat layout (ids normalised, attributes and resource as
     JSON text, ``a``/``r`` the table's keys as JSON text), or None if a span is not clean."""
@@ -317,13 +333,15 @@ def table_from_raw(raw: pl.DataFrame) -> pl.DataFrame | None:
         return _empty_table()
     # the times once: checked here, kept in the table below
     raw = raw.with_columns(start_ns=_time(pl.col("start_text")), end_ns=_time(pl.col("end_text")))
+    # the row reader's span rules (readers._span_problem); a span failing one is its to name
+    end_ns, start_ns = pl.col("end_ns"), pl.col("start_ns")
     conditions = [
-        pl.col("trace_id").is_not_null(),
-        pl.col("span_id").is_not_null(),
-        pl.col("start_ns").is_not_null(),
+        pl.col("trace_id").is_not_null() & (pl.col("trace_id") != _ZERO_TRACE),
+        pl.col("span_id").is_not_null() & (pl.col("span_id") != _ZERO_SPAN),
+        start_ns.is_not_null() & (start_ns >= 0),
         pl.col("end_text").is_null()
         | pl.col("end_text").is_in(['""', ""])
-        | pl.col("end_ns").is_not_null(),
+        | (end_ns.is_not_null() & (end_ns >= start_ns)),
     ]
     if not all(raw.select([c.all().alias(f"c{i}") for i, c in enumerate(conditions)]).row(0)):
         return None

@@ -10,6 +10,17 @@ file exporter's 4-byte big-endian length-prefixed frames); each of them gzip or 
 A line or frame that cannot be read raises :class:`BadInput` naming the file, the line (or byte
 offset) and the problem; with ``skip_bad=True`` it is counted per file and reason instead.
 Lines of other signals (metrics, logs) are counted, never silently dropped.
+
+What is refused, by name (``FILE:LINE``, or ``FILE@BYTE`` in compressed or framed input), rather
+than stored inexactly: a compressed stream that breaks off or is corrupt; a span without a trace
+or span id, or with an all-zero one (OTLP calls those invalid; stored, they would merge as
+"duplicates"); a span without a start time, with a time the table cannot hold (before 1970 or
+after 2262-04-11, the int64 nanosecond range) or an end before its start; an attribute value
+nested deeper than :data:`MAX_VALUE_DEPTH`; a line longer than :data:`MAX_LINE_BYTES`; an OTLP
+request with a member this reader does not know (a misspelled ``scopeSpans`` would lose its
+spans) or with no span at all; special files (FIFOs, devices: refused by type, never read), and
+files or folders that cannot be read. Memory follows the longest line: reading a line of JSON
+takes up to about ten times its size, so :data:`MAX_LINE_BYTES` bounds it.
 """
 
 from __future__ import annotations
@@ -17,16 +28,19 @@ from __future__ import annotations
 import base64
 import binascii
 import glob
-import gzip
 import io
 import json
+import os
 import re
+import stat
 import struct
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, cast
+from types import ModuleType
+from typing import IO, Any, ClassVar, cast
 
 from .columns import (
     ATTRIBUTE_COLUMNS,
@@ -40,6 +54,8 @@ from .columns import (
 )
 
 __all__ = [
+    "MAX_LINE_BYTES",
+    "MAX_VALUE_DEPTH",
     "BadInput",
     "ReadReport",
     "SpanRecord",
@@ -74,12 +90,75 @@ def _number_problem(attrs: dict[str, Any]) -> str | None:
         if value is None:
             continue
         try:
-            kind(value)
+            number = kind(value)
         except OverflowError:
             return f"attribute {name} = {str(value)[:40]!r}... is too large for a number"
         except (TypeError, ValueError):
             return f"attribute {name} = {str(value)[:80]!r} is not a number"
+        if kind is int and not _INT64_MIN <= number <= _INT64_MAX:
+            return f"attribute {name} outside the int64 range ({str(value)[:40]!r}...)"
     return None
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+MAX_VALUE_DEPTH = 32
+"""How deep an attribute value (or a resource attribute's) may nest arrays and maps: deeper is
+refused at ingest, so what is stored every command can read back."""
+
+_OTLP_FIELDS = ("traceId", "spanId", "startTimeUnixNano", "endTimeUnixNano")
+_FLAT_FIELDS = ("trace_id", "span_id", "start_time_unix_nano", "end_time_unix_nano")
+_PROTO_FIELDS = _FLAT_FIELDS
+"""Each format's names of the ids and times, which an error about them uses."""
+
+
+def _span_problem(span: SpanRecord, fields: tuple[str, str, str, str]) -> str | None:
+    """Why a span cannot be stored exactly (``fields``: its format's names of the ids and
+    times), or None."""
+    trace, span_id, start, end = fields
+    for key, member in (("trace_id", trace), ("span_id", span_id)):
+        value = span[key]
+        if value is None:
+            return (
+                f"span without a {member} (OTLP requires one; spans without it are not told apart)"
+            )
+        if not value.strip("0"):
+            return f"{member} all zeros (an invalid id in OTLP; such spans are not told apart)"
+    if span["start_ns"] is None:
+        return f"span without a {start} (its day and duration would be unknown)"
+    for key, member in (("start_ns", start), ("end_ns", end)):
+        value = span[key]
+        if value is not None and not 0 <= value <= _INT64_MAX:
+            return (
+                f"{member} outside the times the table holds ({str(value)[:24]}: it holds 0 to "
+                "2**63-1 ns since 1970, up to 2262-04-11)"
+            )
+    if span["end_ns"] is not None and span["end_ns"] < span["start_ns"]:
+        return f"{end} before {start} (a negative duration: {span['end_ns']} < {span['start_ns']})"
+    if problem := _number_problem(span["attributes"]):
+        return problem
+    for what, values in (
+        ("attribute", span["attributes"]),
+        ("resource attribute", span["resource"]),
+    ):
+        for key, value in values.items():
+            if isinstance(value, dict | list) and _deeper_than(value, MAX_VALUE_DEPTH):
+                return (
+                    f"{what} {str(key)[:60]!r} nested too deep (more than {MAX_VALUE_DEPTH} levels "
+                    "of arrays and maps)"
+                )
+    return None
+
+
+def _deeper_than(value: dict[str, Any] | list[Any], limit: int) -> bool:
+    """Whether ``value`` nests more than ``limit`` containers (itself the first)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        current, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = current.values() if isinstance(current, dict) else current
+        stack += [(c, depth + 1) for c in children if isinstance(c, dict | list)]
+    return False
 
 
 _KINDS = dict(enumerate(KIND_BY_NUMBER))
@@ -122,35 +201,203 @@ class ReadReport:
 
 
 def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
-    """Files named, globbed, or found in folders (recursively), in a stable order."""
+    """Files named, globbed, or found in folders (recursively), in a stable order.
+
+    Names starting with ``.`` inside a folder are passed over (editors' and tools' own files);
+    a folder holding nothing else is refused, as is a folder that cannot be listed, a glob that
+    matches no file, and anything that is not a regular file (a FIFO or a device is refused by
+    its type, never opened: reading one would block or never end)."""
     out: list[Path] = []
     for item in inputs:
         text = str(item)
         path = Path(text)
-        if path.is_dir():
-            out += sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-        elif any(ch in text for ch in "*?["):
-            out += sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+        if not os.path.lexists(text) and any(ch in text for ch in "*?["):
+            matches = [Path(p) for p in sorted(glob.glob(text, recursive=True))]
+            if not matches:
+                raise BadInput(text, "", "no file matches this pattern")
+            out += [p for p in matches if _kind_of(p, str(p)) == "file"]
+        elif _kind_of(path, text) == "folder":
+            out += _folder_files(path)
         else:
-            if not path.exists():
-                raise BadInput(text, "", "no such file or folder")
             out.append(path)
     return out
+
+
+def _kind_of(path: Path, name: str) -> str:
+    """``"file"`` or ``"folder"``; BadInput for anything else or what cannot be looked at."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise BadInput(name, "", "no such file or folder") from None
+    except OSError as exc:
+        raise BadInput(name, "", f"cannot read ({_why(exc)})") from None
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    kind = (
+        "a FIFO"
+        if stat.S_ISFIFO(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "a special file"
+    )
+    raise BadInput(name, "", f"not a regular file ({kind}: refused without reading it)")
+
+
+def _why(exc: OSError) -> str:
+    """An OS error as the words a user reads ("permission denied")."""
+    return (exc.strerror or str(exc)).lower()
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    """The regular files under ``folder`` whose names (and folders') do not start with ``.``."""
+    files: list[Path] = []
+    hidden = 0
+    seen: set[tuple[int, int]] = set()
+    stack = [folder]
+    while stack:
+        current = stack.pop()
+        info = current.stat()
+        if (info.st_dev, info.st_ino) in seen:  # a symbolic link back up the tree
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        try:
+            entries = sorted(os.scandir(current), key=lambda e: e.name)
+        except OSError as exc:
+            raise BadInput(str(current), "", f"cannot read the folder ({_why(exc)})") from None
+        for entry in entries:
+            if entry.name.startswith("."):
+                hidden += 1
+                continue
+            path = Path(entry.path)
+            if _kind_of(path, entry.path) == "folder":
+                stack.append(path)
+            else:
+                files.append(path)
+    if not files and hidden:
+        raise BadInput(
+            str(folder),
+            "",
+            f"holds only hidden files ({hidden} name(s) starting with '.', which are not read; "
+            "name a file to read it)",
+        )
+    return sorted(files)
 
 
 # --- bytes ---------------------------------------------------------------------------------
 
 
-def _zstd(data: bytes, name: str) -> bytes:
+class StreamCut(Exception):
+    """A compressed stream that breaks off (truncated) or is corrupt, at ``offset``: the
+    compressed byte where it does."""
+
+    def __init__(self, offset: int, problem: str) -> None:
+        super().__init__(f"@{offset}: {problem}")
+        self.offset = offset
+        self.problem = problem
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def _zstd_module() -> ModuleType:
     try:
         import zstandard
     except ImportError:  # pragma: no cover - a dependency of the analyze extra
-        raise BadInput(name, "", "zstd input needs the 'zstandard' package") from None
+        raise RuntimeError("zstd input needs the 'zstandard' package") from None
+    return zstandard
+
+
+class _Decompressed(io.RawIOBase):
+    """A gzip or zstd stream (one or more members or frames, one after another) decompressed on
+    the fly, which knows which compressed byte it is at and says when the input ends inside a
+    member or frame. ``gzip`` says that too, but not where; zstandard's stream reader says
+    nothing: a cut ``.zst`` read as a complete, shorter file."""
+
+    _BLOCK: ClassVar[dict[str, int]] = {"gzip": 1 << 16, "zstd": 1 << 14}
+    """Compressed bytes fed at a time (small for zstd, whose output per call has no bound)."""
+
+    def __init__(self, handle: IO[bytes], kind: str) -> None:
+        super().__init__()
+        self._handle = handle
+        self._kind = kind
+        self._zstd = _zstd_module() if kind == "zstd" else None
+        self._obj: Any = self._new()
+        self._offset = 0
+        """Compressed bytes consumed (by finished members, and fed to the current one)."""
+        self._inside = False
+        self._unused = b""
+        self._out = b""
+        self._at = 0
+        self._done = False
+
+    def _new(self) -> Any:
+        if self._zstd is not None:
+            return self._zstd.ZstdDecompressor().decompressobj()
+        return zlib.decompressobj(wbits=31)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._handle.close()
+        super().close()
+
+    def readinto(self, buffer: Any) -> int:
+        while self._at >= len(self._out) and not self._done:
+            self._step()
+        n = min(len(buffer), len(self._out) - self._at)
+        buffer[:n] = self._out[self._at : self._at + n]
+        self._at += n
+        return n
+
+    def _step(self) -> None:
+        data = self._unused or self._handle.read(self._BLOCK[self._kind])
+        self._unused = b""
+        if not data:
+            if self._inside:
+                raise StreamCut(
+                    self._offset,
+                    f"truncated {self._kind} stream (the file ends inside a compressed "
+                    f"{'member' if self._kind == 'gzip' else 'frame'}: cut short or still "
+                    "being written)",
+                )
+            self._done = True
+            return
+        if not self._inside and self._kind == "gzip" and not data.strip(b"\0"):
+            self._offset += len(data)  # zero padding after the last member, as gzip allows
+            return
+        errors: tuple[type[Exception], ...] = (zlib.error,)
+        if self._zstd is not None:
+            errors = (zlib.error, self._zstd.ZstdError)
+        try:
+            self._out, self._at = self._obj.decompress(data), 0
+        except errors as exc:
+            raise StreamCut(self._offset, f"corrupt {self._kind} stream ({exc})") from None
+        self._inside = True
+        if self._obj.eof:
+            self._unused = self._obj.unused_data
+            self._offset += len(data) - len(self._unused)
+            self._inside = False
+            self._obj = self._new()
+        else:
+            self._offset += len(data)
+
+
+def _zstd(data: bytes, name: str, offset: int) -> bytes:
+    """One zstd frame of a per-frame file, whole; BadInput at its byte if it is cut or
+    corrupt."""
     try:
-        reader = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True)
-        return bytes(reader.read())
-    except zstandard.ZstdError as exc:
-        raise BadInput(name, "", f"not a readable zstd stream ({exc})") from None
+        with _Decompressed(io.BytesIO(data), "zstd") as raw:
+            return raw.readall() or b""
+    except StreamCut as cut:
+        raise BadInput(name, f"@{offset + cut.offset}", cut.problem) from None
+    except RuntimeError as exc:  # pragma: no cover - zstandard missing
+        raise BadInput(name, "", str(exc)) from None
 
 
 # --- values --------------------------------------------------------------------------------
@@ -250,12 +497,67 @@ def _status(status: Any) -> tuple[str, str | None]:
 # --- OTLP JSON ------------------------------------------------------------------------------
 
 
+_REQUEST_MEMBERS = frozenset({"resourceSpans", "resource_spans"})
+_RESOURCE_SPANS_MEMBERS = frozenset(
+    {"resource", "scopeSpans", "scope_spans", "schemaUrl", "schema_url"}
+)
+_SCOPE_SPANS_MEMBERS = frozenset({"scope", "spans", "schemaUrl", "schema_url"})
+_SPAN_MEMBERS = frozenset(
+    {
+        "traceId",
+        "spanId",
+        "traceState",
+        "parentSpanId",
+        "flags",
+        "name",
+        "kind",
+        "startTimeUnixNano",
+        "endTimeUnixNano",
+        "attributes",
+        "droppedAttributesCount",
+        "events",
+        "droppedEventsCount",
+        "links",
+        "droppedLinksCount",
+        "status",
+    }
+)
+"""The members of each level of an OTLP JSON trace request: any other (a misspelled
+``scopeSpans``, ``atributes``) would lose what it holds, so it is refused by name (the native
+decoder refuses the same)."""
+
+
+def _known(obj: Any, known: frozenset[str], name: str, where: str, what: str) -> None:
+    if not isinstance(obj, dict):
+        raise BadInput(name, where, f"{what} is not an object")
+    for key in obj:
+        if key not in known:
+            raise BadInput(
+                name,
+                where,
+                f"unknown member {str(key)[:40]!r} in {what} (misspelled? what it holds "
+                f"would be lost; known: {', '.join(sorted(known))})",
+            )
+
+
+def _otlp_request(doc: dict[str, Any], name: str, where: str) -> list[SpanRecord]:
+    """The spans of one OTLP JSON trace request; one without any is refused."""
+    _known(doc, _REQUEST_MEMBERS, name, where, "the request")
+    spans = list(_otlp_json_spans(doc, name, where))
+    if not spans:
+        raise BadInput(name, where, "a trace request without any span")
+    return spans
+
+
 def _otlp_json_spans(doc: Any, name: str, where: str) -> Iterator[SpanRecord]:
     for rs in doc.get("resourceSpans") or doc.get("resource_spans") or []:
+        _known(rs, _RESOURCE_SPANS_MEMBERS, name, where, "resourceSpans")
         resource = _attributes((rs.get("resource") or {}).get("attributes"))
         for ss in rs.get("scopeSpans") or rs.get("scope_spans") or []:
+            _known(ss, _SCOPE_SPANS_MEMBERS, name, where, "scopeSpans")
             scope = ss.get("scope") or {}
             for span in ss.get("spans") or []:
+                _known(span, _SPAN_MEMBERS, name, where, "a span")
                 status, message = _status(span.get("status"))
                 yield {
                     "trace_id": _id(span.get("traceId"), _TRACE_ID, name, where, "traceId"),
@@ -416,20 +718,27 @@ def _proto_attributes(items: Any) -> dict[str, Any]:
     return {kv.key: _proto_value(kv.value) for kv in items}
 
 
-def _frames(data: bytes) -> list[tuple[int, bytes]] | None:
-    """The file exporter's ``<4-byte big-endian length><message>`` frames, if ``data`` is
-    exactly a sequence of them; None otherwise."""
+def _frames(data: bytes) -> tuple[list[tuple[int, bytes]], int | None] | None:
+    """The file exporter's ``<4-byte big-endian length><message>`` frames if ``data`` is a
+    sequence of them, with the offset of a last frame cut short (only where the frames before it
+    are zstd: a single protobuf message does not look so); None otherwise."""
     frames = []
     offset = 0
     while offset < len(data):
         if offset + 4 > len(data):
-            return None
+            break
         (size,) = struct.unpack_from(">I", data, offset)
-        if size == 0 or offset + 4 + size > len(data):
+        if size == 0:
             return None
+        if offset + 4 + size > len(data):
+            break
         frames.append((offset, data[offset + 4 : offset + 4 + size]))
         offset += 4 + size
-    return frames or None
+    else:
+        return (frames, None) if frames else None
+    if frames and all(payload[:4] == _ZSTD_MAGIC for _, payload in frames):
+        return frames, offset
+    return None
 
 
 # --- the entry point -------------------------------------------------------------------------
@@ -438,52 +747,85 @@ def _frames(data: bytes) -> list[tuple[int, bytes]] | None:
 def _stream(path: Path, name: str) -> IO[bytes]:
     """The file's bytes, decompressed on the fly (gzip, zstd), without reading it whole."""
     handle = path.open("rb")
-    magic = handle.peek(4)[:4] if hasattr(handle, "peek") else b""
-    if magic[:2] == b"\x1f\x8b":
-        return cast(IO[bytes], gzip.GzipFile(fileobj=handle))
-    if magic == b"\x28\xb5\x2f\xfd":
-        try:
-            import zstandard
-        except ImportError:  # pragma: no cover - a dependency of the analyze extra
-            raise BadInput(name, "", "zstd input needs the 'zstandard' package") from None
-        reader = zstandard.ZstdDecompressor().stream_reader(handle, read_across_frames=True)
-        return io.BufferedReader(reader)
-    return handle
+    magic = handle.peek(4)[:4]
+    kind = "gzip" if magic[:2] == _GZIP_MAGIC else "zstd" if magic == _ZSTD_MAGIC else None
+    if kind is None:
+        return handle
+    try:
+        return io.BufferedReader(_Decompressed(handle, kind), buffer_size=1 << 16)
+    except RuntimeError as exc:  # pragma: no cover - zstandard missing
+        handle.close()
+        raise BadInput(name, "", str(exc)) from None
 
 
 def _open(path: Path, name: str) -> tuple[IO[bytes], bytes]:
     """The file's (decompressed) stream and its first 64 KiB, which tell its format."""
+    if _kind_of(path, name) != "file":
+        raise BadInput(name, "", "a folder, not a file")
     try:
         stream = _stream(path, name)
+    except OSError as exc:
+        raise BadInput(name, "", f"cannot read ({_why(exc)})") from None
+    try:
         head = stream.peek(1 << 16)[: 1 << 16] if hasattr(stream, "peek") else b""
-    except FileNotFoundError as exc:
-        raise BadInput(name, "", f"cannot read ({exc.strerror})") from None
-    except Exception as exc:  # a corrupt compressed header
-        raise BadInput(name, "", f"not a readable compressed stream ({exc})") from None
+    except StreamCut as cut:
+        stream.close()
+        raise BadInput(name, f"@{cut.offset}", cut.problem) from None
+    except OSError as exc:
+        stream.close()
+        raise BadInput(name, "", f"cannot read ({_why(exc)})") from None
     return stream, head
+
+
+def _broken(name: str, exc: Exception, line: int) -> BadInput:
+    """The error of a stream that broke off before ``line``: at its byte when it is a compressed
+    stream that was cut or corrupt, else at the line."""
+    if isinstance(exc, StreamCut):
+        return BadInput(name, f"@{exc.offset}", f"{exc.problem}; read up to line {line - 1}")
+    return BadInput(name, f":{line}", f"unreadable ({exc})")
+
+
+MAX_LINE_BYTES = int(os.environ.get("BLAMESET_MAX_LINE_BYTES", 64 << 20))
+"""The longest line (and the largest JSON document not in lines) a reader takes: 64 MiB, or
+``BLAMESET_MAX_LINE_BYTES``. A Collector line is one batch (~100 kB for 512 spans); a longer
+line is refused by number, read past without being kept, so memory stays within about ten times
+this (a line's bytes, its text and the objects JSON makes of it) whatever the input."""
+
+_TOO_LONG = (
+    f"line longer than the maximum line size ({MAX_LINE_BYTES} bytes; BLAMESET_MAX_LINE_BYTES "
+    "raises it, a smaller batch size in the exporter avoids it)"
+)
+_TOO_DEEP = "nested too deep (deeper than Python's JSON reader goes)"
 
 
 def read_file(path: Path, report: ReadReport, *, skip_bad: bool = False) -> Iterator[SpanRecord]:
     """The spans in one file, whatever its format; counts what it skips in ``report``.
 
     JSON lines are read line by line (memory follows a line, not the file); a single JSON
-    document and protobuf are read whole.
+    document (up to :data:`MAX_LINE_BYTES`) and protobuf are read whole.
     """
     name = str(path)
-    stream, head = _open(path, name)
+    try:
+        stream, head = _open(path, name)
+    except BadInput as error:
+        _bad(report, skip_bad, error)
+        return
     report.files += 1
     with stream:
         if head.lstrip()[:1] in (b"{", b"["):
             # JSON lines when the first non-empty line is a JSON value by itself (it may be far
             # longer than any peek: a Collector batch of thousands of spans is one line).
             skipped, first = _first_line(stream, name)
+            if first is None:
+                _bad(report, skip_bad, BadInput(name, f":{skipped + 1}", _TOO_LONG))
+                yield from _read_json_lines(stream, name, report, skip_bad, None, skipped + 1)
+                return
             if _parses_bytes(first):
                 yield from _read_json_lines(stream, name, report, skip_bad, first, skipped)
                 return
-            rest = _read_rest(stream, name)
-            data = b"\n" * skipped + first + rest
+            data = b"\n" * skipped + first + _read_rest(stream, name, MAX_LINE_BYTES - len(first))
         else:
-            data = _read_rest(stream, name)
+            data = _read_rest(stream, name, None)
     head = data.lstrip()[:1]
     if head in (b"{", b"["):
         yield from _read_json(data, name, report, skip_bad)
@@ -512,35 +854,63 @@ def _read_json(data: bytes, name: str, report: ReadReport, skip_bad: bool) -> It
     except json.JSONDecodeError as exc:
         _bad(report, skip_bad, BadInput(name, f":{exc.lineno}", f"invalid JSON ({exc.msg})"))
         return
+    except RecursionError:
+        _bad(report, skip_bad, BadInput(name, ":1", _TOO_DEEP))
+        return
     except ValueError as exc:  # an integer of more digits than Python converts
         _bad(report, skip_bad, BadInput(name, "", f"invalid JSON ({exc})"))
         return
     yield from _json_doc(doc, name, ":1", report, skip_bad)
 
 
-def _first_line(stream: IO[bytes], name: str) -> tuple[int, bytes]:
-    """(empty lines skipped, the first non-empty line)."""
+def _readline(stream: IO[bytes]) -> bytes | None:
+    """The next line (``b""`` at the end), or None for a line longer than
+    :data:`MAX_LINE_BYTES`, which is read past without being kept."""
+    line = stream.readline(MAX_LINE_BYTES + 1)
+    if len(line) <= MAX_LINE_BYTES or line.endswith(b"\n"):
+        return line
+    while (more := stream.readline(1 << 20)) and not more.endswith(b"\n"):
+        pass
+    return None
+
+
+def _first_line(stream: IO[bytes], name: str) -> tuple[int, bytes | None]:
+    """(empty lines skipped, the first non-empty line, or None when it is too long)."""
     skipped = 0
     while True:
         try:
-            line = stream.readline()
-        except Exception as exc:
-            raise BadInput(name, ":1", f"unreadable ({exc})") from None
-        if not line or line.strip():
+            line = _readline(stream)
+        except Exception as exc:  # a compressed stream cut or corrupt, an I/O error
+            raise _broken(name, exc, skipped + 1) from None
+        if line is None or not line or line.strip():
             return skipped, line
         skipped += 1
 
 
-def _read_rest(stream: IO[bytes], name: str) -> bytes:
+def _read_rest(stream: IO[bytes], name: str, limit: int | None) -> bytes:
+    """The rest of the stream; a JSON document (``limit``: what is left of
+    :data:`MAX_LINE_BYTES`) larger than that is refused."""
     try:
-        return stream.read()
+        data = stream.read() if limit is None else stream.read(max(limit, 0) + 1)
+    except StreamCut as cut:
+        raise BadInput(name, f"@{cut.offset}", cut.problem) from None
     except Exception as exc:
-        raise BadInput(name, "", f"not a readable compressed stream ({exc})") from None
+        raise BadInput(name, "", f"unreadable ({exc})") from None
+    if limit is not None and len(data) > limit:
+        raise BadInput(
+            name,
+            "",
+            f"a JSON document larger than the maximum ({MAX_LINE_BYTES} bytes) that is not "
+            "JSON lines (one request a line is read line by line; a document is read whole)",
+        )
+    return data
 
 
 def _parses_bytes(line: bytes) -> bool:
     try:
         json.loads(line)
+    except RecursionError:  # a value, too deep to read: the line reader names it
+        return True
     except ValueError:
         return False
     return True
@@ -557,11 +927,19 @@ def _read_json_lines(
     number = skipped
     pending = first
     while True:
-        try:
-            raw, pending = (pending, None) if pending is not None else (stream.readline(), None)
-        except Exception as exc:  # truncated or corrupt compressed data
-            _bad(report, skip_bad, BadInput(name, f":{number + 1}", f"unreadable ({exc})"))
-            return
+        raw: bytes | None
+        if pending is not None:
+            raw, pending = pending, None
+        else:
+            try:
+                raw = _readline(stream)
+            except Exception as exc:  # truncated or corrupt compressed data
+                _bad(report, skip_bad, _broken(name, exc, number + 1))
+                return
+        if raw is None:
+            number += 1
+            _bad(report, skip_bad, BadInput(name, f":{number}", _TOO_LONG))
+            continue
         if not raw:
             return
         number += 1
@@ -582,6 +960,9 @@ def _read_json_lines(
                 BadInput(name, where, f"invalid JSON ({exc.msg} at column {exc.colno})"),
             )
             continue
+        except RecursionError:
+            _bad(report, skip_bad, BadInput(name, where, _TOO_DEEP))
+            continue
         except ValueError as exc:  # an integer of more digits than Python converts
             _bad(report, skip_bad, BadInput(name, where, f"invalid JSON ({exc})"))
             continue
@@ -592,8 +973,13 @@ def _json_doc(
     doc: Any, name: str, where: str, report: ReadReport, skip_bad: bool
 ) -> Iterator[SpanRecord]:
     doc = _unwrap(doc)
-    if isinstance(doc, list):
+    if isinstance(doc, list):  # a list of requests (or of flat spans)
         for item in doc:
+            if isinstance(_unwrap(item), list):
+                _bad(
+                    report, skip_bad, BadInput(name, where, "not a JSON object (a list in a list)")
+                )
+                return
             yield from _json_doc(item, name, where, report, skip_bad)
         return
     if not isinstance(doc, dict):
@@ -601,9 +987,11 @@ def _json_doc(
         return
     try:
         if "resourceSpans" in doc or "resource_spans" in doc:
-            spans = list(_otlp_json_spans(doc, name, where))
+            spans = _otlp_request(doc, name, where)
+            fields = _OTLP_FIELDS
         elif _is_flat(doc) and not _is_flat_log(doc):
             spans = [_flat_span(doc, name, where)]
+            fields = _FLAT_FIELDS
         else:
             signal = _other_signal(doc) or ("logs" if _is_flat_log(doc) else None)
             if signal is None:
@@ -612,37 +1000,58 @@ def _json_doc(
             if report.keep_logs and _is_flat_log(doc):
                 report.logs.append(doc)
             return
+        for span in spans:
+            if problem := _span_problem(span, fields):
+                raise BadInput(name, where, problem)
     except BadInput as error:
         _bad(report, skip_bad, error)
+        return
+    except RecursionError:
+        _bad(report, skip_bad, BadInput(name, where, _TOO_DEEP))
         return
     except (TypeError, ValueError, AttributeError, OverflowError) as exc:  # an intValue "x"
         _bad(report, skip_bad, BadInput(name, where, f"unreadable value ({exc})"))
         return
-    for span in spans:
-        if problem := _number_problem(span["attributes"]):
-            _bad(report, skip_bad, BadInput(name, where, problem))
-            return
     report.spans += len(spans)
     yield from spans
 
 
 def _read_proto(data: bytes, name: str, report: ReadReport, skip_bad: bool) -> Iterator[SpanRecord]:
-    frames = _frames(data)
-    if frames is None:
-        frames = [(0, data)]
+    framed = _frames(data)
+    frames, cut = framed if framed is not None else ([(0, data)], None)
     for offset, payload in frames:
-        if payload[:4] == b"\x28\xb5\x2f\xfd":  # the file exporter's older per-frame zstd
-            payload = _zstd(payload, name)
+        where = f"@{offset}"
         try:
-            spans = list(_proto_spans(payload, name, f"@{offset}"))
+            if payload[:4] == _ZSTD_MAGIC:  # the file exporter's older per-frame zstd
+                payload = _zstd(payload, name, offset + 4)
+            if payload.lstrip()[:1] == b"{":  # ... of JSON requests, one a frame
+                yield from _json_frame(payload, name, where, report, skip_bad)
+                continue
+            spans = list(_proto_spans(payload, name, where))
             for span in spans:
-                if problem := _number_problem(span["attributes"]):
-                    raise BadInput(name, f"@{offset}", problem)
+                if problem := _span_problem(span, _PROTO_FIELDS):
+                    raise BadInput(name, where, problem)
         except BadInput as error:
             _bad(report, skip_bad, error)
             continue
         report.spans += len(spans)
         yield from spans
+    if cut is not None:
+        problem = "truncated frame (the file ends inside a length-prefixed frame)"
+        _bad(report, skip_bad, BadInput(name, f"@{cut}", problem))
+
+
+def _json_frame(
+    payload: bytes, name: str, where: str, report: ReadReport, skip_bad: bool
+) -> Iterator[SpanRecord]:
+    """One frame holding an OTLP JSON request (any signal)."""
+    try:
+        doc = json.loads(payload)
+    except RecursionError:
+        raise BadInput(name, where, _TOO_DEEP) from None
+    except ValueError as exc:
+        raise BadInput(name, where, f"invalid JSON ({exc})") from None
+    yield from _json_doc(doc, name, where, report, skip_bad)
 
 
 # --- JSON lines in chunks (the fast path's input) --------------------------------------------
@@ -669,7 +1078,10 @@ def json_line_chunks(
     :func:`read_file` does. The caller counts the file in ``report.files``.
     """
     name = str(path)
-    stream, head = _open(path, name)
+    try:
+        stream, head = _open(path, name)
+    except BadInput:
+        return None  # read_file says what is wrong
     if head.lstrip()[:1] not in (b"{", b"["):
         stream.close()
         return None
@@ -678,7 +1090,7 @@ def json_line_chunks(
     except BadInput:
         stream.close()
         return None  # read_file says what is wrong
-    if not _parses_bytes(first):
+    if first is None or not _parses_bytes(first):
         stream.close()
         return None
 
@@ -719,8 +1131,7 @@ def json_line_chunks(
                     if cut:
                         yield before, bytes(rest[:cut])
                         before += rest.count(b"\n", 0, cut)
-                    problem = f"unreadable ({error})"
-                    _bad(report, skip_bad, BadInput(name, f":{before + 1}", problem))
+                    _bad(report, skip_bad, _broken(name, error, before + 1))
                     return
                 if not block:
                     if rest:
@@ -729,6 +1140,14 @@ def json_line_chunks(
                 cut = block.rfind(b"\n") + 1
                 if not cut:  # a line longer than a chunk
                     rest += block
+                    if len(rest) > MAX_LINE_BYTES:
+                        whole = rest.rfind(b"\n") + 1  # the lines before the long one
+                        if whole:
+                            yield before, bytes(rest[:whole])
+                            before += rest.count(b"\n", 0, whole)
+                        _bad(report, skip_bad, BadInput(name, f":{before + 1}", _TOO_LONG))
+                        rest = bytearray(_past_line(read_block, chunk_bytes))
+                        before += 1
                     continue
                 data = b"".join((rest, memoryview(block)[:cut]))  # one copy, not two
                 rest = bytearray(memoryview(block)[cut:])
@@ -736,6 +1155,17 @@ def json_line_chunks(
                 before += _count_lines(data)
 
     return first, chunks
+
+
+def _past_line(read_block: Callable[[int], tuple[bytes, Exception | None]], size: int) -> bytes:
+    """Reads past the rest of a line too long to keep; what follows its newline."""
+    while True:
+        block, _ = read_block(size)
+        if not block:
+            return b""
+        cut = block.find(b"\n") + 1
+        if cut:
+            return block[cut:]
 
 
 def read_json_lines_chunk(

@@ -291,6 +291,13 @@ def test_arbitrary_bytes_never_crash_the_decoder(data: bytes, layout: str):
     assert isinstance(result, str) or pl.Series(result).len() == result.rows
 
 
+ONE_SPAN = (
+    b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": '
+    b'"0af7651916cd43dd8448eb211c80319c", "spanId": "b7ad6b7169203331", "name": "a", '
+    b'"startTimeUnixNano": "5"}]}]}]}'
+)
+
+
 @pytest.mark.parametrize(
     ("layout", "line", "reason"),
     [
@@ -299,8 +306,12 @@ def test_arbitrary_bytes_never_crash_the_decoder(data: bytes, layout: str):
         ("flat", b'{"name": "a", "name": "b"}', "duplicated member"),
         ("flat", b'{"x": NaN}', "bad number"),
         ("flat", b'{"trace_id": "0af7651916cd43dd8448eb211c80319"}', "id of another size"),
-        ("otlp", b'{"resourceSpans": []} {"b": 2}', "more than one value on a line"),
-        ("otlp", b'{"resourceSpans": []}\n\n', "blank line"),
+        ("otlp", ONE_SPAN + b' {"b": 2}', "more than one value on a line"),
+        ("otlp", ONE_SPAN + b"\n\n", "blank line"),
+        ("otlp", b'{"resourceSpans": []}', "a trace request without any span"),
+        ("otlp", ONE_SPAN.replace(b"scopeSpans", b"scopeSpan"), "unknown member in resource"),
+        ("otlp", ONE_SPAN.replace(b'"spans"', b'"span"'), "unknown member in scopeSpans"),
+        ("otlp", ONE_SPAN.replace(b'"name"', b'"nam"'), "unknown member in a span"),
         ("otlp", b'{"resourceSpans": [{"scopeSpans": [], "resource": {}}]}', "resource after"),
     ],
 )
