@@ -95,8 +95,9 @@ class Forwarder:
         self._probe_size = max(1, min(int(probe_size), self._batch_size))
         self._routes: dict[str, _Route] = {}
         self.sent: dict[str, int] = {}
-        self.attempts = 0
-        self.failures = 0
+        self.attempts = 0  # batches handed to an exporter
+        self.failures = 0  # passes that ended at a batch the collector did not take
+        self.passes = 0  # looks through the folder
         self._told: set[str] = set()
         self._start()
 
@@ -181,6 +182,7 @@ class Forwarder:
             except Exception:  # a bug here must not end re-sending for good
                 logger.exception("blameset: re-sending the spill folder failed")
                 outcome = _Outcome.FAILED
+            self.passes += 1
             if outcome == _Outcome.FAILED:
                 self.failures += 1
                 self._batch = self._probe_size
