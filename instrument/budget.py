@@ -166,6 +166,7 @@ class Hold:
         self._done = False
         self._lock = threading.Lock()
         self._renew_at = 0.0  # monotonic; the heartbeat's schedule
+        self._renew_failed = False
 
     @property
     def done(self) -> bool:
@@ -250,7 +251,10 @@ class _Heartbeat:
     def __init__(self) -> None:
         self._holds: dict[int, weakref.ref[Hold]] = {}
         self._wake_at = math.inf  # monotonic time the thread sleeps until
-        self._cond = threading.Condition()
+        self._adds = 0
+        self._last_interval_s = math.inf
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._in_child)
@@ -258,13 +262,17 @@ class _Heartbeat:
     def _in_child(self) -> None:
         self._holds = {}
         self._wake_at = math.inf
-        self._cond = threading.Condition()
+        self._adds = 0
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._thread = None
 
     def add(self, hold: Hold, interval_s: float) -> None:
         hold._renew_at = time.monotonic() + interval_s
-        with self._cond:
+        with self._lock:  # the condition's lock (entered directly: cheaper)
             self._holds[id(hold)] = weakref.ref(hold)
+            self._adds += 1
+            self._last_interval_s = interval_s
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="blameset-budget-heartbeat", daemon=True
@@ -274,8 +282,7 @@ class _Heartbeat:
                 self._cond.notify()  # sooner than the thread planned to wake
 
     def discard(self, hold: Hold) -> None:
-        with self._cond:
-            self._holds.pop(id(hold), None)
+        self._holds.pop(id(hold), None)  # one dict operation: atomic, no lock needed
 
     def _run(self) -> None:
         while True:
@@ -284,22 +291,34 @@ class _Heartbeat:
 
     def _due(self) -> list[Hold]:
         """Wait until some hold's renewal is due; those holds (strong references)."""
+        seen_adds = -1
         with self._cond:
             while True:
                 now = time.monotonic()
-                due, soonest = [], math.inf
-                for key, ref in list(self._holds.items()):
-                    hold = ref()
-                    if hold is None or hold.done:
-                        del self._holds[key]
-                    elif hold._renew_at <= now:
-                        due.append(hold)
-                    else:
-                        soonest = min(soonest, hold._renew_at)
+                due, soonest = self._scan(now)
                 if due:
                     return due
+                if soonest == math.inf and self._adds != seen_adds:
+                    # Holds came and went since the last look: more will, each waking this
+                    # thread if it slept without end. Look again one interval on instead.
+                    soonest = now + self._last_interval_s
+                seen_adds = self._adds
                 self._wake_at = soonest
                 self._cond.wait(None if soonest == math.inf else soonest - now)
+
+    def _scan(self, now: float) -> tuple[list[Hold], float]:
+        """The holds due at ``now``, and the soonest renewal of the others (forgetting holds
+        that are done or were dropped)."""
+        due, soonest = [], math.inf
+        for key, ref in list(self._holds.items()):
+            hold = ref()
+            if hold is None or hold.done:
+                self._holds.pop(key, None)  # a settle may have discarded it meanwhile
+            elif hold._renew_at <= now:
+                due.append(hold)
+            else:
+                soonest = min(soonest, hold._renew_at)
+        return due, soonest
 
     def _beat(self, hold: Hold) -> None:
         """Renew one hold (never raises): again in a third of its TTL, or never if lost."""
@@ -307,7 +326,9 @@ class _Heartbeat:
         try:
             renewed = hold.renew()
         except Exception:
-            logger.exception("blameset: renewing budget hold %s failed; retrying", hold.id)
+            if not hold._renew_failed:  # once per hold: a store outage is not a log flood
+                hold._renew_failed = True
+                logger.exception("blameset: renewing budget hold %s failed; retrying", hold.id)
             return
         if not renewed:
             self.discard(hold)

@@ -745,3 +745,23 @@ def test_without_the_heartbeat_the_same_work_settles_late(tmp_path):
     reports = _lease_run(f"sqlite:{tmp_path / 'budget.db'}", renew=False)
     assert sum(r["admitted"] for r in reports) >= 10
     assert [r["late"] for r in reports] == [r["admitted"] for r in reports]
+
+
+def _renews_in_a_forked_child() -> None:
+    store = RenewCountingStore(wanted=2)
+    budget = Budget(store, tenant_per_minute_usd=None, hold_ttl_s=0.2)
+    with budget.reserve(tenant="acme", estimate_usd=0.10):
+        os._exit(0 if store.renewed.wait(timeout=30) else 1)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_a_forked_child_renews_its_own_holds():
+    """The heartbeat thread does not survive fork; the child starts its own for its holds."""
+    import multiprocessing
+
+    parent = Budget(MemoryStore(), hold_ttl_s=600)
+    with parent.reserve(tenant="acme", estimate_usd=0.10):  # the parent's thread is running
+        child = multiprocessing.get_context("fork").Process(target=_renews_in_a_forked_child)
+        child.start()
+        child.join(timeout=60)
+    assert child.exitcode == 0
