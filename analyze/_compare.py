@@ -11,6 +11,7 @@ since the CMH test counts requests unweighted."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -19,7 +20,13 @@ import numpy as np
 import polars as pl
 
 from ._balance import rake
-from ._requests import LATENCY_METRICS, MEAN_METRICS, QUANTILE_METRICS, RATE_METRICS
+from ._requests import (
+    LATENCY_METRICS,
+    MEAN_METRICS,
+    QUANTILE_METRICS,
+    RATE_METRICS,
+    services_in,
+)
 from ._results import Episode, finite
 from .stats import GroupSums, Ratio, bootstrap_ratios, cmh_p_value, group_labels
 
@@ -29,6 +36,7 @@ __all__ = [
     "Settings",
     "balance_weights",
     "compare",
+    "metric_column",
     "metric_names",
     "strata_columns",
 ]
@@ -128,7 +136,7 @@ def _column(frame: pl.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray]:
     else:
         column = frame[metric].cast(pl.Float64)
         keep = column.is_not_null()
-        if metric in LATENCY_METRICS:
+        if metric.rpartition(".")[2] in LATENCY_METRICS:  # worker.tool_ms too
             keep = keep & (frame["final_status"] == "success").fill_null(False)
         return column.filter(keep).to_numpy(), keep.to_numpy()
     values = frame.select(expr.fill_null(False).cast(pl.Float64)).to_series().to_numpy()
@@ -136,13 +144,20 @@ def _column(frame: pl.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _families(metrics: Iterable[str]) -> dict[str, list[str]]:
-    """Metrics grouped by the column they read: ``latency_ms`` -> mean, p50, p95, p99."""
+    """Metrics grouped by the column they read: ``latency_ms`` -> mean, p50, p95, p99;
+    ``worker.tool_ms.mean`` reads ``worker.tool_ms``; a rate reads its own name."""
     out: dict[str, list[str]] = {}
     for metric in metrics:
-        stat = metric.partition(".")[0]
-        column = metric if stat == "error_rate" else stat
-        out.setdefault(column, []).append(metric)
+        out.setdefault(metric_column(metric), []).append(metric)
     return out
+
+
+_STATISTIC = re.compile(r"\.(mean|p[0-9]+)$")
+
+
+def metric_column(metric: str) -> str:
+    """The request-table column a metric name reads (its statistic taken off)."""
+    return _STATISTIC.sub("", metric)
 
 
 class _Groups:
@@ -408,6 +423,9 @@ def metric_names(frame: pl.DataFrame, min_code_count: int) -> list[str]:
     names = [f"{m}.mean" for m in MEAN_METRICS]
     names += [f"{m}.p{int(q * 100)}" for m, qs in QUANTILE_METRICS.items() for q in qs]
     names += list(RATE_METRICS)
+    for service in services_in(frame):  # what each other service on the path did
+        names += [f"{service}.service_ms.mean", f"{service}.tool_ms.mean"]
+        names.append(f"{service}.error_rate")
     codes = (
         frame.filter(pl.col("final_status") != "success")
         .group_by("error_code")

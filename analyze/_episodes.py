@@ -10,10 +10,10 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from ._requests import NS, UNVERSIONED, bounds, from_ns
+from ._requests import NS, UNVERSIONED, bounds, from_ns, services_in
 from ._results import Cohort, Episode
 
-__all__ = ["changes", "cohorts", "episodes", "timeline"]
+__all__ = ["changes", "cohorts", "episodes", "other_path", "services_of", "timeline"]
 
 
 def cohorts(frame: pl.DataFrame, versions: list[str]) -> dict[str, Cohort]:
@@ -30,8 +30,10 @@ def cohorts(frame: pl.DataFrame, versions: list[str]) -> dict[str, Cohort]:
         *[pl.col(v).drop_nulls().mode().first().alias(v) for v in versions],
     )
     out = {}
+    others = services_in(frame)
     for row in agg.sort("first", "version_set_id").iter_rows(named=True):
         components = {v.removeprefix("version."): row[v] for v in versions if row[v] is not None}
+        crossed = tuple(s for s in others if any(k.startswith(f"{s}.") for k in components))
         out[row["version_set_id"]] = Cohort(
             id=row["version_set_id"],
             version_set=row["version_set"],
@@ -40,6 +42,7 @@ def cohorts(frame: pl.DataFrame, versions: list[str]) -> dict[str, Cohort]:
             last_seen=row["last"],
             requests=row["n"],
             routes=tuple(row["routes"]),
+            services=crossed,
         )
     return out
 
@@ -54,23 +57,43 @@ def changes(a: Cohort, b: Cohort) -> dict[str, tuple[str | None, str | None]]:
     }
 
 
+def other_path(a: Cohort, b: Cohort, services: frozenset[str]) -> bool:
+    """Whether the two version_sets' requests crossed different services: one names components
+    of a service (``worker.code``) the other does not. Such a pair is no version change (a route
+    that only sometimes reaches the worker), and is compared as none."""
+    for service in services:
+        prefix = f"{service}."
+        if any(k.startswith(prefix) for k in a.components) != any(
+            k.startswith(prefix) for k in b.components
+        ):
+            return True
+    return False
+
+
+def services_of(cohorts: dict[str, Cohort]) -> frozenset[str]:
+    """The other services cohorts' components are qualified by (recorded on the cohorts)."""
+    return frozenset(s for c in cohorts.values() for s in c.services)
+
+
 def _closest(vid: str, before: Counter[str], cohorts: dict[str, Cohort]) -> str:
     """The baseline of a version_set that appears: among those serving just before it (at least
-    5% of those requests), the one it differs from in the fewest components, then the busiest.
-    A canary's successor (canary + new code) is compared with the canary, not the incumbent."""
+    5% of those requests), the one on the same path through the services that it differs from in
+    the fewest components, then the busiest. A canary's successor (canary + new code) is
+    compared with the canary, not the incumbent."""
     total = sum(before.values())
     live = [v for v, n in before.items() if n >= 0.05 * total and v != UNVERSIONED] or [
         before.most_common(1)[0][0]
     ]
     if vid == UNVERSIONED or vid not in cohorts:
         return max(live, key=lambda v: before[v])
-    return min(
-        live,
-        key=lambda v: (
-            len(changes(cohorts[v], cohorts[vid])) if v in cohorts else 99,
-            -before[v],
-        ),
-    )
+    services = services_of(cohorts)
+
+    def distance(v: str) -> int:
+        if v not in cohorts or other_path(cohorts[v], cohorts[vid], services):
+            return 99
+        return len(changes(cohorts[v], cohorts[vid]))
+
+    return min(live, key=lambda v: (distance(v), -before[v]))
 
 
 class _Found:
@@ -80,12 +103,15 @@ class _Found:
 
     def __init__(self, cohorts: dict[str, Cohort]) -> None:
         self.cohorts = cohorts
+        self.services = services_of(cohorts)
         self.found: dict[tuple[str, str], Episode] = {}
         self.weight: dict[tuple[str, str], int] = {}
 
     def add(self, kind: str, base: str, cand: str, at_ns: int, route: str, n: int) -> None:
         if base == cand or UNVERSIONED in (base, cand):
             return
+        if other_path(self.cohorts[base], self.cohorts[cand], self.services):
+            return  # requests through other services: not one version_set replacing another
         key = (base, cand)
         if key in self.found:
             episode = self.found[key]

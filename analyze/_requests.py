@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import polars as pl
 
+from ._services import SERVICE_METRICS
 from .table import requests
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "bounds",
     "from_ns",
     "request_table",
+    "services_in",
     "traffic",
     "utc",
     "window",
@@ -45,7 +47,9 @@ QUANTILE_METRICS = {"latency_ms": (0.5, 0.95, 0.99), "ttft_ms": (0.5, 0.95)}
 
 RATE_METRICS = ("error_rate", "degraded_rate", "blocked_rate")
 
-LATENCY_METRICS = frozenset({"latency_ms", "ttft_ms", "tpot_ms", "tool_ms", "queue_ms"})
+LATENCY_METRICS = frozenset(
+    {"latency_ms", "ttft_ms", "tpot_ms", "tool_ms", "queue_ms", "service_ms"}
+)
 """Compared over successful requests only: a degraded, blocked or failed answer is fast (or slow)
 for reasons its own rate already reports. Tokens and cost count every request: they are the bill."""
 
@@ -53,6 +57,9 @@ EXTERNAL_METRICS = (*MEAN_METRICS, "error_rate")
 """Metrics watched for shifts no version change explains (provider drift, price changes)."""
 
 UNVERSIONED = "unversioned"
+
+SERVICE_SUFFIXES = tuple(f".{m}" for m in SERVICE_METRICS)
+"""How the columns of another service on a request's path end (``worker.tool_ms``)."""
 
 NS = 1_000_000_000
 """Nanoseconds per second: request starts are compared as ns since the epoch."""
@@ -83,8 +90,10 @@ def request_table(spans: pl.LazyFrame) -> pl.DataFrame:
 
 def traffic(spans: pl.LazyFrame) -> Traffic:
     """The request table and the traces kept apart from it, from one roll-up."""
-    names = spans.collect_schema().names()
+    rolled = requests(spans)
+    names = rolled.collect_schema().names()
     versions = sorted(c for c in names if c.startswith("version."))
+    per_service = [c for c in names if c.endswith(SERVICE_SUFFIXES)]
     keep = [
         "start",
         "name",
@@ -107,10 +116,10 @@ def traffic(spans: pl.LazyFrame) -> Traffic:
         "generation_tokens",
         "llm_model",
         "apart",
+        *per_service,
     ]
     frame = (
-        requests(spans)
-        .select(keep)
+        rolled.select(keep)
         .with_columns(
             model=pl.col("llm_model"),
             tpot_ms=pl.when(pl.col("generation_tokens") > 0).then(
@@ -153,6 +162,13 @@ def _label_columns(versions: list[str]) -> list[str]:
         "model",
         *versions,
     ]
+
+
+def services_in(frame: pl.DataFrame) -> list[str]:
+    """The other services the request table has columns for (``worker`` of ``worker.tool_ms``),
+    sorted: services below the requests' own, whose version sets joined theirs."""
+    suffix = ".service_ms"
+    return sorted(c.removesuffix(suffix) for c in frame.columns if c.endswith(suffix))
 
 
 def from_ns(ns: int) -> datetime:

@@ -25,6 +25,8 @@ class Cohort:
     last_seen: datetime
     requests: int
     routes: tuple[str, ...]
+    services: tuple[str, ...] = ()
+    """The other services its requests crossed, whose components (``worker.code``) it names."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -35,6 +37,7 @@ class Cohort:
             "last_seen": self.last_seen.isoformat(),
             "requests": self.requests,
             "routes": list(self.routes),
+            "services": list(self.services),
         }
 
 

@@ -18,6 +18,7 @@ import polars as pl
 from blameset.instrument import contract
 from blameset.instrument.cost import Pricer, Usage
 
+from ._services import services_of, with_services
 from ._tree import LLM, VERSIONED, is_probe, llm_roles, parent_key, span_key, trace_key
 from .columns import ATTRIBUTE_COLUMNS, COST_ALIASES, SPAN_SCHEMA, VERSION_ALIASES, Value
 from .readers import SpanRecord
@@ -199,6 +200,9 @@ def requests(spans: pl.LazyFrame) -> pl.LazyFrame:
     string keys (a collision needs ~4 billion spans to become likely)."""
     per_trace = _per_trace(spans)
     roots = _request_spans(spans)
+    services = services_of(spans)
+    if len(services) > 1:  # requests may cross services: each one's version set counts
+        roots = with_services(roots, spans, services)
     route = pl.coalesce("route", "name")
     return (
         roots.join(per_trace, on="_trace", how="left")

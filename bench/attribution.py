@@ -10,7 +10,8 @@ every changed component blamed), then prints:
 - precision: findings whose component (or ``external``) has an injected cause in its scenario;
 - false attributions on the null scenarios (mix shift with a harmless deploy; A/A; harmless
   cutovers at a daily peak, at the trough and in a weekly cycle; a harmless config taken by the
-  small tenants of 60 first; tenants that arrive with a deploy);
+  small tenants of 60 first; tenants that arrive with a deploy; a harmless worker-service
+  cutover under an unchanged gateway; a gateway cutover when half the requests reach a worker);
 - beside each injected effect, the effect measured and its MDE;
 - then seconds and peak RSS to attribute 10 million spans read from Parquet (own process).
 
@@ -39,6 +40,7 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.scenarios import SCENARIOS, Scenario, generate, write_dataset
+from blameset.analyze._compare import metric_column
 from blameset.analyze.attribute import Attribution, request_table
 from blameset.analyze.attribute import attribute as run_attribute
 
@@ -83,7 +85,7 @@ class Score:
 
 def ours(result: Attribution) -> list[Claim]:
     return [
-        Claim(f.metric.partition(".")[0], tuple(sorted(f.components)), f.verdict)
+        Claim(metric_column(f.metric), tuple(sorted(f.components)), f.verdict)
         for f in result.findings
     ]
 

@@ -48,7 +48,18 @@ BASE = {
     "prompt": "outline@v3",
     "config": "t0.7",
 }
-METRICS = ("input_tokens", "output_tokens", "ttft_ms", "tpot_ms", "tool_ms", "error_rate")
+METRICS = (
+    "input_tokens",
+    "output_tokens",
+    "ttft_ms",
+    "tpot_ms",
+    "tool_ms",
+    "error_rate",
+    "worker_tool_ms",
+)
+WORKER = {"code": "w1a2b3c", "index": "docs@2026-10"}
+"""The worker service's version set in the cross-service scenarios."""
+WORKER_TOOL_MS = 300.0
 
 
 @dataclass(frozen=True)
@@ -116,6 +127,12 @@ class Scenario:
     new_tenants: tuple[float, int, float] | None = None
     """(from, how many, their share of traffic then): tenants that arrive at a time, with outputs
     twice as long as the others'."""
+    worker: dict[str, str] | None = None
+    """A worker service each request calls after its LLM call, with this version set of its own
+    (its components ``worker.<c>`` in rollouts and effects): a request span and a tool span of
+    service ``worker`` below the gateway's request span."""
+    worker_share: float = 1.0
+    """The share of requests that reach the worker (the others never cross it)."""
 
 
 _PEAK = 34 / 48  # day 2, 10:00 UTC: the load is climbing into the daily peak
@@ -268,6 +285,60 @@ SCENARIOS: dict[str, Scenario] = {
             null=True,
         ),
         Scenario(
+            "worker_regression",  # the worker's cutover under an unchanged gateway: +40% tool time
+            rollouts=(Rollout({"worker.code": "w9f8e7d"}, 0.5),),
+            effects=(Effect("worker.code", "w9f8e7d", "worker_tool_ms", 1.4),),
+            worker=WORKER,
+            truth=(
+                ("worker.tool_ms", ("worker.code",), "regression"),
+                ("worker.service_ms", ("worker.code",), "regression"),
+            ),
+        ),
+        Scenario(
+            "worker_partial_regression",  # half the requests reach the worker; its cutover +40%
+            rollouts=(Rollout({"worker.code": "w7a7a7a"}, 0.5),),
+            effects=(Effect("worker.code", "w7a7a7a", "worker_tool_ms", 1.4),),
+            worker=WORKER,
+            worker_share=0.5,
+            truth=(
+                ("worker.tool_ms", ("worker.code",), "regression"),
+                ("worker.service_ms", ("worker.code",), "regression"),
+            ),
+        ),
+        Scenario(
+            "worker_partial_null",  # half reach the worker, which is slow; nothing ships
+            rollouts=(Rollout({"code": "aa11bb2"}, 0.5),),
+            worker=WORKER,
+            worker_share=0.5,
+            null=True,
+        ),
+        Scenario(
+            "worker_null",  # a harmless worker index rebuild, the gateway unchanged
+            rollouts=(Rollout({"worker.index": "docs@2026-11"}, 0.5),),
+            worker=WORKER,
+            null=True,
+        ),
+        Scenario(
+            "worker_canary_improvement",  # a worker canary with -30% tool time beside the incumbent
+            rollouts=(Rollout({"worker.code": "w0c0ffe"}, 0.35, share=0.2, end=0.85),),
+            effects=(Effect("worker.code", "w0c0ffe", "worker_tool_ms", 0.7),),
+            worker=WORKER,
+            truth=(
+                ("worker.tool_ms", ("worker.code",), "improvement"),
+                ("worker.service_ms", ("worker.code",), "improvement"),
+            ),
+        ),
+        Scenario(
+            "cross_service_co_release",  # gateway prompt and worker code shipped in one go
+            rollouts=(Rollout({"prompt": "outline@v6", "worker.code": "w5e5e5e"}, 0.5),),
+            effects=(Effect("worker.code", "w5e5e5e", "worker_tool_ms", 1.4),),
+            worker=WORKER,
+            truth=(
+                ("worker.tool_ms", ("prompt", "worker.code"), "confounded"),
+                ("worker.service_ms", ("prompt", "worker.code"), "confounded"),
+            ),
+        ),
+        Scenario(
             "daily_tenant_improvement",  # a cycle and a tenant mix shift at once, a real -15%
             rollouts=(
                 Rollout({"prompt": "outline@v3s"}, _PEAK, tenants=_SMALL),
@@ -327,7 +398,8 @@ def _versions(
     rank: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     n = len(t)
-    values = {c: np.full(n, v, dtype=object) for c, v in BASE.items()}
+    base = {**BASE, **{f"worker.{c}": v for c, v in (scenario.worker or {}).items()}}
+    values = {c: np.full(n, v, dtype=object) for c, v in base.items()}
     draws: dict[int, np.ndarray] = {}
     routes = np.array(list(ROUTES))
     for r in scenario.rollouts:
@@ -340,7 +412,7 @@ def _versions(
         if r.tenants is not None and rank is not None:
             live &= (rank >= r.tenants[0]) & (rank < r.tenants[1])
         for component, value in r.changes.items():
-            values.setdefault(component, np.full(n, BASE.get(component), dtype=object))
+            values.setdefault(component, np.full(n, base.get(component), dtype=object))
             values[component][live] = value
     return values
 
@@ -407,16 +479,20 @@ def generate(scenario: Scenario | str, requests: int = 20_000, seed: int = 0) ->
     failed = rng.random(n) < error_p
     cost = input_tokens * p_in + output_tokens * p_out
     llm_ms = ttft + gen
-    latency = queue + tool + llm_ms * np.where(retried, 2.0, 1.0) + 5.0
+    llm_all = llm_ms * np.where(retried, 2.0, 1.0)
+    worker_tool = np.zeros(n)
+    if scenario.worker is not None:  # its own draws: the other scenarios' stay as they were
+        worker_rng = np.random.default_rng([seed, 11])
+        worker_tool = WORKER_TOOL_MS * factor["worker_tool_ms"] * slow
+        worker_tool = worker_tool * worker_rng.lognormal(0, 0.3, n)
+        worker_tool[worker_rng.random(n) >= scenario.worker_share] = 0.0
+    worker_ms = np.where(worker_tool > 0, worker_tool + 5.0, 0.0)
+    latency = queue + tool + llm_all + worker_ms + 5.0
 
     start_ns = T0.timestamp() * 1e9 + t * (scenario.days * 86_400 * 1_000_000_000)
     start = start_ns.astype(np.int64)
-    canon = {c: np.asarray(v, dtype=str) for c, v in sorted(versions.items())}
-    canonical = np.full(n, "", dtype=object)
-    for i, (c, v) in enumerate(canon.items()):
-        canonical = canonical + ((";" if i else "") + c + "=") + v.astype(object)
-    ids = {s: hashlib.sha256(s.encode()).hexdigest()[:12] for s in set(canonical.tolist())}
-    vs_id = np.array([ids[s] for s in canonical], dtype=object)
+    gateway = {c: v for c, v in versions.items() if not c.startswith("worker.")}
+    canon, canonical, vs_id = _stamped(gateway)
 
     trace = pl.int_range(0, n, eager=True).cast(pl.String).str.zfill(32)
     request = pl.DataFrame(
@@ -493,12 +569,29 @@ def generate(scenario: Scenario | str, requests: int = 20_000, seed: int = 0) ->
         }
     )
     spans = pl.concat(parts, how="diagonal_relaxed").join(stamp, on="trace_id", how="left")
-    schema = {**SPAN_SCHEMA, **{c: pl.String() for c in version_columns}}
+    if scenario.worker is not None:
+        worker = {
+            c.removeprefix("worker."): v for c, v in versions.items() if c.startswith("worker.")
+        }
+        at = llm_start + (llm_all * 1e6).astype(np.int64)
+        reached = np.flatnonzero(worker_tool > 0)
+        worker_spans = _worker_spans(
+            trace.gather(reached),
+            request["span_id"].gather(reached),
+            at[reached],
+            worker_tool[reached],
+            tenant[reached],
+            {c: v[reached] for c, v in worker.items()},
+        )
+        spans = pl.concat([spans, worker_spans], how="diagonal_relaxed")
+    schema = {**SPAN_SCHEMA, **{c: pl.String() for c in spans.columns if c.startswith("version.")}}
     return (
         spans.with_columns(
             start=pl.col("start").cast(pl.Datetime("ns", "UTC")),
             end=pl.col("end").cast(pl.Datetime("ns", "UTC")),
-            service=pl.lit("writer-api"),
+            service=pl.coalesce("service", pl.lit("writer-api"))
+            if "service" in spans.columns
+            else pl.lit("writer-api"),
             kind=pl.when(pl.col("span_kind") == "request")
             .then(pl.lit("server"))
             .otherwise(pl.lit("internal")),
@@ -517,6 +610,70 @@ def generate(scenario: Scenario | str, requests: int = 20_000, seed: int = 0) ->
             ]
         )
     )
+
+
+def _stamped(
+    versions: dict[str, np.ndarray],
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Per request: the components as text, the canonical version set string and its id."""
+    canon = {c: np.asarray(v, dtype=str) for c, v in sorted(versions.items())}
+    n = len(next(iter(canon.values())))
+    canonical = np.full(n, "", dtype=object)
+    for i, (c, v) in enumerate(canon.items()):
+        canonical = canonical + ((";" if i else "") + c + "=") + v.astype(object)
+    ids = {s: hashlib.sha256(s.encode()).hexdigest()[:12] for s in set(canonical.tolist())}
+    return canon, canonical, np.array([ids[s] for s in canonical], dtype=object)
+
+
+def _worker_spans(
+    trace: pl.Series,
+    parent: pl.Series,
+    at: np.ndarray,
+    tool_ms: np.ndarray,
+    tenant: np.ndarray,
+    versions: dict[str, np.ndarray],
+) -> pl.DataFrame:
+    """The worker service's spans of each request: its request span (the gateway's call into
+    it, 5 ms beyond its tool) and its tool span, stamped with the worker's own version set."""
+    n = len(at)
+    canon, canonical, vs_id = _stamped(versions)
+    stamp = {
+        "version_set": canonical.astype(str),
+        "version_set_id": vs_id.astype(str),
+        **{f"version.{c}": v for c, v in canon.items()},
+    }
+    served = pl.DataFrame(
+        {
+            "trace_id": trace,
+            "span_id": pl.Series([f"w{i:015x}" for i in range(n)]),
+            "parent_span_id": parent,
+            "name": "retrieve",
+            "span_kind": "request",
+            "start": at,
+            "end": at + ((tool_ms + 5.0) * 1e6).astype(np.int64),
+            "route": "/internal/retrieve",
+            "tenant_id": tenant,
+            "final_status": "success",
+            "status": "unset",
+            **stamp,
+        }
+    )
+    tools = pl.DataFrame(
+        {
+            "trace_id": trace,
+            "span_id": pl.Series([f"x{i:015x}" for i in range(n)]),
+            "parent_span_id": served["span_id"],
+            "name": "vector_search",
+            "span_kind": "tool",
+            "operation": "execute_tool",
+            "start": at + 2_000_000,
+            "end": at + 2_000_000 + (tool_ms * 1e6).astype(np.int64),
+            "tenant_id": tenant,
+            "status": "unset",
+            **stamp,
+        }
+    )
+    return pl.concat([served, tools], how="diagonal").with_columns(service=pl.lit("worker"))
 
 
 def write_dataset(spans: pl.DataFrame, out: Path) -> None:
