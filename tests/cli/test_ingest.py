@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
+import pytest
 from typer.testing import CliRunner
 
 from blameset.analyze.ingest import load
 from blameset.cli.app import app
+from tests.analyze.bad_inputs import (
+    CASES,
+    good_lines,
+    lines,
+    otlp_span,
+    request,
+    truncated,
+    write_case,
+)
 
 OTLP = Path(__file__).parents[1] / "fixtures" / "otlp"
 runner = CliRunner()
@@ -166,3 +180,172 @@ def test_chunks_and_files_do_not_change_what_a_root_is(tmp_path: Path, monkeypat
     rolled = requests(load(out)).collect()
     assert rolled.get_column("name").to_list() == ["req"]
     assert rolled.get_column("input_tokens").to_list() == [5]
+
+
+# --- bad input through the real command line (issue 18) -------------------------------------
+
+CLI = [sys.executable, "-m", "blameset.cli"]
+UNPRIVILEGED = (
+    ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    if os.geteuid() == 0 and shutil.which("setpriv")
+    else []
+)
+"""As root, a child without the capabilities that let root read any file (so mode 000 means
+what it means for every other user)."""
+
+
+def run(*args: str | Path, prefix: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+    """A blameset command in its own process; a hang fails the test instead of blocking it."""
+    command = [*(prefix or []), *CLI, *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+
+def assert_refused(result: subprocess.CompletedProcess[str], message: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_ingest_and_report_refuse_each_bad_line_alike(tmp_path: Path, case: str):
+    """Every bad-line case: ingest, report and attribute exit 2 with the same FILE:LINE error."""
+    path, error = write_case(tmp_path, case)
+    outputs = {}
+    for command in (["ingest", str(path), "--out", str(tmp_path / "ds")], ["report", str(path)]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2, (command, result.output)
+        assert "Traceback" not in result.output
+        (line,) = [x for x in result.output.splitlines() if error in x]
+        outputs[command[0]] = line.split(": ", 1)[1]
+    assert outputs["ingest"] == outputs["report"]
+
+
+def test_a_truncated_zst_is_exit_2_at_its_byte_in_every_command(tmp_path: Path):
+    """A .zst cut short: ingest and report both exit 2 naming FILE@BYTE; nothing is stored."""
+    data, cut = truncated("zstd")
+    path = tmp_path / "spans.jsonl.zst"
+    path.write_bytes(data)
+    for args in (["ingest", path, "--out", tmp_path / "ds"], ["report", path]):
+        assert_refused(run(*args), f"{path}@{cut}: truncated zstd stream")
+    assert not (tmp_path / "ds" / "_delta_log").exists()
+
+
+def test_skip_bad_lines_counts_each_reason_in_the_summary(tmp_path: Path):
+    """--skip-bad-lines: exit 0, the good spans stored, each refusal counted under its reason
+    (text and --json), none silent."""
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(
+        good_lines(3)
+        + lines(request(otlp_span(traceId="", spanId="")))
+        + lines(request(otlp_span(spanId="00000000000000aa", startTimeUnixNano="9" * 30)))
+        + lines(request(otlp_span(spanId="00000000000000ab", startTimeUnixNano="9" * 25)))
+        + b'{"resourceMetrics":[\n'
+    )
+    result = run("ingest", path, "--out", tmp_path / "ds", "--skip-bad-lines", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["spans"] == 3
+    assert summary["skipped_lines"] == 4
+    assert summary["skipped"] == {
+        str(path): {
+            "span without a traceId": 1,
+            "startTimeUnixNano outside the times the table holds": 2,
+            "invalid JSON": 1,
+        }
+    }
+    text = run("ingest", path, "--out", tmp_path / "ds2", "--skip-bad-lines")
+    assert f"skipped 2 line(s) of {path}: startTimeUnixNano outside" in text.stdout
+
+
+def test_a_fifo_and_a_device_are_refused_without_reading(tmp_path: Path):
+    """A FIFO nobody writes to and /dev/zero: exit 2 by type, no hang, nothing read."""
+    fifo = tmp_path / "spans.fifo"
+    os.mkfifo(fifo)
+    for target in (fifo, tmp_path):
+        assert_refused(run("ingest", target, "--out", tmp_path / "ds"), f"{fifo}: not a regular")
+    assert_refused(run("report", fifo), "a FIFO: refused without reading it")
+    assert_refused(run("ingest", "/dev/zero", "--out", tmp_path / "ds"), "/dev/zero: not a regular")
+
+
+@pytest.mark.skipif(
+    os.geteuid() == 0 and not UNPRIVILEGED, reason="root without setpriv reads mode-000 files"
+)
+def test_unreadable_files_and_folders_are_exit_2_permission_denied(tmp_path: Path):
+    """A mode-000 file, folder or subfolder: exit 2 naming the path and "permission denied"
+    (not "not a readable compressed stream"), never skipped with exit 0."""
+    good = tmp_path / "good.jsonl"
+    good.write_bytes(good_lines(2))
+    locked = tmp_path / "locked.jsonl"
+    locked.write_bytes(good_lines(1))
+    folder = tmp_path / "spill"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.jsonl").write_bytes(good_lines(1))
+    (folder / "sub" / "b.jsonl").write_bytes(good_lines(1))
+    out = tmp_path / "ds"
+    out.mkdir()
+    out.chmod(0o777)
+    try:
+        locked.chmod(0)
+        (folder / "sub").chmod(0)
+        cases = [
+            (locked, f"{locked}: cannot read (permission denied)"),
+            (folder, f"{folder / 'sub'}: cannot read the folder (permission denied)"),
+        ]
+        for target, message in cases:
+            result = run("ingest", good, target, "--out", out, prefix=UNPRIVILEGED)
+            assert_refused(result, message)
+            assert_refused(run("report", target, prefix=UNPRIVILEGED), message)
+        assert not (out / "_delta_log").exists()
+    finally:
+        locked.chmod(0o644)
+        (folder / "sub").chmod(0o755)
+
+
+RSS_CHILD = """
+import json, resource, sys
+from blameset.analyze.ingest import ingest
+from blameset.analyze.readers import BadInput, MAX_LINE_BYTES
+
+def peak():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+result = {"limit": MAX_LINE_BYTES, "before": peak()}
+for i, path in enumerate(sys.argv[1:]):
+    try:
+        ingest([path], f"{path}.ds")
+    except BadInput as exc:
+        result[f"error{i}"] = str(exc)
+    result[f"skip{i}"] = ingest([path], f"{path}.skip.ds", skip_bad=True).spans
+result["after"] = peak()
+print(json.dumps(result))
+"""
+
+
+def test_a_200_mb_line_is_refused_within_the_memory_bound(tmp_path: Path):
+    """A 200 MB line (first, or between good lines): refused by number as longer than
+    MAX_LINE_BYTES, the good lines stored with --skip-bad-lines, and the process's peak RSS
+    grows by under 2.5x MAX_LINE_BYTES (less than the line itself: it is never held whole)."""
+    piece = b"a" * (1 << 20)
+    paths = []
+    for name, before in (("first.jsonl", b""), ("middle.jsonl", good_lines(2))):
+        path = tmp_path / name
+        with path.open("wb") as f:
+            f.write(before + b'{"resourceSpans":[{"resource":{"attributes":[{"key":"x","value":')
+            f.write(b'{"stringValue":"')
+            for _ in range(200):
+                f.write(piece)
+            f.write(b'"}}]},"scopeSpans":[]}]}\n')
+            f.write(lines(request(otlp_span(spanId="00000000000000cc"))))
+        paths.append(path)
+    child = subprocess.run(
+        [sys.executable, "-c", RSS_CHILD, *map(str, paths)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    result = json.loads(child.stdout)
+    assert result["error0"].startswith(f"{paths[0]}:1: line longer than the maximum line size")
+    assert result["error1"].startswith(f"{paths[1]}:3: line longer than the maximum line size")
+    assert (result["skip0"], result["skip1"]) == (1, 3)
+    assert result["after"] - result["before"] < 2.5 * result["limit"] < 200 * len(piece)
