@@ -387,131 +387,187 @@ def verify(
 ) -> Verification:
     """Walk the chain (and, with ``key``, the signed digests and ``<log>.seal``); the first
     line whose content, order, link or seal is wrong is reported, and what it proves."""
-    secret = key.encode("utf-8") if isinstance(key, str) else key
-    prev, seq, count = GENESIS, 0, 0
-    digest_prev, digest_seq, sealed_through, digests = GENESIS, 0, 0, 0
-    last_digest: dict[str, Any] | None = None
-
-    def bad(number: int | None, problem: str, tampering: str) -> Verification:
-        return Verification(
-            False, count, number, problem, tampering=tampering, digests=digests, keyed=bool(secret)
-        )
-
-    def malformed(number: int | None, problem: str) -> Verification:
-        return Verification(
-            False, count, number, problem, malformed=True, digests=digests, keyed=bool(secret)
-        )
-
+    walk = _Walk(key.encode("utf-8") if isinstance(key, str) else key)
     with Path(path).open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
-            except UnicodeDecodeError:
-                return malformed(number, "not UTF-8 text")
-            except _DuplicateKey:
-                return bad(
-                    number, "a key appears twice (an edit hidden from JSON readers)", "edited"
-                )
-            except ValueError as exc:
-                return malformed(number, f"not a JSON record ({exc})")
-            if isinstance(record, dict) and record.get("type") == DIGEST:
-                if any(f not in record for f in _DIGEST_FIELDS):
-                    return malformed(number, "a digest without its fields")
-                claimed = record.pop("hmac")
-                if secret is not None:
-                    if record.get("key_id") != _key_id(secret):
-                        return malformed(
-                            number, "sealed with another key (key ids differ): check --key"
-                        )
-                    if not hmac.compare_digest(_sign(secret, record), str(claimed)):
-                        return bad(
-                            number,
-                            f"digest {record['digest_seq']} does not verify: forged or edited",
-                            "forged_digest",
-                        )
-                if record["digest_seq"] != digest_seq + 1 or record["prev_digest"] != digest_prev:
-                    return bad(
-                        number,
-                        f"digest {record['digest_seq']} does not follow digest {digest_seq}: "
-                        "whole digest periods were removed or reordered",
-                        "digests_removed",
-                    )
-                if (
-                    record["first_seq"] != sealed_through + 1
-                    or record["last_seq"] != seq
-                    or record["last_hash"] != prev
-                ):
-                    return bad(
-                        number,
-                        f"digest {record['digest_seq']} sealed records {record['first_seq']}.."
-                        f"{record['last_seq']}, and the records before it are not those: they "
-                        "were edited, removed or reordered (hashes recomputed) after sealing",
-                        "sealed_records_changed",
-                    )
-                digest_prev, digest_seq = str(claimed), int(record["digest_seq"])
-                sealed_through, digests = seq, digests + 1
-                last_digest = {**record, "hmac": claimed}
-                continue
-            if not isinstance(record, dict) or "hash" not in record or "seq" not in record:
-                return malformed(number, "not an audit record (no hash)")
-            claimed = record.pop("hash")
-            if record.get("prev_hash") != prev:
-                problem = (
-                    f"seq {record.get('seq')} follows seq {seq}: a record before it was removed "
-                    "or the records were reordered"
-                    if record.get("seq") != seq + 1
-                    else "its prev_hash does not match the record before it"
-                )
-                return bad(number, problem, "removed_or_reordered")
-            if _digest(prev, dict(record.items())) != claimed:
-                return bad(number, "its content was edited (hash mismatch)", "edited")
-            if record.get("seq") != seq + 1:
-                return bad(number, f"seq {record.get('seq')} after {seq}", "removed_or_reordered")
-            prev, seq = claimed, int(record["seq"])
-            count += 1
-    if secret is not None:
+            if raw.strip():
+                found = walk.line(number, raw)
+                if found is not None:
+                    return found
+    if walk.secret is not None:
+        found = walk.seal(Path(path), walk.secret)
+        if found is not None:
+            return found
+    if expect_last is not None and walk.prev != expect_last:
+        return walk.bad(None, "the log ends before the expected last record", "cut_off")
+    return Verification(
+        True, walk.count, last_hash=walk.prev, digests=walk.digests, keyed=walk.secret is not None
+    )
+
+
+class _Walk:
+    """What :func:`verify` knows after the lines read so far. Each check returns None when the
+    line (or the seal) is right, else the :class:`Verification` that says what is wrong."""
+
+    def __init__(self, secret: bytes | None) -> None:
+        self.secret = secret
+        self.prev, self.seq, self.count = GENESIS, 0, 0  # the record chain
+        self.digest_prev, self.digest_seq, self.digests = GENESIS, 0, 0  # the digest chain
+        self.sealed_through = 0  # the last record seq a digest covers
+        self.last_digest: dict[str, Any] | None = None
+
+    def bad(self, number: int | None, problem: str, tampering: str) -> Verification:
+        """Tampering proven at line ``number`` (None: at the end or in the seal file)."""
+        return self._failed(number, problem, tampering=tampering)
+
+    def malformed(self, number: int | None, problem: str) -> Verification:
+        """Not an audit log there: nothing proven either way."""
+        return self._failed(number, problem, malformed=True)
+
+    def _failed(self, number: int | None, problem: str, **kind: Any) -> Verification:
+        return Verification(
+            False, self.count, number, problem, digests=self.digests, keyed=bool(self.secret),
+            **kind,
+        )  # fmt: skip
+
+    def line(self, number: int, raw: bytes) -> Verification | None:
         try:
-            seal = _read_seal(Path(path))
+            record = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+        except UnicodeDecodeError:
+            return self.malformed(number, "not UTF-8 text")
+        except _DuplicateKey:
+            return self.bad(
+                number, "a key appears twice (an edit hidden from JSON readers)", "edited"
+            )
+        except ValueError as exc:
+            return self.malformed(number, f"not a JSON record ({exc})")
+        if isinstance(record, dict) and record.get("type") == DIGEST:
+            return self.digest(number, record)
+        return self.record(number, record)
+
+    def record(self, number: int, record: Any) -> Verification | None:
+        """One audit record: linked to the one before, its hash its content's, next in seq."""
+        if not isinstance(record, dict) or "hash" not in record or "seq" not in record:
+            return self.malformed(number, "not an audit record (no hash)")
+        claimed = record.pop("hash")
+        if record.get("prev_hash") != self.prev:
+            problem = (
+                f"seq {record.get('seq')} follows seq {self.seq}: a record before it was "
+                "removed or the records were reordered"
+                if record.get("seq") != self.seq + 1
+                else "its prev_hash does not match the record before it"
+            )
+            return self.bad(number, problem, "removed_or_reordered")
+        if _digest(self.prev, dict(record.items())) != claimed:
+            return self.bad(number, "its content was edited (hash mismatch)", "edited")
+        if record.get("seq") != self.seq + 1:
+            return self.bad(
+                number, f"seq {record.get('seq')} after {self.seq}", "removed_or_reordered"
+            )
+        self.prev, self.seq = claimed, int(record["seq"])
+        self.count += 1
+        return None
+
+    def digest(self, number: int, record: dict[str, Any]) -> Verification | None:
+        """One digest line: signed with the key, next in the digest chain, and covering exactly
+        the records since the digest before."""
+        if any(f not in record for f in _DIGEST_FIELDS):
+            return self.malformed(number, "a digest without its fields")
+        claimed = str(record.pop("hmac"))
+        found = self._signed(number, record, claimed) or self._chained(number, record)
+        if found is not None:
+            return found
+        self.digest_prev, self.digest_seq = claimed, int(record["digest_seq"])
+        self.sealed_through, self.digests = self.seq, self.digests + 1
+        self.last_digest = {**record, "hmac": claimed}
+        return None
+
+    def _signed(self, number: int, record: dict[str, Any], claimed: str) -> Verification | None:
+        if self.secret is None:
+            return None  # without the key a digest proves nothing, but its links still count
+        if record.get("key_id") != _key_id(self.secret):
+            return self.malformed(number, "sealed with another key (key ids differ): check --key")
+        if not hmac.compare_digest(_sign(self.secret, record), claimed):
+            return self.bad(
+                number,
+                f"digest {record['digest_seq']} does not verify: forged or edited",
+                "forged_digest",
+            )
+        return None
+
+    def _chained(self, number: int, record: dict[str, Any]) -> Verification | None:
+        if record["digest_seq"] != self.digest_seq + 1 or record["prev_digest"] != self.digest_prev:
+            return self.bad(
+                number,
+                f"digest {record['digest_seq']} does not follow digest {self.digest_seq}: "
+                "whole digest periods were removed or reordered",
+                "digests_removed",
+            )
+        if (
+            record["first_seq"] != self.sealed_through + 1
+            or record["last_seq"] != self.seq
+            or record["last_hash"] != self.prev
+        ):
+            return self.bad(
+                number,
+                f"digest {record['digest_seq']} sealed records {record['first_seq']}.."
+                f"{record['last_seq']}, and the records before it are not those: they "
+                "were edited, removed or reordered (hashes recomputed) after sealing",
+                "sealed_records_changed",
+            )
+        return None
+
+    def seal(self, path: Path, secret: bytes) -> Verification | None:
+        """With the key, after the last line: ``<log>.seal`` is there, signed, and names the
+        log's last digest, and no record comes after that digest."""
+        try:
+            seal = _read_seal(path)
         except AuditLogDamaged as exc:
-            return malformed(None, str(exc))
+            return self.malformed(None, str(exc))
+        found = self._seal_file(path, seal, secret)
+        if found is not None:
+            return found
+        if self.seq > self.sealed_through:
+            return self.bad(
+                None,
+                f"records {self.sealed_through + 1}..{self.seq} come after the last seal: "
+                "appended without the key (forged), or by a writer that stopped before sealing "
+                "(if so, `blameset audit seal` them)",
+                "unsealed_tail",
+            )
+        return None
+
+    def _seal_file(
+        self, path: Path, seal: dict[str, Any] | None, secret: bytes
+    ) -> Verification | None:
         if seal is None:
-            if digests or count:
-                return bad(
+            if self.digests or self.count:
+                return self.bad(
                     None,
                     f"{seal_path(path).name} is missing: the tail may have been cut off with "
                     "it (keep the seal file next to the log)",
                     "seal_missing",
                 )
-        else:
-            if any(f not in seal for f in _DIGEST_FIELDS):
-                return malformed(None, f"{seal_path(path).name} is not a digest")
-            body = {k: v for k, v in seal.items() if k != "hmac"}
-            if seal.get("key_id") != _key_id(secret):
-                return malformed(None, "the seal was made with another key: check --key")
-            if not hmac.compare_digest(_sign(secret, body), str(seal["hmac"])):
-                return bad(None, "the seal file does not verify: forged or edited", "forged_digest")
-            if last_digest is None or int(seal["digest_seq"]) > digest_seq:
-                return bad(
-                    None,
-                    f"the log ends after digest {digest_seq} but its seal names digest "
-                    f"{seal['digest_seq']} (through seq {seal['last_seq']}): the tail was cut off",
-                    "truncated",
-                )
-            if seal["hmac"] != last_digest["hmac"]:
-                return bad(None, "the seal does not match the log's last digest", "forged_digest")
-        if seq > sealed_through:
-            return bad(
-                None,
-                f"records {sealed_through + 1}..{seq} come after the last seal: appended without "
-                "the key (forged), or by a writer that stopped before sealing (if so, "
-                "`blameset audit seal` them)",
-                "unsealed_tail",
+            return None
+        if any(f not in seal for f in _DIGEST_FIELDS):
+            return self.malformed(None, f"{seal_path(path).name} is not a digest")
+        body = {k: v for k, v in seal.items() if k != "hmac"}
+        if seal.get("key_id") != _key_id(secret):
+            return self.malformed(None, "the seal was made with another key: check --key")
+        if not hmac.compare_digest(_sign(secret, body), str(seal["hmac"])):
+            return self.bad(
+                None, "the seal file does not verify: forged or edited", "forged_digest"
             )
-    if expect_last is not None and prev != expect_last:
-        return bad(None, "the log ends before the expected last record", "cut_off")
-    return Verification(True, count, last_hash=prev, digests=digests, keyed=secret is not None)
+        if self.last_digest is None or int(seal["digest_seq"]) > self.digest_seq:
+            return self.bad(
+                None,
+                f"the log ends after digest {self.digest_seq} but its seal names digest "
+                f"{seal['digest_seq']} (through seq {seal['last_seq']}): the tail was cut off",
+                "truncated",
+            )
+        if seal["hmac"] != self.last_digest["hmac"]:
+            return self.bad(None, "the seal does not match the log's last digest", "forged_digest")
+        return None
 
 
 _default: AuditLog | None = None
