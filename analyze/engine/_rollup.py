@@ -1,0 +1,345 @@
+"""The request roll-up (docs/rollup.md), defined once as SQL both DuckDB and Spark SQL accept.
+
+Why SQL text (and not SQLGlot or Ibis): the roll-up is projections, group-bys, an anti-join, a
+window and a few joins, all in the SQL both engines share (``CASE``, ``COALESCE``,
+``FILTER (WHERE ...)`` on aggregates, ``min_by``, ``bool_or``, ``ROW_NUMBER() OVER``,
+``GREATEST``). What differs is small: how a name is quoted and a string written, the 64-bit
+hash, a non-negative modulo, a regular-expression match and how a time becomes nanoseconds.
+Those are the :class:`Dialect`'s; everything else is one text. The text that runs is the text in
+this file (readable, ``EXPLAIN``-able in either engine); a transpiler would be a dependency whose
+output still has to be tested against both engines, and Ibis brings pandas and lags behind
+Spark's releases in its PySpark backend.
+
+The steps, as the polars path (``analyze.table.requests``) takes them:
+
+1. :func:`spans_sql`: the columns the rules read, times as int64 nanoseconds, the span's roles
+   (LLM, usage, tool, queue, ours, a request span) and its keys (64-bit hashes of the trace id,
+   of (trace id, span id) and of (trace id, parent span id)).
+2. The LLM roles (rule 2) in traces holding more than one LLM span: :func:`links_sql` and one
+   :func:`walk_step_sql` per level of parent links (the runner loops, ``_run.llm_roles``), then
+   :func:`roles_sql`: ``repeat`` (an LLM span above records usage) and ``wrapper`` (an LLM span
+   lies beneath).
+3. :func:`rollup_sql`: per trace the aggregates of the LLM spans that count; per trace the
+   request span (rule 3: a blameset request span, else a root; the first started, the longest
+   on a tie); joined, with the request table's fills, traces kept apart left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from .._tree import PROBE_ROUTE
+
+__all__ = [
+    "FILES",
+    "INPUT_TYPES",
+    "LABELS",
+    "LINKS",
+    "ROLES",
+    "SPANS",
+    "Dialect",
+    "links_sql",
+    "request_columns",
+    "roles_sql",
+    "rollup_sql",
+    "spans_sql",
+    "walk_start_sql",
+    "walk_step_sql",
+]
+
+FILES = "blameset_files"
+"""The view over the dataset's Parquet files (columns unioned by name), the runner's to make."""
+SPANS = "blameset_spans"
+"""The view of the span columns the roll-up reads, with nanosecond times, roles and keys."""
+LINKS = "blameset_links"
+"""The parent links of the traces with more than one LLM span (materialized)."""
+ROLES = "blameset_roles"
+"""Per LLM span of those traces: ``repeat`` and ``wrapper`` (materialized)."""
+
+INPUT_TYPES: Mapping[str, str] = {
+    "trace_id": "STRING",
+    "span_id": "STRING",
+    "parent_span_id": "STRING",
+    "name": "STRING",
+    "span_kind": "STRING",
+    "operation": "STRING",
+    "status": "STRING",
+    "route": "STRING",
+    "tenant_id": "STRING",
+    "version_set": "STRING",
+    "version_set_id": "STRING",
+    "model": "STRING",
+    "input_tokens": "BIGINT",
+    "output_tokens": "BIGINT",
+    "cost_usd": "DOUBLE",
+    "ttft_ms": "DOUBLE",
+    "tool_ms": "DOUBLE",
+    "queue_ms": "DOUBLE",
+    "total_ms": "DOUBLE",
+    "duration_ms": "DOUBLE",
+    "final_status": "STRING",
+    "error_code": "STRING",
+}
+"""The span columns the roll-up reads and their SQL types; a column no file holds reads as a
+NULL of its type (as a polars scan of a table without it would have none to read)."""
+
+LABELS = ("route", "tenant_id", "version_set", "version_set_id", "final_status", "error_code")
+"""Text columns of the request table held as categoricals (with ``model`` and the versions)."""
+
+_ZERO = "CAST(0 AS DOUBLE)"
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """What differs between the engines; everything else is one SQL text."""
+
+    name: str
+    quote: Callable[[str], str]
+    string: Callable[[str], str]
+    """A string literal (Spark reads backslashes in one as escapes, DuckDB does not)."""
+    hash: Callable[..., str]
+    """A 64-bit hash of one or more expressions (DuckDB ``hash``, Spark ``xxhash64``)."""
+    modulo: Callable[[str, int], str]
+    """A non-negative ``expr mod k`` of a hash."""
+    matches: Callable[[str, str], str]
+    """Whether a text matches a regular expression (RE2 in DuckDB, Java's in Spark)."""
+    nanos: Callable[[str, str], str]
+    """Nanoseconds since the epoch of a time column given its kind (``int``, ``ns``, ``us``)."""
+    key_type: str
+    """The SQL type of a hash (DuckDB's are ``UBIGINT``, Spark's ``BIGINT``)."""
+
+
+def _roles() -> list[str]:
+    usage = "(input_tokens IS NOT NULL OR output_tokens IS NOT NULL OR cost_usd IS NOT NULL)"
+    llm = (
+        f"(COALESCE(span_kind = 'llm', FALSE) OR (span_kind IS NULL AND ({usage} "
+        "OR model IS NOT NULL)))"
+    )
+    return [
+        f"{usage} AS has_usage",
+        f"{llm} AS is_llm",
+        "(COALESCE(span_kind = 'tool', FALSE) OR COALESCE(operation = 'execute_tool', FALSE))"
+        " AS is_tool",
+        "COALESCE(span_kind = 'queue', FALSE) AS is_queue",
+        "COALESCE(span_kind = 'request', FALSE) AS is_request",
+        "(span_kind IS NOT NULL) AS is_ours",
+    ]
+
+
+def spans_sql(d: Dialect, columns: Mapping[str, str], versions: list[str]) -> str:
+    """The span view: the files' columns the rules read (NULL where no file holds one), times
+    in ns, keys and roles. ``columns``: every column the files hold -> its kind (``int``,
+    ``ns``, ``us`` for times; anything else for the rest)."""
+    q = d.quote
+    picked = [
+        f"{q(c)} AS {q(c)}" if c in columns else f"CAST(NULL AS {t}) AS {q(c)}"
+        for c, t in INPUT_TYPES.items()
+    ]
+    picked += [f"CAST({q(v)} AS STRING) AS {q(v)}" for v in versions]
+    if "start_time_unix_nano" in columns:  # the Delta layout: exact nanoseconds stored as int64
+        start, end = q("start_time_unix_nano"), q("end_time_unix_nano")
+    else:  # the earlier layout: nanosecond timestamps (Spark reads them as int64)
+        start = d.nanos(q("start"), columns.get("start", "ns"))
+        end = d.nanos(q("end"), columns.get("end", "ns"))
+    picked += [f"{start} AS start_ns", f"{end} AS end_ns"]
+    inner = "SELECT " + ",\n    ".join(picked) + f"\n  FROM {FILES}"
+    keys = [
+        f"{d.hash('trace_id')} AS tkey",
+        f"{d.hash('trace_id', 'span_id')} AS skey",
+        f"CASE WHEN parent_span_id IS NOT NULL THEN {d.hash('trace_id', 'parent_span_id')} "
+        "END AS pkey",
+        "COALESCE(duration_ms, CAST(end_ns - start_ns AS DOUBLE) / 1e6) AS dur",
+    ]
+    return f"SELECT *, {', '.join(keys + _roles())}\nFROM (\n  {inner}\n) AS projected"
+
+
+def links_sql() -> str:
+    """Parent links of the traces holding more than one LLM span: only there can one LLM span
+    lie above another."""
+    return f"""
+SELECT skey, pkey, is_llm, has_usage, (is_request AND NOT is_llm) AS stop
+FROM {SPANS}
+WHERE tkey IN (
+  SELECT tkey FROM {SPANS} GROUP BY tkey HAVING COUNT(*) FILTER (WHERE is_llm) > 1
+)"""
+
+
+def walk_start_sql(d: Dialect) -> str:
+    """One walker per LLM span with a parent: where it stands (``at``), the nearest LLM span
+    met above (``nearest``) and whether one met records usage (``repeat``)."""
+    return (
+        f"SELECT skey AS walker, pkey AS at_key, CAST(NULL AS {d.key_type}) AS nearest, "
+        "FALSE AS covered "
+        f"FROM {LINKS} WHERE is_llm AND pkey IS NOT NULL"
+    )
+
+
+def walk_step_sql(walkers: str) -> str:
+    """One level up: each walker reads the span it stands on. ``done`` when that span is
+    missing from the data, a request span (usage never crosses one), the root, or when both
+    answers are known (an LLM span met and usage above)."""
+    return f"""
+SELECT walker, next_at AS at_key, nearest, covered,
+  (NOT found OR stop OR next_at IS NULL OR (nearest IS NOT NULL AND covered)) AS done
+FROM (
+  SELECT w.walker,
+    l.skey IS NOT NULL AS found,
+    COALESCE(l.stop, FALSE) AS stop,
+    l.pkey AS next_at,
+    COALESCE(w.nearest, CASE WHEN l.is_llm THEN w.at_key END) AS nearest,
+    (w.covered OR COALESCE(l.is_llm AND l.has_usage, FALSE)) AS covered
+  FROM {walkers} AS w LEFT JOIN {LINKS} AS l ON l.skey = w.at_key
+) AS stepped"""
+
+
+def roles_sql(finished: str) -> str:
+    """Per LLM span of the linked traces: ``repeat`` and ``wrapper`` (the nearest LLM span
+    above some LLM span: not itself a call to a provider)."""
+    return f"""
+SELECT l.skey AS skey, COALESCE(f.covered, FALSE) AS is_repeat,
+  (o.outer_key IS NOT NULL) AS is_wrapper
+FROM {LINKS} AS l
+LEFT JOIN {finished} AS f ON f.walker = l.skey
+LEFT JOIN (
+  SELECT DISTINCT nearest AS outer_key FROM {finished} WHERE nearest IS NOT NULL
+) AS o ON o.outer_key = l.skey
+WHERE l.is_llm"""
+
+
+def _per_trace(with_roles: bool) -> str:
+    """One row per trace: what its LLM calls (each counted once), tool and queue spans add
+    up to, and what the ``apart`` rule reads."""
+    source = (
+        f"(SELECT s.*, r.is_repeat AS is_repeat, r.is_wrapper AS is_wrapper FROM {SPANS} AS s "
+        f"LEFT JOIN {ROLES} AS r ON r.skey = s.skey)"
+        if with_roles
+        else f"(SELECT *, FALSE AS is_repeat, FALSE AS is_wrapper FROM {SPANS})"
+    )
+    counted = "is_llm AND NOT COALESCE(is_repeat, FALSE)"
+    streamed = f"{counted} AND ttft_ms IS NOT NULL"
+    return f"""
+SELECT tkey,
+  CAST(COALESCE(SUM(input_tokens) FILTER (WHERE {counted}), 0) AS BIGINT) AS input_tokens,
+  CAST(COALESCE(SUM(output_tokens) FILTER (WHERE {counted}), 0) AS BIGINT) AS output_tokens,
+  COALESCE(SUM(cost_usd) FILTER (WHERE {counted}), {_ZERO}) AS cost_usd,
+  CAST(COUNT(*) FILTER (WHERE is_llm AND NOT COALESCE(is_wrapper, FALSE)) AS BIGINT) AS llm_calls,
+  MIN_BY(ttft_ms, start_ns) FILTER (WHERE is_llm AND ttft_ms IS NOT NULL
+    AND start_ns IS NOT NULL) AS first_ttft,
+  COALESCE(SUM(GREATEST(dur - ttft_ms, {_ZERO})) FILTER (WHERE {streamed} AND dur IS NOT NULL),
+    {_ZERO}) AS generation_ms,
+  CAST(COALESCE(SUM(output_tokens) FILTER (WHERE {streamed}), 0) AS BIGINT) AS generation_tokens,
+  COALESCE(
+    MIN_BY(model, start_ns) FILTER (WHERE {counted} AND model IS NOT NULL),
+    MIN_BY(model, start_ns) FILTER (WHERE is_llm AND model IS NOT NULL)
+  ) AS llm_model,
+  COALESCE(SUM(dur) FILTER (WHERE is_tool), {_ZERO}) AS tool_sum,
+  COALESCE(SUM(dur) FILTER (WHERE is_queue), {_ZERO}) AS queue_sum,
+  BOOL_OR(is_ours) AS any_ours,
+  BOOL_OR(is_llm) AS any_llm,
+  BOOL_OR(version_set IS NOT NULL) AS any_versioned
+FROM {source} AS keyed
+GROUP BY tkey"""
+
+
+def _request_spans(d: Dialect, own: list[str]) -> str:
+    """Per trace its request span's row: of its request spans the first started (the longest
+    on a tie), else of its roots (no parent, or a parent missing from the data) the first."""
+    orphan = f"""pkey IN (
+    SELECT refs.pkey FROM (SELECT DISTINCT pkey FROM {SPANS} WHERE pkey IS NOT NULL) AS refs
+    WHERE NOT EXISTS (SELECT 1 FROM {SPANS} AS p WHERE p.skey = refs.pkey)
+  )"""
+    rank = f"CASE WHEN is_request THEN 0 WHEN parent_span_id IS NULL OR {orphan} THEN 1 END"
+    return f"""
+SELECT * FROM (
+  SELECT {", ".join(own)},
+    ROW_NUMBER() OVER (PARTITION BY tkey ORDER BY rank, start_ns, end_ns DESC, skey) AS pick
+  FROM (SELECT *, {rank} AS rank FROM {SPANS}) AS ranked
+  WHERE rank IS NOT NULL
+) AS candidates
+WHERE pick = 1"""
+
+
+def request_columns(versions: list[str]) -> list[str]:
+    """The request table's columns, in :func:`analyze.request_table`'s order."""
+    return [
+        "start",
+        "route",
+        "tenant_id",
+        "version_set",
+        "version_set_id",
+        *versions,
+        "latency_ms",
+        "ttft_ms",
+        "tool_ms",
+        "queue_ms",
+        "input_tokens",
+        "output_tokens",
+        "cost_usd",
+        "llm_calls",
+        "final_status",
+        "error_code",
+        "model",
+        "tpot_ms",
+    ]
+
+
+def rollup_sql(d: Dialect, versions: list[str], *, with_roles: bool, order: bool = True) -> str:
+    """One row per request, the request table's columns (``start`` as int64 ns); traces kept
+    apart (no blameset span, no LLM span, and unversioned or a probe route) left out."""
+    q = d.quote
+    own = [
+        "tkey",
+        "start_ns",
+        "end_ns",
+        "skey",
+        "name",
+        "route",
+        "tenant_id",
+        "version_set",
+        "version_set_id",
+        "total_ms",
+        "duration_ms",
+        "ttft_ms",
+        "tool_ms",
+        "queue_ms",
+        "final_status",
+        "status",
+        "error_code",
+        *(q(v) for v in versions),
+    ]
+    route = "COALESCE(r.route, r.name)"
+    select = [
+        "r.start_ns AS start",
+        f"{route} AS route",
+        "COALESCE(r.tenant_id, '') AS tenant_id",
+        "r.version_set AS version_set",
+        "COALESCE(r.version_set_id, 'unversioned') AS version_set_id",
+        *(f"r.{q(v)} AS {q(v)}" for v in versions),
+        "COALESCE(r.total_ms, r.duration_ms) AS latency_ms",
+        "COALESCE(r.ttft_ms, t.first_ttft) AS ttft_ms",
+        f"COALESCE(r.tool_ms, t.tool_sum, {_ZERO}) AS tool_ms",
+        f"COALESCE(r.queue_ms, CASE WHEN t.queue_sum > 0 THEN t.queue_sum END, {_ZERO}) "
+        "AS queue_ms",
+        "COALESCE(t.input_tokens, 0) AS input_tokens",
+        "COALESCE(t.output_tokens, 0) AS output_tokens",
+        f"COALESCE(t.cost_usd, {_ZERO}) AS cost_usd",
+        "t.llm_calls AS llm_calls",
+        "COALESCE(r.final_status, CASE WHEN r.status = 'error' THEN 'failure' "
+        "ELSE 'success' END) AS final_status",
+        "r.error_code AS error_code",
+        "t.llm_model AS model",
+        "CASE WHEN t.generation_tokens > 0 THEN t.generation_ms / t.generation_tokens END "
+        "AS tpot_ms",
+    ]
+    probe = d.matches(route, PROBE_ROUTE)
+    apart = (
+        "(NOT COALESCE(t.any_ours, FALSE) AND NOT COALESCE(t.any_llm, FALSE) AND "
+        f"(NOT COALESCE(t.any_versioned, FALSE) OR COALESCE({probe}, FALSE)))"
+    )
+    sql = (
+        "SELECT " + ",\n  ".join(select) + f"\nFROM ({_request_spans(d, own)}\n) AS r\n"
+        f"LEFT JOIN ({_per_trace(with_roles)}\n) AS t ON r.tkey = t.tkey\n"
+        f"WHERE NOT {apart}"
+    )
+    return sql + "\nORDER BY start" if order else sql

@@ -1,0 +1,147 @@
+"""DuckDB, embedded: the default engine. Out-of-core (a memory limit, spilling what does not fit
+into a named temporary folder), every core, one connection per run.
+
+Why these settings: DuckDB's own default limit is 80% of RAM, but the engine shares the process
+with the statistics and the request table, so blameset gives it :data:`MEMORY_FRACTION` of RAM
+(``--memory-limit`` to change it). Insertion order is not preserved (nothing here needs it, and
+keeping it costs memory on large scans); the request table is sorted by start explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import polars as pl
+
+from ._rollup import FILES, Dialect
+from ._source import Source
+
+__all__ = ["DIALECT", "MEMORY_FRACTION", "DuckDBEngine", "default_memory_limit"]
+
+MEMORY_FRACTION = 0.125
+"""Of physical RAM, the engine's default memory limit (3 GB on a 24 GB machine)."""
+
+
+def _nanos(column: str, kind: str) -> str:
+    if kind == "int":
+        return column
+    if kind == "us":
+        return f"epoch_us({column}) * 1000"
+    return f"epoch_ns({column})"
+
+
+DIALECT = Dialect(
+    name="duckdb",
+    quote=lambda name: '"' + name.replace('"', '""') + '"',
+    string=lambda text: "'" + text.replace("'", "''") + "'",
+    hash=lambda *exprs: f"hash({', '.join(exprs)})",
+    modulo=lambda expr, k: f"({expr} % {k})",
+    matches=lambda expr, pattern: f"regexp_matches({expr}, '{_literal(pattern)}')",
+    nanos=_nanos,
+    key_type="UBIGINT",
+)
+
+
+def default_memory_limit() -> str:
+    """:data:`MEMORY_FRACTION` of the machine's RAM, as DuckDB reads a size ('3072MB')."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return f"{max(512, int(total * MEMORY_FRACTION / 2**20))}MB"
+
+
+def _kind(sql_type: str) -> str:
+    upper = sql_type.upper()
+    if upper.startswith("TIMESTAMP") and upper.endswith("_NS"):
+        return "ns"
+    if upper.startswith("TIMESTAMP"):
+        return "us"
+    if upper in ("BIGINT", "INTEGER", "HUGEINT", "UBIGINT"):
+        return "int"
+    return upper
+
+
+class DuckDBEngine:
+    """One DuckDB connection over one dataset's files, closed (and its spill folder removed)
+    on exit."""
+
+    dialect = DIALECT
+
+    def __init__(
+        self,
+        source: Source,
+        *,
+        memory_limit: str | None = None,
+        temp_dir: str | Path | None = None,
+        threads: int | None = None,
+    ) -> None:
+        import duckdb
+
+        self.source = source
+        self._own_temp = temp_dir is None
+        self.temp_dir = Path(
+            temp_dir if temp_dir is not None else tempfile.mkdtemp(prefix="blameset-duckdb-spill-")
+        )
+        self.temp_dir.mkdir(parents=True, exist_ok=True)
+        self.con = duckdb.connect(":memory:")
+        self.memory_limit = memory_limit or default_memory_limit()
+        self.con.execute(f"SET memory_limit = '{_literal(self.memory_limit)}'")
+        self.con.execute(f"SET temp_directory = '{_literal(str(self.temp_dir))}'")
+        self.con.execute(f"SET threads = {int(threads or os.cpu_count() or 1)}")
+        self.con.execute("SET preserve_insertion_order = false")
+        files = ", ".join(f"'{_literal(f)}'" for f in source.files)
+        self.con.execute(
+            f"CREATE TEMP VIEW {FILES} AS SELECT * FROM read_parquet([{files}], "
+            "union_by_name = true, hive_partitioning = false)"
+        )
+
+    def __enter__(self) -> DuckDBEngine:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.con.close()
+        if self._own_temp:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def columns(self) -> dict[str, str]:
+        """Every column the files hold -> its kind (``int``/``ns``/``us``, else the SQL type)."""
+        rows = self.con.execute(f"DESCRIBE {FILES}").fetchall()
+        return {str(r[0]): _kind(str(r[1])) for r in rows}
+
+    def view(self, name: str, sql: str) -> None:
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}")
+
+    def table(self, name: str, sql: str) -> int:
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+        row = self.con.execute(f"SELECT COUNT(*) FROM {name}").fetchone()
+        return int(row[0]) if row else 0
+
+    def drop(self, name: str) -> None:
+        self.con.execute(f"DROP TABLE IF EXISTS {name}")
+
+    def frames(self, sql: str) -> Iterator[pl.DataFrame]:
+        """The result of ``sql`` in batches (so text columns can be made categorical batch by
+        batch, never all held as strings at once)."""
+        from arro3.core import RecordBatchReader
+
+        for batch in RecordBatchReader.from_arrow(self.con.sql(sql)):
+            yield pl.DataFrame(batch)
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        return self.con.execute(sql).fetchall()
+
+
+def _literal(text: str) -> str:
+    return text.replace("'", "''")

@@ -1,0 +1,223 @@
+"""The engine's request roll-up (DuckDB, out of core) against the polars path: the same rows and
+values on scenario datasets of both layouts, on the corner cases of the roll-up's rules, and on
+random span forests (Hypothesis)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
+
+from bench.scenarios import generate, write_dataset
+from blameset.analyze import engine, open_spans, request_table
+from blameset.analyze._dataset import StagedDataset
+from blameset.analyze.columns import SPAN_SCHEMA
+from blameset.analyze.table import with_derived_columns
+
+T0 = 1_793_491_200_000_000_000  # 2026-11-01 UTC, in ns
+
+
+def ingest_frame(spans: pl.DataFrame, out: Path) -> Path:
+    """Store spans as `blameset ingest` does (a Delta table, one commit)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with StagedDataset(out) as staged:
+        staged.write(spans)
+        staged.commit()
+    return out
+
+
+def comparable(table: pl.DataFrame) -> pl.DataFrame:
+    """Rows in one order, labels as text (categoricals of two runs have their own codes)."""
+    labels = [c for c, t in table.schema.items() if t == pl.Categorical]
+    out = table.with_columns(pl.col(labels).cast(pl.String))
+    return out.sort(out.columns, nulls_last=True)
+
+
+def assert_same_requests(path: Path, **options: Any) -> pl.DataFrame:
+    expected = request_table(open_spans(path))
+    got = engine.request_table(path, **options)
+    assert got.schema == expected.schema
+    assert got.height == expected.height
+    assert_frame_equal(comparable(got), comparable(expected), check_exact=False, rel_tol=1e-9)
+    return got
+
+
+@pytest.mark.parametrize("scenario", ["overlapping", "code_errors", "tenant_simpson"])
+def test_scenario_datasets_roll_up_as_the_polars_path_does(tmp_path: Path, scenario: str) -> None:
+    """A scenario stored by ingest's writer (Delta) rolls up to the polars path's request table."""
+    spans = generate(scenario, 4000, seed=3)
+    got = assert_same_requests(ingest_frame(spans, tmp_path / "ds"))
+    assert got.height == 4000
+    assert got["start"].is_sorted()
+
+
+def test_the_earlier_layout_with_nanosecond_timestamps_rolls_up_the_same(tmp_path: Path) -> None:
+    """A dataset of the earlier layout (hive Parquet, TIMESTAMP(NANOS)) rolls up the same."""
+    spans = generate("model_canary", 3000, seed=1)
+    write_dataset(spans, tmp_path / "old")
+    assert_same_requests(tmp_path / "old")
+
+
+def test_files_no_commit_holds_are_not_read(tmp_path: Path) -> None:
+    """A staged file of an uncommitted ingest in a day folder is invisible to the engine."""
+    root = ingest_frame(generate("aa", 1000, seed=0), tmp_path / "ds")
+    day = next(root.glob("day=*"))
+    generate("aa", 500, seed=9).write_parquet(day / "part-stray-00000.parquet")
+    assert engine.request_table(root).height == 1000
+
+
+def span(trace: str, sid: str, parent: str | None = None, at: int = 0, **values: Any) -> dict:
+    ms = values.pop("ms", 10.0)
+    start = T0 + at * 1_000_000
+    return {
+        "trace_id": trace,
+        "span_id": sid,
+        "parent_span_id": parent,
+        "name": values.pop("name", f"span-{sid}"),
+        "kind": "internal",
+        "start": start,
+        "end": start + int(ms * 1_000_000),
+        "status": values.pop("status", "unset"),
+        **values,
+    }
+
+
+def frame(rows: list[dict], versions: tuple[str, ...] = ()) -> pl.DataFrame:
+    schema = {**SPAN_SCHEMA, **{v: pl.String() for v in versions}}
+    schema.pop("duration_ms")
+    schema.pop("is_root")
+    base = pl.DataFrame(
+        [{c: r.get(c) for c in schema} for r in rows],
+        schema={c: (pl.Int64 if c in ("start", "end") else t) for c, t in schema.items()},
+    ).with_columns(pl.col("start", "end").cast(pl.Datetime("ns", "UTC")))
+    return with_derived_columns(base.with_columns(duration_ms=pl.lit(None, pl.Float64)))
+
+
+CORNERS = [
+    # an ordinary request: LLM call, tool by operation name, queue span
+    span("a" * 32, "a1", name="POST /chat", route="/chat", **{"version.code": "v1"}),
+    span(
+        "a" * 32,
+        "a2",
+        "a1",
+        at=5,
+        span_kind="llm",
+        model="m1",
+        input_tokens=10,
+        output_tokens=20,
+        cost_usd=0.5,
+        ttft_ms=3.0,
+        ms=40.0,
+    ),
+    span("a" * 32, "a3", "a1", at=1, operation="execute_tool", ms=7.0),
+    span("a" * 32, "a4", "a1", at=2, span_kind="queue", ms=2.5),
+    # the first LLM call has no TTFT (a later one has): the request has none from its calls
+    span("b" * 32, "b1", name="job", status="error", tenant_id="t1"),
+    span("b" * 32, "b2", "b1", at=1, span_kind="llm", model="m2", input_tokens=1),
+    span("b" * 32, "b3", "b1", at=9, span_kind="llm", model="m2", ttft_ms=1.0, output_tokens=4),
+    # another tool's GenAI span: no span kind, a model and tokens; a root that says its own
+    span("c" * 32, "c1", total_ms=99.0, ttft_ms=5.0, final_status="degraded", tool_ms=1.0),
+    span("c" * 32, "c2", "c1", model="m1", input_tokens=3, output_tokens=0, cost_usd=0.1),
+    # an orphan: its parent was never captured, so it is a request of its own
+    span(
+        "d" * 32,
+        "d2",
+        "d-missing",
+        at=3,
+        span_kind="llm",
+        model="m1",
+        output_tokens=8,
+        ttft_ms=2.0,
+        ms=10.0,
+        **{"version.code": "v2"},
+    ),
+    span("d" * 32, "d3", "d2", at=4, span_kind="tool", ms=1.0),
+    # no LLM span at all; a zero queue span (no queue time); an error code of its own
+    span("e" * 32, "e1", error_code="TIMEOUT", status="error"),
+    span("e" * 32, "e2", "e1", span_kind="queue", ms=0.0),
+    # a health check (kept apart) and a plain route of a versioned service (a request)
+    span("f" * 32, "f1", name="GET /healthz", route="/api/healthz"),
+    span("9" * 32, "91", name="GET /v1/users", route="/v1/users", version_set="code=v1"),
+    # a framework's server span around our request span: ours is the request
+    span("8" * 32, "81", name="POST /x", route="/x", ms=50.0),
+    span("8" * 32, "82", "81", at=1, span_kind="request", name="handle", ms=40.0),
+    span("8" * 32, "83", "82", at=2, span_kind="llm", model="m1", input_tokens=5, ms=9.0),
+    span("8" * 32, "84", "83", at=3, model="m1", input_tokens=5, output_tokens=2, ms=8.0),
+]
+
+
+def test_corner_cases_of_the_rules_roll_up_the_same(tmp_path: Path) -> None:
+    """Orphans, a first call without TTFT, foreign GenAI spans, roots' own totals, no LLM, a
+    probe, a server span around our request span, a call seen by two spans."""
+    got = assert_same_requests(ingest_frame(frame(CORNERS, ("version.code",)), tmp_path / "ds"))
+    assert got.height == 7  # the health check is kept apart
+    assert "/api/healthz" not in got["route"].cast(pl.String).to_list()
+    nested = got.filter(pl.col("route") == "handle").row(0, named=True)
+    assert (nested["input_tokens"], nested["llm_calls"]) == (5, 1)
+
+
+def test_columns_added_by_a_later_ingest_roll_up_the_same(tmp_path: Path) -> None:
+    """Files without a version column a later commit added read it as null (schema evolution)."""
+    root = ingest_frame(frame(CORNERS[:4]), tmp_path / "ds")
+    ingest_frame(frame(CORNERS[4:], ("version.code",)), root)
+    got = assert_same_requests(root)
+    assert "version.code" in got.columns
+
+
+@st.composite
+def forests(draw: st.DrawFn) -> list[dict]:
+    """Random traces: spans whose parents are earlier spans, a missing span or none; kinds,
+    tokens, TTFTs and totals present or not. Every span has its own start and a trace one model
+    (the rules pick "a model" of the counted calls, and the first call by its start)."""
+    rows: list[dict] = []
+    clock = iter(range(0, 10**6, 7))
+    for t in range(draw(st.integers(1, 6))):
+        trace = f"{t:032x}"
+        model = draw(st.sampled_from(["m1", "m2"]))
+        ids: list[str] = []
+        for s in range(draw(st.integers(1, 6))):
+            sid = f"{t:08x}{s:08x}"
+            parent = draw(st.sampled_from([None, "f" * 16, *ids])) if s else None
+            kind = draw(st.sampled_from([None, "llm", "tool", "queue", "request"]))
+            maybe = st.none() | st.floats(0, 500, allow_nan=False)
+            rows.append(
+                span(
+                    trace,
+                    sid,
+                    parent,
+                    at=next(clock),
+                    ms=draw(st.floats(0, 900, allow_nan=False)),
+                    span_kind=kind,
+                    model=draw(st.none() | st.just(model)),
+                    input_tokens=draw(st.none() | st.integers(0, 10**6)),
+                    output_tokens=draw(st.none() | st.integers(0, 10**6)),
+                    cost_usd=draw(maybe),
+                    ttft_ms=draw(maybe),
+                    total_ms=draw(st.none() | st.floats(1, 10**4, allow_nan=False)),
+                    status=draw(st.sampled_from(["unset", "error"])),
+                    operation=draw(st.none() | st.just("execute_tool")),
+                    route=draw(st.none() | st.sampled_from(["/a", "/b"])),
+                )
+            )
+            ids.append(sid)
+    return rows
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(rows=forests())
+def test_random_span_forests_roll_up_the_same(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[dict]
+) -> None:
+    """Any forest of spans (orphans, nested LLM calls, missing values) rolls up the same."""
+    root = tmp_path_factory.mktemp("forest")
+    frame(rows).write_parquet(root / "spans.parquet")
+    expected = request_table(pl.scan_parquet(root / "spans.parquet"))
+    got = engine.request_table([root / "spans.parquet"])
+    assert_frame_equal(comparable(got), comparable(expected), check_exact=False, rel_tol=1e-9)
