@@ -235,9 +235,17 @@ def _build(options: Options, pricer: Pricer, redactor: Redactor) -> State:
         shutdown_on_exit=False,
     )
     installed = _global.install_global()
+    # Sharing the application's provider, our spans are made by it too, so they reach its
+    # exporters as well as ours (its processors hand them on to ours, through the forwarder);
+    # they carry its resource, not ours, so the context processor stamps every version on them.
+    shared = installed.shared
+    tracer = (shared if shared is not None else provider).get_tracer("blameset")
     # First, so every other processor sees a span already stamped with the request context.
-    # Under an application's provider, spans carry its resource, not ours: stamp all versions.
-    provider.add_span_processor(ContextSpanProcessor(full_versions=installed.mode == "shared"))
+    provider.add_span_processor(
+        ContextSpanProcessor(full_versions=True)
+        if shared is not None
+        else ContextSpanProcessor(own_scope=getattr(tracer, "_instrumentation_scope", None))
+    )
     for processor in options.processors:
         provider.add_span_processor(processor)
 
@@ -301,14 +309,11 @@ def _build(options: Options, pricer: Pricer, redactor: Redactor) -> State:
     if logger_provider is not None:
         _global.install_global_logs()
     _warm_prices()
-    # Sharing the application's provider, our spans are made by it too, so they reach its
-    # exporters as well as ours (its processors hand them on to ours, through the forwarder).
-    maker = installed.shared if installed.shared is not None else provider
     return State(
         off=False,
         version_set=options.versions,
         service=options.service,
-        tracer=maker.get_tracer("blameset"),
+        tracer=tracer,
         provider=provider,
         logger_provider=logger_provider,
         spill=spill,

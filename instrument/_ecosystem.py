@@ -109,12 +109,21 @@ class ContextSpanProcessor(SpanProcessor):
     """Stamps foreign spans with the request context; rolls their usage up into our request.
 
     ``full_versions``: stamp every version component on foreign spans too (the provider is not
-    ours, so its resource does not carry them)."""
+    ours, so its resource does not carry them). ``own_scope``: the instrumentation scope of
+    blameset's own tracer in this provider; its spans are passed over at the cost of one
+    identity test (they carry the context already), which keeps the decorators' overhead
+    down."""
 
-    def __init__(self, full_versions: bool = False) -> None:
+    __slots__ = ("full_versions", "own_scope")
+
+    def __init__(self, full_versions: bool = False, own_scope: object = None) -> None:
         self.full_versions = full_versions
+        self.own_scope = own_scope
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        own = self.own_scope
+        if own is not None and getattr(span, "_instrumentation_scope", None) is own:
+            return
         try:
             attrs = span.attributes or {}
             if contract.SPAN_KIND in attrs:
@@ -154,6 +163,9 @@ class ContextSpanProcessor(SpanProcessor):
             internal_error("foreign span start")
 
     def on_end(self, span: ReadableSpan) -> None:
+        own = self.own_scope
+        if own is not None and getattr(span, "_instrumentation_scope", None) is own:
+            return
         try:
             attrs = span.attributes or {}
             if contract.SPAN_KIND in attrs:

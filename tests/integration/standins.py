@@ -89,6 +89,8 @@ def start() -> StandIn:
                 return
             if self.path.endswith("/chat/completions"):
                 self._openai(body)
+            elif self.path.endswith("/responses"):
+                self._openai_responses(body)
             elif self.path.endswith("/messages"):
                 self._anthropic(body)
             else:
@@ -186,6 +188,74 @@ def start() -> StandIn:
                     final["usage"] = usage
                     yield None, final
                 yield None, "[DONE]"
+
+            self._events(served, events())
+
+        def _openai_responses(self, body: dict[str, Any]) -> None:
+            """The Responses API: a ``response`` object, or its events ending with
+            ``response.completed`` (which carries the whole response and its usage)."""
+            model = body.get("model", "gpt-4o-mini")
+            stream = bool(body.get("stream"))
+            prompt = _prompt_tokens(body)
+            served = Served("openai-responses", stream, model, prompt, len(WORDS), CACHED, 0)
+            self._record(served)
+            answer_model = f"{model}-2024-07-18" if model == "gpt-4o-mini" else model
+            text = " ".join(WORDS)
+            response: dict[str, Any] = {
+                "id": "resp_1",
+                "object": "response",
+                "created_at": 1,
+                "status": "completed",
+                "model": answer_model,
+                "output": [
+                    {
+                        "type": "message",
+                        "id": "msg_1",
+                        "status": "completed",
+                        "role": "assistant",
+                        "content": [{"type": "output_text", "text": text, "annotations": []}],
+                    }
+                ],
+                "parallel_tool_calls": True,
+                "tool_choice": "auto",
+                "tools": [],
+                "usage": {
+                    "input_tokens": prompt,
+                    "input_tokens_details": {"cached_tokens": CACHED},
+                    "output_tokens": len(WORDS),
+                    "output_tokens_details": {"reasoning_tokens": 0},
+                    "total_tokens": prompt + len(WORDS),
+                },
+            }
+            if not stream:
+                self._json(200, response)
+                return
+
+            def events() -> Iterator[tuple[str | None, Any]]:
+                started = {**response, "status": "in_progress", "output": [], "usage": None}
+                yield "response.created", {
+                    "type": "response.created", "response": started, "sequence_number": 0,
+                }  # fmt: skip
+                for n, word in enumerate(WORDS, start=1):
+                    yield (
+                        "response.output_text.delta",
+                        {
+                            "type": "response.output_text.delta",
+                            "item_id": "msg_1",
+                            "output_index": 0,
+                            "content_index": 0,
+                            "delta": word + " ",
+                            "sequence_number": n,
+                        },
+                    )
+                yield (
+                    "response.completed",
+                    {
+                        "type": "response.completed",
+                        "response": response,
+                        "sequence_number": len(WORDS) + 1,
+                    },
+                )
 
             self._events(served, events())
 

@@ -156,6 +156,38 @@ def test_openai_async_response_in_a_request(standin: standins.StandIn, live_span
     assert "blameset.latency.ttft_ms" not in live_spans.attributes("handler")
 
 
+def test_openai_responses_api(standin: standins.StandIn, live_spans: CapturedSpans):
+    """The Responses API: a returned Response and a returned event stream record usage
+    (cached input included) and the answering model; only the stream has a TTFT."""
+    client = openai.OpenAI(base_url=standin.url + "/v1", api_key="test", max_retries=0)
+
+    @traced.llm(model=OPENAI_MODEL, provider="openai", name="whole")
+    def whole() -> Any:
+        return client.responses.create(model=OPENAI_MODEL, input="Outline observability")
+
+    @traced.llm(model=OPENAI_MODEL, provider="openai", name="stream")
+    def stream() -> Any:
+        return client.responses.create(model=OPENAI_MODEL, input="Outline it", stream=True)
+
+    assert whole().output_text == " ".join(standins.WORDS)
+    attrs = live_spans.attributes("whole")
+    _assert_usage(attrs, standin.served[-1], "openai", OPENAI_MODEL)
+    assert attrs["gen_ai.response.model"] == "gpt-4o-mini-2024-07-18"
+    assert "blameset.latency.ttft_ms" not in attrs
+    assert "blameset.llm.streamed" not in attrs
+
+    received_ns = 0
+    kinds = []
+    for event in stream():
+        received_ns = received_ns or time.time_ns()
+        kinds.append(event.type)
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    span = live_spans.one("stream")
+    _assert_usage(span.attributes, standin.served[-1], "openai", OPENAI_MODEL)
+    assert span.attributes["gen_ai.response.model"] == "gpt-4o-mini-2024-07-18"
+    _assert_ttft(span, standin.served[-1], received_ns)
+
+
 def test_anthropic_message_and_stream(standin: standins.StandIn, live_spans: CapturedSpans):
     """Anthropic: a Message and a raw event stream record input with cache reads and writes,
     output from message_delta, the cost at cache prices, and TTFT for the stream only."""
