@@ -66,9 +66,11 @@ __all__ = [
     "is_delta",
     "is_disk_full",
     "is_old_layout",
+    "old_files",
     "stored_files",
     "sweep",
     "to_stored",
+    "upgrade_decision",
 ]
 
 LOG_DIR = "_delta_log"
@@ -93,12 +95,39 @@ def is_delta(root: Path) -> bool:
 
 
 def is_old_layout(root: Path) -> bool:
-    """A dataset written before the Delta table: Parquet files in day folders, no log. Not a
-    folder where an ingest is creating the table (its ``_blameset/`` is made before it stages a
-    file, and its files are named by its run): those are no old spans to carry over."""
-    if not root.is_dir() or is_delta(root) or (root / LOCK_DIR).exists():
-        return False
-    return any(_run_of(p) is None for p in root.rglob("*.parquet"))
+    """A dataset written before the Delta table: Parquet files in day folders, no log. Files
+    named by an ingest run (``part-<run>-<n>``: staged by an ingest creating the table) are no
+    old spans to carry over."""
+    return root.is_dir() and not is_delta(root) and bool(old_files(root))
+
+
+def old_files(root: Path) -> list[Path]:
+    """The Parquet files of an earlier-layout dataset at ``root``: those no ingest run named."""
+    return sorted(p for p in root.rglob("*.parquet") if _run_of(p) is None)
+
+
+@contextlib.contextmanager
+def upgrade_decision(root: Path) -> Iterator[list[Path]]:
+    """The old-layout files this ingest carries into the table (usually none), decided under an
+    OS lock (``_blameset/upgrade.lock``) that stays held until the ingest ends when there are
+    some. Two ingests into an old-layout folder at once: one upgrades, the other waits for that
+    commit (and the old files' removal), instead of committing a table without the old spans,
+    which readers would then see without them until the upgrade landed."""
+    if is_delta(root):
+        yield []
+        return
+    (root / LOCK_DIR).mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / LOCK_DIR / "upgrade.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        old = [] if is_delta(root) else old_files(root)
+        if not old:  # nothing to carry over: others need not wait for this ingest
+            os.close(fd)
+            fd = -1
+        yield old
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def to_stored(table: pl.DataFrame) -> pl.DataFrame:
@@ -529,5 +558,5 @@ def stored_files(root: Path) -> Iterator[Path]:
     """The data files a reader of this dataset reads: the table's, or an old layout's all."""
     if is_delta(root):
         yield from committed_files(root)
-    else:
-        yield from sorted(root.rglob("*.parquet"))
+    else:  # not what an ingest creating the table staged: no commit holds that yet
+        yield from old_files(root)

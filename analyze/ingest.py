@@ -46,9 +46,9 @@ from ._dataset import (
     from_stored,
     is_delta,
     is_disk_full,
-    is_old_layout,
     stored_files,
     sweep,
+    upgrade_decision,
 )
 from .readers import (
     BadInput,
@@ -204,11 +204,10 @@ def ingest(
     files = expand_inputs(inputs)
     report = ReadReport()
     summary = IngestSummary(out=str(out))
-    old = sorted(out.rglob("*.parquet")) if is_old_layout(out) else []
-    sweep(out)
     reader = fast.FastReader() if fast.available() else None
     try:
-        with StagedDataset(out) as dataset:
+        with upgrade_decision(out) as old, StagedDataset(out) as dataset:
+            sweep(out)
             if old:
                 dataset.upgrade_from(old)
             for done, path in enumerate(files):

@@ -221,15 +221,9 @@ def test_an_old_layout_dataset_is_read_and_upgraded_in_one_commit(tmp_path, inpu
     (a span both held and ingested again is stored once)."""
     from blameset.analyze.ingest import ingest
 
-    new = tmp_path / "new"
-    ingest([inputs["a"][0]], new)
-    old = tmp_path / "old"
-    frame = load(new).collect()
-    for (day,), part in frame.partition_by("day", as_dict=True).items():
-        (old / f"day={day}").mkdir(parents=True)
-        part.drop("day").write_parquet(old / f"day={day}" / f"part-{uuid.uuid4().hex}.parquet")
+    old = old_layout(tmp_path, inputs["a"][0])
     assert not (old / "_delta_log").exists()
-    assert sorted(stored_keys(old)) == sorted(stored_keys(new))
+    assert sorted(stored_keys(old)) == sorted(stored_keys(tmp_path / "new"))
     summary = ingest([inputs["c"][0]], old)
     assert summary.upgraded == len(inputs["a"][1])
     assert summary.spans == len(inputs["c"][1] - inputs["a"][1])
@@ -237,3 +231,37 @@ def test_an_old_layout_dataset_is_read_and_upgraded_in_one_commit(tmp_path, inpu
     assert_exactly_once(old, inputs["a"][1] | inputs["c"][1])
     assert _uncommitted(old) == []
     assert load(old).collect().get_column("start").dtype == pl.Datetime("ns", "UTC")
+
+
+def old_layout(tmp_path: Path, source: Path) -> Path:
+    """A dataset of the earlier layout (hive-partitioned Parquet, no log) holding ``source``'s
+    spans (ingested into ``tmp_path/new`` first, then written out as that layout did)."""
+    from blameset.analyze.ingest import ingest
+
+    new, old = tmp_path / "new", tmp_path / "old"
+    ingest([source], new)
+    frame = load(new).collect()
+    for (day,), part in frame.partition_by("day", as_dict=True).items():
+        (old / f"day={day}").mkdir(parents=True)
+        part.drop("day").write_parquet(old / f"day={day}" / f"part-{uuid.uuid4().hex}.parquet")
+    return old
+
+
+def test_two_ingests_upgrading_one_old_layout_dataset_at_once(tmp_path, inputs):
+    """Two ingests into one old-layout dataset at the same time (overlapping inputs): both exit
+    0, the old spans and both inputs are stored exactly once, one of them carries the old spans
+    over, and no old or staged file is left."""
+    for round_ in range(ROUNDS):
+        folder = tmp_path / f"r{round_}"
+        old = old_layout(folder, inputs["a"][0])
+        results = run_together(
+            [*ingest_cmd(old, inputs["c"][0]), "--json"],
+            [*ingest_cmd(old, inputs["b"][0]), "--json"],
+        )
+        for r in results:
+            assert r.returncode == 0, r.stderr
+        assert_exactly_once(old, inputs["a"][1] | inputs["b"][1] | inputs["c"][1])
+        assert _uncommitted(old) == []
+        assert sorted(p.name for p in old.rglob("*.parquet") if p.name.count("-") == 1) == []
+        upgraded = [json.loads(r.stdout)["upgraded"] for r in results]
+        assert sorted(upgraded) == [0, len(inputs["a"][1])]
