@@ -127,12 +127,55 @@ def _any(value: object) -> dict:
     return {"stringValue": value}
 
 
+PHASES = (
+    # each ingest's time in the commit protocol, apart from writing and de-duplicating: what
+    # StagedDataset.commit spends beyond its flush (the last Parquet write) and drop_duplicates
+    # (the key check the earlier layout made too), i.e. reading the log and writing the commit
+    "import json, time\n"
+    "from blameset.analyze import _dataset\n"
+    "PHASES = {'commit': 0.0, 'flush': 0.0, 'dedup': 0.0}\n"
+    "def _timed(name, method):\n"
+    "    def run(self, *a):\n"
+    "        t = time.perf_counter()\n"
+    "        try:\n"
+    "            return method(self, *a)\n"
+    "        finally:\n"
+    "            PHASES[name] += time.perf_counter() - t\n"
+    "    return run\n"
+    "S = _dataset.StagedDataset\n"
+    "S.commit = _timed('commit', S.commit)\n"
+    "S.flush = _timed('flush', S.flush)\n"
+    "S.drop_duplicates = _timed('dedup', S.drop_duplicates)\n"
+)
+
 CASES = {
     "blameset_ingest": (
-        "from blameset.analyze.ingest import ingest\n"
+        PHASES + "from blameset.analyze.ingest import ingest\n"
         "import sys\n"
         "s = ingest([sys.argv[1]], sys.argv[2])\n"
         "print(s.spans)\n"
+        "print('PHASES', json.dumps(PHASES, separators=(',', ':')))\n"
+    ),
+    "commit_cost": (
+        # small ingests one after another into one dataset: per ingest, its wall time and the
+        # protocol's share (the commit less its flush and de-duplication)
+        PHASES + "from blameset.analyze.ingest import ingest\n"
+        "import sys, statistics\n"
+        "lines = open(sys.argv[1], 'rb').readlines()\n"
+        "walls, protocol, dedup = [], [], []\n"
+        "for i in range(30):\n"
+        "    part = f'{sys.argv[2]}-{i}.jsonl'\n"
+        "    open(part, 'wb').writelines(lines[i * 1000 : (i + 1) * 1000])\n"
+        "    for k in PHASES: PHASES[k] = 0.0\n"
+        "    t = time.perf_counter()\n"
+        "    ingest([part], sys.argv[2])\n"
+        "    walls.append(time.perf_counter() - t)\n"
+        "    protocol.append(PHASES['commit'] - PHASES['flush'] - PHASES['dedup'])\n"
+        "    dedup.append(PHASES['dedup'])\n"
+        "print(30000)\n"
+        "m = statistics.median\n"
+        "print('SMALL', json.dumps({'wall': m(walls), 'protocol': m(protocol), 'dedup': m(dedup),\n"
+        "  'first_protocol': protocol[0], 'last_protocol': protocol[-1]}, separators=(',', ':')))\n"
     ),
     "polars_floor": (
         "import polars as pl, sys\n"
@@ -169,6 +212,15 @@ CASES = {
 }
 
 
+def _tagged(out: list[str], tag: str) -> dict[str, float]:
+    """The JSON a case printed after ``tag`` (empty when it printed none)."""
+    return json.loads(out[out.index(tag) + 1]) if tag in out else {}
+
+
+LAST_OUTPUT: list[str] = []
+"""The tokens the last case printed (for the phases it reports)."""
+
+
 def run_case(
     code: str, *args: str, env: dict[str, str] | None = None
 ) -> tuple[float, int, int, float]:
@@ -195,11 +247,25 @@ def run_case(
         check=True,
         env={**os.environ, **(env or {})},
     ).stdout.split()
+    LAST_OUTPUT[:] = out
     return (
         float(out[out.index("SECONDS") + 1]),
         int(out[out.index("RSS") + 1]),
         int(out[0]),
         float(out[out.index("CPU") + 1]),
+    )
+
+
+def _commit_cost(flat: Path, folder: Path) -> None:
+    """30 ingests of 1,000 spans each into one dataset: what the commit protocol adds to each."""
+    run_case(CASES["commit_cost"], str(flat), str(folder / "small"))
+    small = _tagged(LAST_OUTPUT, "SMALL")
+    print(
+        f"30 ingests of 1,000 spans into one dataset: median {small['wall'] * 1e3:.0f} ms each, "
+        f"of which the commit protocol {small['protocol'] * 1e3:.1f} ms "
+        f"({small['protocol'] / small['wall']:.1%}; first {small['first_protocol'] * 1e3:.1f} ms, "
+        f"30th {small['last_protocol'] * 1e3:.1f} ms) and the duplicate check "
+        f"{small['dedup'] * 1e3:.1f} ms"
     )
 
 
@@ -219,7 +285,8 @@ def main() -> int:
             f"generated {args.spans} spans in {time.perf_counter() - t0:.1f} s: "
             f"flat {flat.stat().st_size / 1e6:.0f} MB, OTLP JSON {otlp.stat().st_size / 1e6:.0f} MB"
         )
-        results = {}
+        results: dict[str, float] = {}
+        protocol: dict[str, float] = {}
         for label, case, path in (
             ("ingest flat JSONL", "blameset_ingest", flat),
             ("polars scan_ndjson (floor)", "polars_floor", flat),
@@ -241,6 +308,8 @@ def main() -> int:
                 continue
             size = path.stat().st_size / 1e6
             results[label] = seconds
+            if phases := _tagged(LAST_OUTPUT, "PHASES"):
+                protocol[label] = (phases["commit"] - phases["flush"] - phases["dedup"]) / seconds
             print(
                 f"  {label:<28} {seconds:7.2f} s  {count / seconds / 1e3:8.0f}k spans/s  "
                 f"{size / seconds:6.0f} MB/s  peak RSS {rss / 1e6:6.0f} MB  "
@@ -255,6 +324,9 @@ def main() -> int:
         if "ingest OTLP JSON" in results and "DuckDB read_json + unnest" in results:
             ratio = results["DuckDB read_json + unnest"] / results["ingest OTLP JSON"]
             print(f"OTLP JSON: ingest at {ratio:.2f}x DuckDB (target >= 1.5x)")
+        for label, share in protocol.items():
+            print(f"commit protocol (log read + commit): {share:.2%} of {label}")
+        _commit_cost(flat, folder)
     finally:
         if args.keep:
             args.keep.mkdir(parents=True, exist_ok=True)
