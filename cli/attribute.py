@@ -21,6 +21,7 @@ from ._common import (
     when,
     write_html,
 )
+from ._engine import EngineOption, MemoryLimit, SparkMaster, roll_up
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -65,14 +66,17 @@ def attribute(
         Path | None, typer.Option("--html", help="Also write the HTML report here.")
     ] = None,
     skip_bad_lines: SkipBadLines = False,
+    engine: EngineOption = None,
+    memory_limit: MemoryLimit = None,
+    spark_master: SparkMaster = None,
 ) -> None:
     """Attribute regressions and cost changes to the version_set change (and component) behind
     them; mix-adjusted, with confidence intervals, `confounded` and `external` verdicts."""
     from blameset.analyze import attribute as run_attribute
-    from blameset.analyze import request_table
 
     spans = open_spans(inputs, "attribute", skip_bad_lines)
-    table = request_table(spans)  # one roll-up for the attribution and the page
+    # one roll-up for the attribution and the page, in the engine (DuckDB for datasets)
+    table = roll_up(inputs, spans, engine, memory_limit, spark_master, "attribute").requests
     b, a = span_window(before, "--before"), span_window(after, "--after")
     if (b is None) != (a is None):
         fail("--before and --after go together")

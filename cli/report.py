@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ._common import AsJson, Inputs, Since, SkipBadLines, Until, fail, open_spans, when, write_html
+from ._engine import EngineOption, MemoryLimit, SparkMaster, roll_up
 
 if TYPE_CHECKING:
     from blameset.analyze import Report
@@ -49,18 +50,24 @@ def report(
         typer.Option("--html", help="Also write the self-contained HTML report here."),
     ] = None,
     skip_bad_lines: SkipBadLines = False,
+    engine: EngineOption = None,
+    memory_limit: MemoryLimit = None,
+    spark_master: SparkMaster = None,
 ) -> None:
     """Cost and latency by version_set, model, route, tenant or time bucket."""
-    from blameset.analyze import attribute, request_table
+    from blameset.analyze import attribute
     from blameset.analyze import report as run_report
 
     spans = open_spans(inputs, "report", skip_bad_lines)
-    table = request_table(spans)  # one roll-up for the report, attribution and the page
+    # one roll-up for the report, attribution and the page, in the engine
+    rolled = roll_up(inputs, spans, engine, memory_limit, spark_master, "report")
+    table = rolled.requests
     start, end = when(since, "--since"), when(until, "--until")
     try:
         result = run_report(
             spans,
             requests=table,
+            apart=rolled.apart_summary(),
             by=[b.strip() for b in by.split(",") if b.strip()],
             bucket=bucket,
             since=start,

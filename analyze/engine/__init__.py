@@ -18,6 +18,7 @@ from typing import Literal
 
 import polars as pl
 
+from .._requests import Traffic
 from . import _run
 from ._run import Engine
 from ._source import Source, dataset_source, engine_readable
@@ -31,6 +32,7 @@ __all__ = [
     "engine_readable",
     "open_engine",
     "request_table",
+    "traffic",
 ]
 
 EngineName = Literal["duckdb", "spark", "polars"]
@@ -61,6 +63,30 @@ def open_engine(
     raise ValueError(f"no engine {engine!r}: one of duckdb, spark (polars reads without one)")
 
 
+def traffic(
+    inputs: str | Path | Iterable[str | Path] | Source | Engine,
+    engine: EngineName = "duckdb",
+    *,
+    memory_limit: str | None = None,
+    temp_dir: str | Path | None = None,
+    spark_master: str | None = None,
+) -> Traffic:
+    """The request table of a dataset and the traces kept apart from it (by route), as
+    :func:`analyze._requests.traffic` gives them, computed by ``engine`` (``polars``: in
+    memory, by analyze itself). ``inputs`` may be an open engine."""
+    if isinstance(inputs, Engine):
+        return _run.traffic(inputs)
+    if engine == "polars":
+        from .._requests import traffic as polars_traffic
+        from ..source import open_spans
+
+        return polars_traffic(open_spans(inputs.files if isinstance(inputs, Source) else inputs))
+    with open_engine(
+        inputs, engine, memory_limit=memory_limit, temp_dir=temp_dir, spark_master=spark_master
+    ) as opened:
+        return _run.traffic(opened)
+
+
 def request_table(
     inputs: str | Path | Iterable[str | Path] | Source | Engine,
     engine: EngineName = "duckdb",
@@ -72,14 +98,6 @@ def request_table(
     """:func:`analyze.request_table` of a dataset, computed by ``engine`` out of core: the same
     rows and values (sums may differ in the last bits: the engines add in another order).
     ``inputs`` may be an open engine (the roll-up then runs on it)."""
-    if isinstance(inputs, Engine):
-        return _run.request_table(inputs)
-    if engine == "polars":
-        from .._requests import request_table as polars_table
-        from ..source import open_spans
-
-        return polars_table(open_spans(inputs.files if isinstance(inputs, Source) else inputs))
-    with open_engine(
+    return traffic(
         inputs, engine, memory_limit=memory_limit, temp_dir=temp_dir, spark_master=spark_master
-    ) as opened:
-        return _run.request_table(opened)
+    ).requests

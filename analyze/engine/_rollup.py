@@ -285,8 +285,9 @@ def request_columns(versions: list[str]) -> list[str]:
 
 
 def rollup_sql(d: Dialect, versions: list[str], *, with_roles: bool, order: bool = True) -> str:
-    """One row per request, the request table's columns (``start`` as int64 ns); traces kept
-    apart (no blameset span, no LLM span, and unversioned or a probe route) left out."""
+    """One row per trace, the request table's columns (``start`` as int64 ns) and ``apart``:
+    a trace that is no traffic (no blameset span, no LLM span, and unversioned or a probe
+    route), which the request table leaves out and the report counts by route."""
     q = d.quote
     own = [
         "tkey",
@@ -338,8 +339,9 @@ def rollup_sql(d: Dialect, versions: list[str], *, with_roles: bool, order: bool
         f"(NOT COALESCE(t.any_versioned, FALSE) OR COALESCE({probe}, FALSE)))"
     )
     sql = (
-        "SELECT " + ",\n  ".join(select) + f"\nFROM ({_request_spans(d, own)}\n) AS r\n"
-        f"LEFT JOIN ({_per_trace(with_roles)}\n) AS t ON r.tkey = t.tkey\n"
-        f"WHERE NOT {apart}"
+        "SELECT "
+        + ",\n  ".join([*select, f"{apart} AS apart"])
+        + f"\nFROM ({_request_spans(d, own)}\n) AS r\n"
+        f"LEFT JOIN ({_per_trace(with_roles)}\n) AS t ON r.tkey = t.tkey"
     )
     return sql + "\nORDER BY start" if order else sql

@@ -9,6 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import polars as pl
 
+from .._requests import Traffic
 from .._tree import MAX_DEPTH
 from ._rollup import (
     LABELS,
@@ -25,7 +26,15 @@ from ._rollup import (
     walk_step_sql,
 )
 
-__all__ = ["Engine", "llm_roles", "prepare", "request_schema", "request_table", "to_requests"]
+__all__ = [
+    "Engine",
+    "llm_roles",
+    "prepare",
+    "request_schema",
+    "request_table",
+    "to_traffic",
+    "traffic",
+]
 
 
 @runtime_checkable
@@ -82,27 +91,23 @@ def llm_roles(engine: Engine) -> bool:
         engine.drop(LINKS)
         return False
     walking = engine.table("blameset_walk_0", walk_start_sql(engine.dialect))
-    finished: list[str] = []
-    step = 0
-    while walking and step < MAX_DEPTH:
-        step += 1
-        stepped = f"blameset_step_{step}"
-        engine.table(stepped, walk_step_sql(f"blameset_walk_{step - 1}"))
-        engine.table(
-            f"blameset_done_{step}", f"SELECT walker, nearest, covered FROM {stepped} WHERE done"
+    steps: list[str] = []
+    while walking and len(steps) < MAX_DEPTH:
+        last = steps[-1] if steps else "blameset_walk_0"
+        walkers = f"(SELECT * FROM {last} WHERE NOT done)" if steps else last
+        steps.append(f"blameset_step_{len(steps) + 1}")
+        engine.table(steps[-1], walk_step_sql(walkers))
+        walking = int(engine.rows(f"SELECT COUNT(*) FROM {steps[-1]} WHERE NOT done")[0][0])
+    # a walker still going after MAX_DEPTH levels (a cycle in broken data) keeps what it knows
+    finished = (
+        " UNION ALL ".join(
+            f"SELECT walker, nearest, covered FROM {s} WHERE done OR {i == len(steps) - 1}"
+            for i, s in enumerate(steps)
         )
-        finished.append(f"blameset_done_{step}")
-        walking = engine.table(
-            f"blameset_walk_{step}",
-            f"SELECT walker, at_key, nearest, covered FROM {stepped} WHERE NOT done",
-        )
-        engine.drop(stepped)
-        engine.drop(f"blameset_walk_{step - 1}")
-    union = " UNION ALL ".join(f"SELECT * FROM {f}" for f in finished) or (
-        f"SELECT walker, nearest, covered FROM blameset_walk_{step}"
+        or "SELECT walker, nearest, covered FROM blameset_walk_0 WHERE FALSE"
     )
-    engine.table(ROLES, roles_sql(f"({union})"))
-    for name in [*finished, f"blameset_walk_{step}", LINKS]:
+    engine.table(ROLES, roles_sql(f"({finished})"))
+    for name in [*steps, "blameset_walk_0", LINKS]:
         engine.drop(name)
     return True
 
@@ -122,18 +127,32 @@ def request_schema(versions: list[str]) -> dict[str, pl.DataType]:
     }
 
 
-def to_requests(frames: Iterator[pl.DataFrame], versions: list[str]) -> pl.DataFrame:
-    """Batches of the roll-up's result as the request table: ns times, categorical labels (cast
-    batch by batch, so millions of requests are never held as strings)."""
+def to_traffic(frames: Iterator[pl.DataFrame], versions: list[str]) -> Traffic:
+    """Batches of the roll-up's result as the request table (ns times, categorical labels, cast
+    batch by batch so millions of requests are never held as strings) and the traces kept
+    apart, counted by route (as :func:`analyze._requests.traffic` gives them)."""
     schema = request_schema(versions)
     casts = [
         pl.col("start").cast(pl.Int64).cast(pl.Datetime("ns", "UTC")),
         *(pl.col(c).cast(t) for c, t in schema.items() if c != "start"),
     ]
-    parts = [f.select(casts) for f in frames if f.height]
-    if not parts:
-        return pl.DataFrame(schema=schema)
-    return pl.concat(parts, rechunk=True)
+    parts: list[pl.DataFrame] = []
+    apart: list[pl.DataFrame] = []
+    for frame in frames:
+        flag = frame.get_column("apart").fill_null(False)
+        if flag.any():
+            apart.append(frame.filter(flag).select(pl.col("route").cast(pl.String)))
+            frame = frame.filter(~flag)
+        if frame.height:
+            parts.append(frame.select(casts))
+    requests = pl.concat(parts, rechunk=True) if parts else pl.DataFrame(schema=schema)
+    routes = pl.concat(apart) if apart else pl.DataFrame(schema={"route": pl.String})
+    counted = (
+        routes.group_by("route")
+        .agg(traces=pl.len())
+        .sort("traces", "route", descending=[True, False])
+    )
+    return Traffic(requests, counted)
 
 
 def rollup(engine: Engine) -> tuple[str, list[str]]:
@@ -144,7 +163,12 @@ def rollup(engine: Engine) -> tuple[str, list[str]]:
     return rollup_sql(engine.dialect, versions, with_roles=with_roles), versions
 
 
+def traffic(engine: Engine) -> Traffic:
+    """The request table of the engine's dataset (sorted by start) and its traces kept apart."""
+    sql, versions = rollup(engine)
+    return to_traffic(engine.frames(sql), versions)
+
+
 def request_table(engine: Engine) -> pl.DataFrame:
     """The request table of the engine's dataset, sorted by start."""
-    sql, versions = rollup(engine)
-    return to_requests(engine.frames(sql), versions)
+    return traffic(engine).requests

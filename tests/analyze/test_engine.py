@@ -16,6 +16,7 @@ from polars.testing import assert_frame_equal
 from bench.scenarios import generate, write_dataset
 from blameset.analyze import engine, open_spans, request_table
 from blameset.analyze._dataset import StagedDataset
+from blameset.analyze._requests import traffic
 from blameset.analyze.columns import SPAN_SCHEMA
 from blameset.analyze.table import with_derived_columns
 
@@ -156,6 +157,9 @@ def test_corner_cases_of_the_rules_roll_up_the_same(tmp_path: Path) -> None:
     probe, a server span around our request span, a call seen by two spans."""
     got = assert_same_requests(ingest_frame(frame(CORNERS, ("version.code",)), tmp_path / "ds"))
     assert got.height == 7  # the health check is kept apart
+    apart = engine.traffic(tmp_path / "ds").apart
+    assert_frame_equal(apart, traffic(open_spans(tmp_path / "ds")).apart)
+    assert apart.to_dicts() == [{"route": "/api/healthz", "traces": 1}]
     assert "/api/healthz" not in got["route"].cast(pl.String).to_list()
     nested = got.filter(pl.col("route") == "handle").row(0, named=True)
     assert (nested["input_tokens"], nested["llm_calls"]) == (5, 1)

@@ -1,0 +1,95 @@
+"""The engine options `report` and `attribute` share, and the one roll-up per run they feed to
+the report, the attribution and the HTML page.
+
+Default: DuckDB for every dataset folder or Parquet input, whatever its size. It gives the
+polars path's rows (tests/analyze/test_engine.py), costs about 0.2 s more on a small dataset and
+several times less memory and CPU on a large one; a size threshold would make memory depend on
+a guess about the data. Trace files (JSON lines, OTLP) are read by the row reader and the fast
+path in memory (``polars``), as before: an engine reads Parquet.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ._common import fail
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from blameset.analyze._requests import Traffic
+
+EngineOption = Annotated[
+    str | None,
+    typer.Option(
+        "--engine",
+        help="Where the roll-up runs: duckdb (default for datasets: out of core), spark "
+        "(blameset[spark]), or polars (in memory; the default for trace files).",
+    ),
+]
+MemoryLimit = Annotated[
+    str | None,
+    typer.Option(
+        "--memory-limit",
+        help="The engine's memory limit, e.g. 3GB (default: 1/8 of RAM); DuckDB spills beyond it, "
+        "Spark takes it as its driver memory.",
+    ),
+]
+SparkMaster = Annotated[
+    str | None,
+    typer.Option(
+        "--spark-master",
+        help="Spark master URL: local[*] (default), spark://host:7077, or sc://host:15002 "
+        "(Spark Connect).",
+    ),
+]
+
+
+def roll_up(
+    inputs: list[str],
+    spans: pl.LazyFrame,
+    engine: str | None,
+    memory_limit: str | None,
+    spark_master: str | None,
+    command: str,
+) -> Traffic:
+    """The run's one roll-up: the request table and the traces kept apart; a failure of the
+    engine (not installed, no Java, bad memory limit) is exit 2 with a sentence."""
+    from blameset.analyze import engine as engines
+    from blameset.analyze._requests import traffic
+
+    readable = engines.engine_readable(inputs)
+    chosen = engine or ("duckdb" if readable else "polars")
+    if chosen not in engines.ENGINES:
+        fail(f"blameset {command}: --engine must be one of duckdb, spark, polars, not {chosen!r}")
+    if chosen == "polars":
+        return traffic(spans)
+    if not readable:
+        fail(
+            f"blameset {command}: --engine {chosen} reads dataset folders and Parquet files; "
+            "ingest trace files first (`blameset ingest --out DIR ...`) or use --engine polars"
+        )
+    if spark_master and chosen != "spark":
+        fail(f"blameset {command}: --spark-master goes with --engine spark")
+    try:
+        return engines.traffic(
+            inputs,
+            chosen,
+            memory_limit=memory_limit,
+            spark_master=spark_master,
+        )
+    except ModuleNotFoundError as exc:
+        fail(
+            f"blameset {command}: --engine {chosen} needs {exc.name}: pip install 'blameset[spark]'"
+        )
+    except (OSError, ValueError) as exc:
+        fail(f"blameset {command}: {exc}")
+    except Exception as exc:  # an engine's own error (DuckDB, Spark, Java): a sentence
+        fail(f"blameset {command}: the {chosen} engine failed: {_first_line(exc)}")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
