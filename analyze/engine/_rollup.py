@@ -312,6 +312,7 @@ def rollup_sql(d: Dialect, versions: list[str], *, with_roles: bool, order: bool
     route = "COALESCE(r.route, r.name)"
     select = [
         "r.start_ns AS start",
+        "r.tkey AS request_key",
         f"{route} AS route",
         "COALESCE(r.tenant_id, '') AS tenant_id",
         "r.version_set AS version_set",

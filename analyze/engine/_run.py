@@ -155,12 +155,12 @@ def to_traffic(frames: Iterator[pl.DataFrame], versions: list[str]) -> Traffic:
     return Traffic(requests, counted)
 
 
-def rollup(engine: Engine) -> tuple[str, list[str]]:
+def rollup(engine: Engine, *, order: bool = True) -> tuple[str, list[str]]:
     """The roll-up's SQL over the engine's files (views and the roles table made) and the
     version columns."""
     versions = prepare(engine)
     with_roles = llm_roles(engine)
-    return rollup_sql(engine.dialect, versions, with_roles=with_roles), versions
+    return rollup_sql(engine.dialect, versions, with_roles=with_roles, order=order), versions
 
 
 def traffic(engine: Engine) -> Traffic:

@@ -125,8 +125,7 @@ class DuckDBEngine:
 
     def table(self, name: str, sql: str) -> int:
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
-        row = self.con.execute(f"SELECT COUNT(*) FROM {name}").fetchone()
-        return int(row[0]) if row else 0
+        return int(self.con.execute(f"SELECT COUNT(*) FROM {name}").fetchall()[0][0])
 
     def drop(self, name: str) -> None:
         self.con.execute(f"DROP TABLE IF EXISTS {name}")
