@@ -70,8 +70,8 @@ class Aggregates:
 
     def mean(self, metric: str, where: pl.Expr | None = None) -> float:
         rows = self.moments if where is None else self.moments.filter(where)
-        n = rows[f"{metric}.n"].sum()
-        return float(rows[f"{metric}.sum"].sum() / n) if n else float("nan")
+        n = float(rows[f"{metric}.n"].sum())
+        return float(rows[f"{metric}.sum"].sum()) / n if n else float("nan")
 
 
 def _keys(d: Dialect, spec: Spec) -> list[str]:

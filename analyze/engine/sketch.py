@@ -74,7 +74,8 @@ class Sketch:
         idx = np.asarray(list(index) if not isinstance(index, np.ndarray) else index, np.int64)
         weights = np.ones(len(idx)) if count is None else np.asarray(list(count), dtype=np.float64)
         keys, inverse = np.unique(idx, return_inverse=True)
-        return cls(keys, np.bincount(inverse, weights=weights, minlength=len(keys)), accuracy)
+        counts = np.bincount(inverse, weights=weights, minlength=len(keys)).astype(np.float64)
+        return cls(keys, counts, accuracy)
 
     @classmethod
     def of_values(cls, values: npt.ArrayLike, accuracy: float = ACCURACY) -> Sketch:
