@@ -171,10 +171,10 @@ def _breakdown(requests: pl.DataFrame, names: dict[str, str]) -> _Section:
         .sort("version_set_id")
     )
     fig = go.Figure()
-    labels = {
+    labels = {  # only streamed calls have a first token: a whole answer's time is the rest
         "queue": "queue",
-        "ttft": "time to first token",
-        "generation": "generation",
+        "ttft": "time to first token (streamed)",
+        "generation": "the rest (generation, whole answers)",
         "tool": "tool",
     }
     x = [names.get(str(v), str(v)) for v in parts["version_set_id"].to_list()]
