@@ -27,7 +27,6 @@ destination, or written before this version, are left to ``blameset ingest``, an
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import hashlib
@@ -42,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._spill import spill_file_key
+from ._spill import release_in_child, spill_file_key
 
 if TYPE_CHECKING:
     from ._spill import SpillWriter
@@ -82,7 +81,7 @@ class Forwarder:
         writer: SpillWriter,
         *,
         min_backoff_s: float = 0.5,
-        max_backoff_s: float = 30.0,
+        max_backoff_s: float = 10.0,
         idle_scan_s: float = 30.0,
         batch_size: float = 512,
         probe_size: float = 16,
@@ -114,8 +113,7 @@ class Forwarder:
         """In a forked child: the thread did not survive; a file the parent was sending stays
         the parent's (closing our copy of its descriptor leaves the parent's lock alone)."""
         if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
+            release_in_child(self._fd)
         stopped = self._stopped
         self._start()
         if self._routes and not stopped:
@@ -242,7 +240,7 @@ class Forwarder:
                 continue  # sent by someone else while we looked
         if others and signal not in self._told:
             self._told.add(signal)
-            logger.warning(
+            logger.info(
                 "blameset: %d %s files in %s were spilled for another destination (or by an "
                 "older version) and are not re-sent here; `blameset ingest` reads them",
                 others,
@@ -264,9 +262,11 @@ class Forwarder:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as error:
-                if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    return _Outcome.SKIPPED  # its writer has it open, or another sender
-                raise
+                if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    self._say_once(
+                        "nolock", "blameset: cannot lock %s (%s); not re-sending it", path, error
+                    )
+                return _Outcome.SKIPPED  # its writer has it open, or another sender
             if not _still_there(path, fd):  # sent and deleted after we opened it
                 return _Outcome.SKIPPED
             return self._send_locked(fd, path, signal, route)
@@ -279,7 +279,7 @@ class Forwarder:
         offset = _read_offset(marker)
         size = os.fstat(fd).st_size
         cache = _Cache()
-        with os.fdopen(os.dup(fd), "rb") as stream:  # the lock stays with ``fd``
+        with os.fdopen(fd, "rb", closefd=False) as stream:  # ``fd`` (and its lock) stays open
             stream.seek(offset)
             while True:
                 if self._stopped:

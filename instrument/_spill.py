@@ -30,7 +30,13 @@ from typing import IO, TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._forward import Forwarder
 
-__all__ = ["DEFAULT_MAX_BYTES", "SpillWriter", "default_spill_dir", "spill_file_key"]
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "SpillWriter",
+    "default_spill_dir",
+    "release_in_child",
+    "spill_file_key",
+]
 
 logger = logging.getLogger("blameset")
 
@@ -69,16 +75,42 @@ def folder_bytes(folder: Path) -> int:
 
 def _open_locked(folder: Path, name: str) -> IO[str]:
     """A new spill file, open for appending and ``flock``-ed before it gets its visible name, so
-    no forwarder ever sees it unlocked while it is written."""
+    no forwarder ever sees it unlocked while it is written. On a filesystem without locks the
+    file is written all the same (forwarders cannot lock it either, so none sends it)."""
     hidden = folder / f".{name}.new"
     handle = hidden.open("a", encoding="utf-8")
     try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            logger.warning(
+                "blameset: cannot lock spill files in %s (%s); they are kept for `blameset "
+                "ingest` but not re-sent",
+                folder,
+                error,
+            )
         os.rename(hidden, folder / name)
     except BaseException:
         handle.close()
         raise
     return handle
+
+
+def release_in_child(fd: int) -> None:
+    """In a forked child, let go of a descriptor the parent is using (a spill file it writes or
+    sends) without flushing anything into it: the child's copy would otherwise hold the parent's
+    lock for as long as the child lives. The number is pointed at /dev/null, so a later close or
+    flush of the child's copy touches nothing."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        os.dup2(null, fd)
+    except OSError:
+        pass
+    finally:
+        os.close(null)
 
 
 def _with_scope(signal: str, item: Any, record: dict[str, Any]) -> dict[str, Any]:
@@ -131,7 +163,7 @@ class SpillWriter:
 
     def _reset(self) -> None:
         for handle in getattr(self, "_files", {}).values():
-            handle.close()  # a forked child's copy: the parent's lock stays the parent's
+            release_in_child(handle.fileno())  # the parent's file and lock stay the parent's
         self._pending: deque[tuple[str, Any, Callable[[Any], dict[str, Any]]]] = deque()
         self._cond = threading.Condition()
         self._write_lock = threading.Lock()

@@ -312,7 +312,7 @@ def test_files_spilled_for_another_collector_are_left_alone_and_said_so(
     receiver = HttpReceiver()  # another collector, on another port
     writer = SpillWriter(tmp_path)
     try:
-        with caplog.at_level(logging.WARNING, logger="blameset"):
+        with caplog.at_level(logging.INFO, logger="blameset"):
             forward(writer, receiver.port, **FAST)
             assert writer._forwarder is not None
             forwarder = writer._forwarder
@@ -440,3 +440,42 @@ def test_a_spill_file_can_still_be_ingested_while_it_waits(tmp_path: Path, port:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("20 spans"), done.stdout
+
+
+def test_a_child_forked_during_a_resend_does_not_keep_the_file_locked(tmp_path: Path, port: int):
+    """fork() while the forwarder is sending a file (the collector holds the request): the child
+    lets go of its copy of the claimed file, so once the parent's attempt ends the file can be
+    claimed again while the child still runs."""
+    import fcntl
+
+    spill_flat(tmp_path, port, [flat(i) for i in range(10)], per_file=10)
+    (path,) = data_files(tmp_path)
+    hanging = HttpReceiver(mode="hang", port=port)
+    sender = SpillWriter(tmp_path)
+    go, child_may_exit = os.pipe()
+    child_running, running = os.pipe()
+    pid = -1
+    try:
+        forward(sender, port, min_backoff_s=3600.0, max_backoff_s=3600.0, idle_scan_s=3600.0)
+        forwarder = sender._forwarder
+        assert forwarder is not None
+        assert eventually(lambda: bool(hanging.received.headers))  # the file is being sent
+        pid = os.fork()
+        if pid == 0:  # the child: past its fork handlers, stays alive until told
+            os.write(running, b"x")
+            os.read(go, 1)
+            os._exit(0)
+        assert os.read(child_running, 1) == b"x"
+        hanging.release.set()  # the collector answers 503: the parent's attempt ends
+        assert eventually(lambda: forwarder.failures >= 1)
+        fd = os.open(path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if the child held it
+        finally:
+            os.close(fd)
+    finally:
+        if pid > 0:
+            os.write(child_may_exit, b"x")
+            os.waitpid(pid, 0)
+        sender.close()
+        hanging.close()
