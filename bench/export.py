@@ -9,7 +9,13 @@ logs hanging; a stuck spill disk's close() under 1 s; 60 KB redacted in under 0.
 stall of 0.5 s) are printed here as numbers and ratios against their reference, since a loaded
 machine made them flaky as assertions. The tests keep what needs no clock.
 
-Run by hand, not in CI:  .venv/bin/python bench/export.py [--calls 200]
+``--outage``: store and forward. 5,000 decorated calls spread over a collector outage of
+``--outage-s`` seconds (30 by default; the collector is stopped and started again on the same
+port), against as many over the same time with it healthy: the caller's p99 during the outage
+and while the spilled backlog is re-sent, as a difference from healthy (the bound: within 1 ms)
+and a ratio; then how long the collector took to have every span, and how many it got twice.
+
+Run by hand, not in CI:  .venv/bin/python bench/export.py [--calls 200] [--outage [--outage-s 30]]
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parents[1]))  # tests.otlp_receiver: the tests' receivers
 
 from blameset import instrument
-from blameset.instrument import VersionSet, traced
+from blameset.instrument import VersionSet, _export, _runtime, traced
 from blameset.instrument._redact import Redactor
 from blameset.instrument._spill import SpillWriter
 from tests.otlp_receiver import HttpReceiver, closed_port
@@ -74,6 +80,93 @@ def outage(case: str, calls: int) -> tuple[float, float]:
                 receiver.close()
     durations.sort()
     return durations[max(0, int(len(durations) * 0.99) - 1)], shutdown_s
+
+
+OUTAGE_P99_BOUND_S = 0.001  # during an outage, within 1 ms of healthy
+
+
+def paced_p99(calls: int, seconds: float) -> float:
+    """p99 of ``calls`` decorated calls spread evenly over ``seconds``."""
+    gap = seconds / calls
+    durations = []
+    start = time.perf_counter()
+    for i in range(calls):
+        wait = start + i * gap - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        t0 = time.perf_counter()
+        op(i)
+        durations.append(time.perf_counter() - t0)
+    durations.sort()
+    return durations[max(0, int(len(durations) * 0.99) - 1)]
+
+
+def store_and_forward(calls: int, seconds: float) -> dict[str, float]:
+    """Healthy, then the collector down for ``seconds`` (calls spread over it), then back while
+    the backlog is re-sent: the caller's p99 in each phase, and the delivery."""
+    receiver = HttpReceiver()
+    port, received = receiver.port, receiver.received
+    settings = _export.OtlpSettings(endpoint=receiver.endpoint, timeout=TIMEOUT_S)
+    exporter = _export.otlp_exporter("traces", settings)
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as spill:
+        chatter = logging.getLogger("opentelemetry")  # the exporter's retry warnings
+        chatter.setLevel(logging.CRITICAL)
+        try:
+            instrument.configure(
+                service="bench",
+                version_set=VersionSet(code="bench"),
+                exporter=exporter,
+                timeout=TIMEOUT_S,
+                spill_dir=spill,
+            )
+            writer = _runtime.STATE.spill
+            assert writer is not None  # configure() may already forward; this is the same
+            writer.forward("spans", exporter, _export.destination("traces", exporter, settings))
+            for i in range(20):
+                op(i)
+            out["healthy_p99"] = paced_p99(calls, seconds)
+            instrument.force_flush()
+            before = received.span_count()
+            receiver.close()
+            out["outage_p99"] = paced_p99(calls, seconds)
+            receiver = HttpReceiver(port=port, received=received)
+            back = time.perf_counter()
+            out["recovering_p99"] = paced_p99(min(calls, 1000), 2.0)
+            deadline = time.monotonic() + 120
+            while received.span_count() - before < calls + min(calls, 1000):
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            out["delivered_s"] = time.perf_counter() - back
+            out["delivered"] = received.span_count() - before
+            ids = [s["span_id"] for s in received.spans]
+            out["twice"] = len(ids) - len(set(ids))
+            out["spilled"] = writer.spilled.get("spans", 0)
+            out["resent"] = writer.forwarded.get("spans", 0)
+            instrument.shutdown()
+        finally:
+            chatter.setLevel(logging.NOTSET)
+            receiver.close()
+    return out
+
+
+def print_store_and_forward(calls: int, seconds: float) -> None:
+    r = store_and_forward(calls, seconds)
+    healthy = r["healthy_p99"]
+    print(f"  store and forward: {calls} calls over a {seconds:.0f} s outage")
+    for phase in ("healthy", "outage", "recovering"):
+        p99 = r[f"{phase}_p99"]
+        print(
+            f"    {phase:<11} p99 {p99 * 1e3:7.3f} ms  ({p99 / healthy:4.2f}x healthy, "
+            f"{(p99 - healthy) * 1e3:+.3f} ms: {(p99 - healthy) / OUTAGE_P99_BOUND_S:+.2f}x the "
+            "1 ms bound)"
+        )
+    print(
+        f"    after the collector came back: {r['delivered']:.0f} of {calls + min(calls, 1000)} "
+        f"spans delivered in {r['delivered_s']:.1f} s ({r['resent']:.0f} of {r['spilled']:.0f} "
+        f"spilled re-sent), {r['twice']:.0f} delivered twice"
+    )
 
 
 def redactor_s() -> float:
@@ -182,8 +275,14 @@ def loop_stall_s(ticks: int = 25) -> float:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=200, help="timed calls per case")
+    parser.add_argument("--outage", action="store_true", help="only the store-and-forward case")
+    parser.add_argument("--outage-s", type=float, default=30.0, help="outage length, seconds")
+    parser.add_argument("--outage-calls", type=int, default=5000, help="calls during the outage")
     args = parser.parse_args(argv)
     print("note: this machine may be noisy; compare ratios, not absolute times.")
+    if args.outage:
+        print_store_and_forward(args.outage_calls, args.outage_s)
+        return 0
     healthy_p99, healthy_shutdown = outage("healthy", args.calls)
     print(f"  {'healthy':<12} p99 {healthy_p99 * 1e3:7.3f} ms   shutdown {healthy_shutdown:5.2f} s")
     for case in ("down", "hanging", "failing"):
