@@ -171,11 +171,14 @@ _HEX = re.compile(r"[0-9a-fA-F]*")
 class BadInput(ValueError):
     """Input that cannot be read: ``str()`` is ``FILE:LINE: problem`` (or ``FILE@BYTE``)."""
 
-    def __init__(self, file: str, where: str, problem: str) -> None:
+    def __init__(self, file: str, where: str, problem: str, *, skippable: bool = True) -> None:
         super().__init__(f"{file}{where}: {problem}")
         self.file = file
         self.where = where
         self.problem = problem
+        self.skippable = skippable
+        """Whether ``skip_bad`` would have counted it and gone on (not so for what is wrong
+        with the inputs named: a folder, a special file, a glob matching nothing)."""
 
 
 @dataclass
@@ -214,7 +217,7 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
         if not os.path.lexists(text) and any(ch in text for ch in "*?["):
             matches = [Path(p) for p in sorted(glob.glob(text, recursive=True))]
             if not matches:
-                raise BadInput(text, "", "no file matches this pattern")
+                raise BadInput(text, "", "no file matches this pattern", skippable=False)
             out += [p for p in matches if _kind_of(p, str(p)) == "file"]
         elif _kind_of(path, text) == "folder":
             out += _folder_files(path)
@@ -228,9 +231,9 @@ def _kind_of(path: Path, name: str) -> str:
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
-        raise BadInput(name, "", "no such file or folder") from None
+        raise BadInput(name, "", "no such file or folder", skippable=False) from None
     except OSError as exc:
-        raise BadInput(name, "", f"cannot read ({_why(exc)})") from None
+        raise BadInput(name, "", f"cannot read ({_why(exc)})", skippable=False) from None
     if stat.S_ISREG(mode):
         return "file"
     if stat.S_ISDIR(mode):
@@ -244,7 +247,8 @@ def _kind_of(path: Path, name: str) -> str:
         if stat.S_ISSOCK(mode)
         else "a special file"
     )
-    raise BadInput(name, "", f"not a regular file ({kind}: refused without reading it)")
+    problem = f"not a regular file ({kind}: refused without reading it)"
+    raise BadInput(name, "", problem, skippable=False)
 
 
 def _why(exc: OSError) -> str:
@@ -267,7 +271,8 @@ def _folder_files(folder: Path) -> list[Path]:
         try:
             entries = sorted(os.scandir(current), key=lambda e: e.name)
         except OSError as exc:
-            raise BadInput(str(current), "", f"cannot read the folder ({_why(exc)})") from None
+            problem = f"cannot read the folder ({_why(exc)})"
+            raise BadInput(str(current), "", problem, skippable=False) from None
         for entry in entries:
             if entry.name.startswith("."):
                 hidden += 1
@@ -283,6 +288,7 @@ def _folder_files(folder: Path) -> list[Path]:
             "",
             f"holds only hidden files ({hidden} name(s) starting with '.', which are not read; "
             "name a file to read it)",
+            skippable=False,
         )
     return sorted(files)
 

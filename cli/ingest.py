@@ -38,7 +38,7 @@ def ingest(
         fail(f"blameset ingest: {exc}")
     except BadInput as exc:
         typer.echo(f"blameset ingest: {exc}", err=True)
-        if not skip_bad_lines:
+        if not skip_bad_lines and exc.skippable:
             typer.echo("  (--skip-bad-lines counts such lines and goes on)", err=True)
         raise typer.Exit(2) from None
     finally:

@@ -264,7 +264,9 @@ def test_a_fifo_and_a_device_are_refused_without_reading(tmp_path: Path):
     for target in (fifo, tmp_path):
         assert_refused(run("ingest", target, "--out", tmp_path / "ds"), f"{fifo}: not a regular")
     assert_refused(run("report", fifo), "a FIFO: refused without reading it")
-    assert_refused(run("ingest", "/dev/zero", "--out", tmp_path / "ds"), "/dev/zero: not a regular")
+    device = run("ingest", "/dev/zero", "--out", tmp_path / "ds")
+    assert_refused(device, "/dev/zero: not a regular")
+    assert "--skip-bad-lines" not in device.stderr  # it would not skip an input named so
 
 
 @pytest.mark.skipif(
