@@ -351,3 +351,21 @@ def test_a_200_mb_line_is_refused_within_the_memory_bound(tmp_path: Path):
     assert result["error1"].startswith(f"{paths[1]}:3: line longer than the maximum line size")
     assert (result["skip0"], result["skip1"]) == (1, 3)
     assert result["after"] - result["before"] < 2.5 * result["limit"] < 200 * len(piece)
+
+
+def test_report_reads_attributes_nested_to_the_limit_ingest_accepts(tmp_path: Path):
+    """Values nested exactly MAX_VALUE_DEPTH deep (OTLP and flat) ingest, and report and
+    attribute read the dataset without a traceback."""
+    from blameset.analyze.readers import MAX_VALUE_DEPTH
+    from tests.analyze.bad_inputs import flat_nested, flat_span, nested
+
+    path = tmp_path / "deep.jsonl"
+    path.write_bytes(
+        lines(request(otlp_span(attributes=[{"key": "d", "value": nested(MAX_VALUE_DEPTH)}])))
+        + lines(flat_span(span_id="ab" * 8, attributes={"d": flat_nested(MAX_VALUE_DEPTH)}))
+    )
+    out = tmp_path / "ds"
+    assert ingest(str(path), "--out", str(out)).exit_code == 0
+    for command in ("report", "attribute"):
+        result = runner.invoke(app, [command, str(out)])
+        assert result.exit_code == 0, result.output
