@@ -299,7 +299,9 @@ class SpillWriter:
             busy = self._busy
             self._cond.notify_all()
         if self._forwarder is not None:
-            self._forwarder.stop(max(0.1, timeout_s - (time.monotonic() - started)))
+            # A batch in flight is not waited for long: should it be acknowledged after the
+            # process is gone, the next process sends it again (counted once by span id).
+            self._forwarder.stop(min(0.5, max(0.1, timeout_s - (time.monotonic() - started))))
         if busy:
             logger.warning(
                 "blameset: the spill folder %s is still being written at shutdown; the last "
