@@ -87,7 +87,7 @@ def llm_roles(spans: pl.LazyFrame) -> pl.DataFrame:
         _usage=USAGE,
         _request=(pl.col("span_kind") == "request").fill_null(False),
     )
-    nested = flags.group_by("_trace").agg(n=pl.col("_llm").sum()).filter(pl.col("n") > 1)
+    nested = flags.filter("_llm").group_by("_trace").agg(n=pl.len()).filter(pl.col("n") > 1)
     links = flags.join(nested.select("_trace"), on="_trace", how="semi").drop("_trace").collect()
     if links.is_empty():
         return pl.DataFrame(schema=_ROLES)

@@ -316,17 +316,16 @@ def _request_spans(spans: pl.LazyFrame) -> pl.LazyFrame:
     orphans = _orphans(spans)
     if len(orphans):
         is_root = is_root | parent_key().is_in(orphans.implode())
-    rank = pl.when(pl.col("span_kind") == "request").then(0).when(is_root).then(1)
-    candidates = spans.select(
-        _trace=trace_key(),
-        _span=span_key(),
-        _rank=rank,
-        _start=pl.col("start").cast(pl.Int64),
-        _end=-pl.col("end").cast(pl.Int64),
-    ).drop_nulls("_rank")
-    chosen = candidates.group_by("_trace").agg(
-        pl.col("_span").sort_by("_rank", "_start", "_end", "_span").first()
+    ours = (pl.col("span_kind") == "request").fill_null(False)
+    candidate = ours | is_root
+    # one int64 orders the candidates: request spans (rank 0) before roots, then by start
+    key = pl.when(ours).then(0).otherwise(_RANK_ROOT) + pl.col("start").cast(pl.Int64)
+    keyed = (
+        spans.filter(candidate)
+        .select(_trace=trace_key(), _span=span_key(), _key=key, _end=pl.col("end").cast(pl.Int64))
+        .collect(engine="streaming")
     )
+    chosen = _first_of_each_trace(keyed)
     names = spans.collect_schema().names()
     dropped = [
         c
@@ -334,11 +333,33 @@ def _request_spans(spans: pl.LazyFrame) -> pl.LazyFrame:
         if c in names
     ]
     return (
-        spans.with_columns(_span=span_key())
-        .join(chosen, on="_span", how="semi")
+        spans.filter(candidate)
+        .with_columns(_span=span_key())
+        .join(chosen.lazy(), on="_span", how="semi")
         .drop(*dropped)
         .with_columns(_trace=trace_key())
     )
+
+
+def _first_of_each_trace(keyed: pl.DataFrame) -> pl.DataFrame:
+    """``_span`` of each trace's candidate with the least ``_key``, then the latest ``_end``,
+    then the least ``_span``. Most traces have one candidate: only the others are ordered."""
+    counts = keyed.group_by("_trace").agg(_n=pl.len(), _only=pl.col("_span").first())
+    single = counts.filter(pl.col("_n") == 1).select(_span="_only")
+    several = keyed.join(counts.filter(pl.col("_n") > 1), on="_trace", how="semi")
+    if several.is_empty():
+        return single
+    for column, best in (("_key", pl.min), ("_end", pl.max)):
+        top = several.group_by("_trace").agg(best(column))
+        several = several.join(top, on=["_trace", column], how="semi")
+    return pl.concat(
+        [single, several.group_by("_trace").agg(pl.col("_span").min()).select("_span")]
+    )
+
+
+_RANK_ROOT = 1 << 62
+"""Added to a root's start (ns since the epoch, below 2**62 until the year 2116) so that every
+request span of a trace orders before its roots."""
 
 
 def _orphans(spans: pl.LazyFrame) -> pl.Series:
