@@ -207,19 +207,44 @@ class Forwarder:
 
     def _pass(self) -> str:
         """One go through every signal's files, the writer's own open file last (sealed first
-        so it can be sent). FAILED at the first batch the collector did not take."""
+        so it can be sent). FAILED when a signal stopped at a batch its collector did not take
+        (the other signals still had their turn: their collector may be another one)."""
         with self._cond:
             routes = list(self._routes.items())
+        if self.passes == 0:
+            self._sweep()
+        failed = False
         for signal, route in routes:
-            sealed = False
-            while True:
-                for path in self._candidates(signal, route.key):
-                    if self._send_file(path, signal, route) == _Outcome.FAILED:
-                        return _Outcome.FAILED
-                if sealed or not self._writer.seal(signal):
-                    break
-                sealed = True
-        return _Outcome.SENT
+            failed = self._drain(signal, route) == _Outcome.FAILED or failed
+        return _Outcome.FAILED if failed else _Outcome.SENT
+
+    def _drain(self, signal: str, route: _Route) -> str:
+        sealed = False
+        while True:
+            for path in self._candidates(signal, route.key):
+                if self._send_file(path, signal, route) == _Outcome.FAILED:
+                    return _Outcome.FAILED
+            if sealed or not self._writer.seal(signal):
+                return _Outcome.SENT
+            sealed = True
+
+    def _sweep(self) -> None:
+        """Remove what a crash can leave beside the files: offset files whose spill file is
+        gone, and hidden files a writer died creating (over a minute old)."""
+        folder = self._writer.folder
+        try:
+            hidden = [p for p in folder.glob(".*") if p.is_file()]
+        except OSError:
+            return
+        for path in hidden:
+            name, _, tail = path.name[1:].partition(".jsonl.")
+            try:
+                orphan = tail.startswith("sent") and not (folder / f"{name}.jsonl").exists()
+                stale = tail == "new" and time.time() - path.stat().st_mtime > 60
+                if orphan or stale:
+                    path.unlink()
+            except OSError:
+                continue  # someone else's to clean up
 
     def _candidates(self, signal: str, key: str) -> list[Path]:
         """This destination's files of ``signal``, oldest first."""

@@ -479,3 +479,49 @@ def test_a_child_forked_during_a_resend_does_not_keep_the_file_locked(tmp_path: 
             os.waitpid(pid, 0)
         sender.close()
         hanging.close()
+
+
+def test_a_signal_whose_collector_is_down_does_not_hold_back_another(tmp_path: Path, port: int):
+    """Logs go to a collector that stays down, spans to one that is up: the spans are re-sent
+    all the same, the logs stay in the folder."""
+    writer = SpillWriter(tmp_path)
+    forward(writer, closed_port(), "logs", **FAST)
+    forward(writer, port, **FAST)
+    log = {"time_unix_nano": 1, "severity_text": "WARN", "body": "b", "attributes": {}}
+    writer.spill("logs", [log], lambda r: r, "test")
+    writer.spill("spans", [flat(i) for i in range(30)], lambda r: r, "test")
+    receiver = HttpReceiver(port=port)
+    try:
+        assert eventually(lambda: receiver.received.span_count() >= 30)
+        assert eventually(lambda: not data_files(tmp_path))
+    finally:
+        writer.close()
+        receiver.close()
+    assert len(data_files(tmp_path, "logs")) == 1
+    assert max(once_each(receiver.received).values()) == 1
+
+
+def test_what_a_crash_leaves_beside_the_files_is_swept(tmp_path: Path, port: int):
+    """An offset file whose spill file is gone and a hidden file a writer died creating (over a
+    minute old) are removed at start-up; an offset file of a waiting spill file is kept."""
+    spill_flat(tmp_path, port, [flat(i) for i in range(5)], per_file=5)
+    (waiting,) = data_files(tmp_path)
+    kept = tmp_path / f".{waiting.name}.sent"
+    kept.write_text("0")
+    orphan = tmp_path / ".spans-gone-1-2-0001@abc.jsonl.sent"
+    orphan.write_text("10")
+    stale = tmp_path / ".spans-dead-1-2-0001@abc.jsonl.new"
+    stale.write_text("")
+    os.utime(stale, (time.time() - 120, time.time() - 120))
+    fresh = tmp_path / ".spans-busy-1-2-0001@abc.jsonl.new"
+    fresh.write_text("")
+    writer = SpillWriter(tmp_path)
+    try:
+        forward(writer, port, **FAST)  # the collector is still down: nothing is sent
+        assert writer._forwarder is not None
+        forwarder = writer._forwarder
+        assert eventually(lambda: forwarder.passes >= 1)
+    finally:
+        writer.close()
+    assert kept.exists() and fresh.exists() and waiting.exists()
+    assert not orphan.exists() and not stale.exists()
