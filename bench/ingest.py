@@ -129,23 +129,33 @@ def _any(value: object) -> dict:
 
 PHASES = (
     # each ingest's time in the commit protocol, apart from writing and de-duplicating: what
-    # StagedDataset.commit spends beyond its flush (the last Parquet write) and drop_duplicates
-    # (the key check the earlier layout made too), i.e. reading the log and writing the commit
+    # StagedDataset.commit spends beyond the flush (the last Parquet write) and drop_duplicates
+    # (the key check the earlier layout made too) it calls, i.e. reading the log and committing
     "import json, time\n"
     "from blameset.analyze import _dataset\n"
-    "PHASES = {'commit': 0.0, 'flush': 0.0, 'dedup': 0.0}\n"
-    "def _timed(name, method):\n"
+    "PHASES = {'protocol': 0.0, 'inner': 0.0, 'dedup': 0.0}\n"
+    "S = _dataset.StagedDataset\n"
+    "def _inner(method, key):\n"
     "    def run(self, *a):\n"
     "        t = time.perf_counter()\n"
     "        try:\n"
     "            return method(self, *a)\n"
     "        finally:\n"
-    "            PHASES[name] += time.perf_counter() - t\n"
+    "            PHASES['inner'] += time.perf_counter() - t\n"
+    "            if key: PHASES[key] += time.perf_counter() - t\n"
     "    return run\n"
-    "S = _dataset.StagedDataset\n"
-    "S.commit = _timed('commit', S.commit)\n"
-    "S.flush = _timed('flush', S.flush)\n"
-    "S.drop_duplicates = _timed('dedup', S.drop_duplicates)\n"
+    "def _commit(method):\n"
+    "    def run(self):\n"
+    "        t, before = time.perf_counter(), PHASES['inner']\n"
+    "        try:\n"
+    "            return method(self)\n"
+    "        finally:\n"
+    "            inner = PHASES['inner'] - before\n"
+    "            PHASES['protocol'] += time.perf_counter() - t - inner\n"
+    "    return run\n"
+    "S.flush = _inner(S.flush, None)\n"
+    "S.drop_duplicates = _inner(S.drop_duplicates, 'dedup')\n"
+    "S.commit = _commit(S.commit)\n"
 )
 
 CASES = {
@@ -170,7 +180,7 @@ CASES = {
         "    t = time.perf_counter()\n"
         "    ingest([part], sys.argv[2])\n"
         "    walls.append(time.perf_counter() - t)\n"
-        "    protocol.append(PHASES['commit'] - PHASES['flush'] - PHASES['dedup'])\n"
+        "    protocol.append(PHASES['protocol'])\n"
         "    dedup.append(PHASES['dedup'])\n"
         "print(30000)\n"
         "m = statistics.median\n"
@@ -309,7 +319,7 @@ def main() -> int:
             size = path.stat().st_size / 1e6
             results[label] = seconds
             if phases := _tagged(LAST_OUTPUT, "PHASES"):
-                protocol[label] = (phases["commit"] - phases["flush"] - phases["dedup"]) / seconds
+                protocol[label] = phases["protocol"] / seconds
             print(
                 f"  {label:<28} {seconds:7.2f} s  {count / seconds / 1e3:8.0f}k spans/s  "
                 f"{size / seconds:6.0f} MB/s  peak RSS {rss / 1e6:6.0f} MB  "
