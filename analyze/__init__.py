@@ -18,12 +18,14 @@ declaration of the span table's columns and the attribute names they are read fr
 ``check`` (contract coverage), ``gate`` (the design-doc gate), ``report``, ``attribute`` (the
 attribution method, its steps in private modules), ``stats`` (bootstrap, CMH, BH, PELT, LMDI),
 ``costs`` (the cost decomposition), ``judge`` (the canary gate: pass, fail or not yet) and
-``html`` (the self-contained report page). Modules whose
+``html`` (the self-contained report page), ``engine`` (the same roll-up in DuckDB or Spark, out of
+core). Modules whose
 names start with ``_`` are implementation.
 """
 
 from ._money import usd
 from ._prose import describe_finding, headline
+from ._requests import traffic
 from .attribute import Attribution, Finding, attribute, request_table
 from .check import CheckResult, Coverage, check, coverage
 from .costs import decompose
@@ -33,7 +35,7 @@ from .ingest import IngestSummary, ingest, load
 from .readers import BadInput, ReadReport, expand_inputs, read_file
 from .report import Report, report
 from .source import open_spans
-from .table import SPAN_SCHEMA, requests, spans_frame
+from .table import SPAN_SCHEMA, request_flags, requests, spans_frame
 
 __all__ = [
     "SPAN_SCHEMA",
@@ -59,9 +61,11 @@ __all__ = [
     "open_spans",
     "read_file",
     "report",
+    "request_flags",
     "request_table",
     "requests",
     "spans_frame",
+    "traffic",
     "usd",
     "write_html",
 ]
