@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -41,22 +40,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._spill import release_in_child, spill_file_key
+from ._spillfile import release_in_child, spill_file_key
 
 if TYPE_CHECKING:
     from ._spill import SpillWriter
 
-__all__ = ["Forwarder", "destination_key"]
+__all__ = ["Forwarder"]
 
 logger = logging.getLogger("blameset")
 
 _INT64 = (-(2**63), 2**63 - 1)
-
-
-def destination_key(destination: str) -> str:
-    """A short, file-name-safe digest of where records go (an endpoint with its headers never
-    appears in a file name in clear)."""
-    return hashlib.sha256(destination.encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass(slots=True)

@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from ._spillfile import destination_key, release_in_child
+
 if TYPE_CHECKING:
     from ._forward import Forwarder
 
@@ -34,8 +36,6 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "SpillWriter",
     "default_spill_dir",
-    "release_in_child",
-    "spill_file_key",
 ]
 
 logger = logging.getLogger("blameset")
@@ -52,14 +52,6 @@ def default_spill_dir(environ: Mapping[str, str] | None = None) -> Path:
         return Path(env["BLAMESET_SPILL_DIR"])
     cache = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(cache) / "blameset" / "spill"
-
-
-def spill_file_key(name: str) -> str | None:
-    """The destination key in a spill file's name (``spans-<host>-<pid>-<ns>@<key>.jsonl``), or
-    None for a file written without one (it is left to ``blameset ingest``)."""
-    stem = name[: -len(".jsonl")] if name.endswith(".jsonl") else name
-    _, at, key = stem.rpartition("@")
-    return key if at and key else None
 
 
 def folder_bytes(folder: Path) -> int:
@@ -94,23 +86,6 @@ def _open_locked(folder: Path, name: str) -> IO[str]:
         handle.close()
         raise
     return handle
-
-
-def release_in_child(fd: int) -> None:
-    """In a forked child, let go of a descriptor the parent is using (a spill file it writes or
-    sends) without flushing anything into it: the child's copy would otherwise hold the parent's
-    lock for as long as the child lives. The number is pointed at /dev/null, so a later close or
-    flush of the child's copy touches nothing."""
-    try:
-        null = os.open(os.devnull, os.O_WRONLY)
-    except OSError:
-        return
-    try:
-        os.dup2(null, fd)
-    except OSError:
-        pass
-    finally:
-        os.close(null)
 
 
 def _with_scope(signal: str, item: Any, record: dict[str, Any]) -> dict[str, Any]:
@@ -185,7 +160,7 @@ class SpillWriter:
         again (``destination`` says where ``exporter`` sends: only files spilled for the same
         destination are sent there). Starts the forwarder thread; calling it again for a signal
         replaces its exporter. ``tuning``: the forwarder's backoff and batch settings."""
-        from ._forward import Forwarder, destination_key
+        from ._forward import Forwarder
 
         key = destination_key(destination)
         with self._write_lock:
