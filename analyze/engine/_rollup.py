@@ -13,8 +13,9 @@ Spark's releases in its PySpark backend.
 The steps, as the polars path (``analyze.table.requests``) takes them:
 
 1. :func:`spans_sql`: the columns the rules read, times as int64 nanoseconds, the span's roles
-   (LLM, usage, tool, queue, ours, a request span) and its keys (64-bit hashes of the trace id,
-   of (trace id, span id) and of (trace id, parent span id)).
+   (LLM, usage, tool, queue, ours, a request span). Spans are keyed by (trace id, span id)
+   themselves, not by hashes: DuckDB's ``hash()`` of low-entropy ids collides (sequential
+   trace ids: 4.6M distinct, 3.5M hashes), and the engines hash and spill text keys anyway.
 2. The LLM roles (rule 2) in traces holding more than one LLM span: :func:`links_sql` and one
    :func:`walk_step_sql` per level of parent links (the runner loops, ``_run.llm_roles``), then
    :func:`roles_sql`: ``repeat`` (an LLM span above records usage) and ``wrapper`` (an LLM span
@@ -99,15 +100,14 @@ class Dialect:
     string: Callable[[str], str]
     """A string literal (Spark reads backslashes in one as escapes, DuckDB does not)."""
     hash: Callable[..., str]
-    """A 64-bit hash of one or more expressions (DuckDB ``hash``, Spark ``xxhash64``)."""
+    """A 64-bit hash of one or more expressions, for the random groups only (DuckDB
+    ``hash(md5(...))``, Spark ``xxhash64``)."""
     modulo: Callable[[str, int], str]
     """A non-negative ``expr mod k`` of a hash."""
     matches: Callable[[str, str], str]
     """Whether a text matches a regular expression (RE2 in DuckDB, Java's in Spark)."""
     nanos: Callable[[str, str], str]
     """Nanoseconds since the epoch of a time column given its kind (``int``, ``ns``, ``us``)."""
-    key_type: str
-    """The SQL type of a hash (DuckDB's are ``UBIGINT``, Spark's ``BIGINT``)."""
 
 
 def _roles() -> list[str]:
@@ -144,13 +144,7 @@ def spans_sql(d: Dialect, columns: Mapping[str, str], versions: list[str]) -> st
         end = d.nanos(q("end"), columns.get("end", "ns"))
     picked += [f"{start} AS start_ns", f"{end} AS end_ns"]
     inner = "SELECT " + ",\n    ".join(picked) + f"\n  FROM {FILES}"
-    keys = [
-        f"{d.hash('trace_id')} AS tkey",
-        f"{d.hash('trace_id', 'span_id')} AS skey",
-        f"CASE WHEN parent_span_id IS NOT NULL THEN {d.hash('trace_id', 'parent_span_id')} "
-        "END AS pkey",
-        "COALESCE(duration_ms, CAST(end_ns - start_ns AS DOUBLE) / 1e6) AS dur",
-    ]
+    keys = ["COALESCE(duration_ms, CAST(end_ns - start_ns AS DOUBLE) / 1e6) AS dur"]
     return f"SELECT *, {', '.join(keys + _roles())}\nFROM (\n  {inner}\n) AS projected"
 
 
@@ -158,20 +152,21 @@ def links_sql() -> str:
     """Parent links of the traces holding more than one LLM span: only there can one LLM span
     lie above another."""
     return f"""
-SELECT skey, pkey, is_llm, has_usage, (is_request AND NOT is_llm) AS stop
+SELECT trace_id, span_id, parent_span_id, is_llm, has_usage, (is_request AND NOT is_llm) AS stop
 FROM {SPANS}
-WHERE tkey IN (
-  SELECT tkey FROM {SPANS} GROUP BY tkey HAVING COUNT(*) FILTER (WHERE is_llm) > 1
+WHERE trace_id IN (
+  SELECT trace_id FROM {SPANS} GROUP BY trace_id HAVING COUNT(*) FILTER (WHERE is_llm) > 1
 )"""
 
 
-def walk_start_sql(d: Dialect) -> str:
+def walk_start_sql() -> str:
     """One walker per LLM span with a parent: where it stands (``at``), the nearest LLM span
     met above (``nearest``) and whether one met records usage (``repeat``)."""
     return (
-        f"SELECT skey AS walker, pkey AS at_key, CAST(NULL AS {d.key_type}) AS nearest, "
+        "SELECT trace_id, span_id AS walker, parent_span_id AS at_id, "
+        "CAST(NULL AS STRING) AS nearest, "
         "FALSE AS covered "
-        f"FROM {LINKS} WHERE is_llm AND pkey IS NOT NULL"
+        f"FROM {LINKS} WHERE is_llm AND parent_span_id IS NOT NULL"
     )
 
 
@@ -180,16 +175,17 @@ def walk_step_sql(walkers: str) -> str:
     missing from the data, a request span (usage never crosses one), the root, or when both
     answers are known (an LLM span met and usage above)."""
     return f"""
-SELECT walker, next_at AS at_key, nearest, covered,
+SELECT trace_id, walker, next_at AS at_id, nearest, covered,
   (NOT found OR stop OR next_at IS NULL OR (nearest IS NOT NULL AND covered)) AS done
 FROM (
-  SELECT w.walker,
-    l.skey IS NOT NULL AS found,
+  SELECT w.trace_id, w.walker,
+    l.span_id IS NOT NULL AS found,
     COALESCE(l.stop, FALSE) AS stop,
-    l.pkey AS next_at,
-    COALESCE(w.nearest, CASE WHEN l.is_llm THEN w.at_key END) AS nearest,
+    l.parent_span_id AS next_at,
+    COALESCE(w.nearest, CASE WHEN l.is_llm THEN w.at_id END) AS nearest,
     (w.covered OR COALESCE(l.is_llm AND l.has_usage, FALSE)) AS covered
-  FROM {walkers} AS w LEFT JOIN {LINKS} AS l ON l.skey = w.at_key
+  FROM {walkers} AS w
+  LEFT JOIN {LINKS} AS l ON l.trace_id = w.trace_id AND l.span_id = w.at_id
 ) AS stepped"""
 
 
@@ -197,13 +193,13 @@ def roles_sql(finished: str) -> str:
     """Per LLM span of the linked traces: ``repeat`` and ``wrapper`` (the nearest LLM span
     above some LLM span: not itself a call to a provider)."""
     return f"""
-SELECT l.skey AS skey, COALESCE(f.covered, FALSE) AS is_repeat,
-  (o.outer_key IS NOT NULL) AS is_wrapper
+SELECT l.trace_id, l.span_id, COALESCE(f.covered, FALSE) AS is_repeat,
+  (o.nearest IS NOT NULL) AS is_wrapper
 FROM {LINKS} AS l
-LEFT JOIN {finished} AS f ON f.walker = l.skey
+LEFT JOIN {finished} AS f ON f.trace_id = l.trace_id AND f.walker = l.span_id
 LEFT JOIN (
-  SELECT DISTINCT nearest AS outer_key FROM {finished} WHERE nearest IS NOT NULL
-) AS o ON o.outer_key = l.skey
+  SELECT DISTINCT trace_id, nearest FROM {finished} WHERE nearest IS NOT NULL
+) AS o ON o.trace_id = l.trace_id AND o.nearest = l.span_id
 WHERE l.is_llm"""
 
 
@@ -212,14 +208,14 @@ def _per_trace(with_roles: bool) -> str:
     up to, and what the ``apart`` rule reads."""
     source = (
         f"(SELECT s.*, r.is_repeat AS is_repeat, r.is_wrapper AS is_wrapper FROM {SPANS} AS s "
-        f"LEFT JOIN {ROLES} AS r ON r.skey = s.skey)"
+        f"LEFT JOIN {ROLES} AS r ON r.trace_id = s.trace_id AND r.span_id = s.span_id)"
         if with_roles
         else f"(SELECT *, FALSE AS is_repeat, FALSE AS is_wrapper FROM {SPANS})"
     )
     counted = "is_llm AND NOT COALESCE(is_repeat, FALSE)"
     streamed = f"{counted} AND ttft_ms IS NOT NULL"
     return f"""
-SELECT tkey,
+SELECT trace_id,
   CAST(COALESCE(SUM(input_tokens) FILTER (WHERE {counted}), 0) AS BIGINT) AS input_tokens,
   CAST(COALESCE(SUM(output_tokens) FILTER (WHERE {counted}), 0) AS BIGINT) AS output_tokens,
   COALESCE(SUM(cost_usd) FILTER (WHERE {counted}), {_ZERO}) AS cost_usd,
@@ -239,23 +235,29 @@ SELECT tkey,
   BOOL_OR(is_llm) AS any_llm,
   BOOL_OR(version_set IS NOT NULL) AS any_versioned
 FROM {source} AS keyed
-GROUP BY tkey"""
+GROUP BY trace_id"""
 
 
-def _request_spans(d: Dialect, own: list[str]) -> str:
+def _request_spans(own: list[str]) -> str:
     """Per trace its request span's row: of its request spans the first started (the longest
     on a tie), else of its roots (no parent, or a parent missing from the data) the first."""
-    orphan = f"""pkey IN (
-    SELECT refs.pkey FROM (SELECT DISTINCT pkey FROM {SPANS} WHERE pkey IS NOT NULL) AS refs
-    WHERE NOT EXISTS (SELECT 1 FROM {SPANS} AS p WHERE p.skey = refs.pkey)
-  )"""
-    rank = f"CASE WHEN is_request THEN 0 WHEN parent_span_id IS NULL OR {orphan} THEN 1 END"
+    cols = ", ".join(own)
+    orphan = (
+        f"NOT EXISTS (SELECT 1 FROM {SPANS} AS p "
+        "WHERE p.trace_id = s.trace_id AND p.span_id = s.parent_span_id)"
+    )
     return f"""
 SELECT * FROM (
-  SELECT {", ".join(own)},
-    ROW_NUMBER() OVER (PARTITION BY tkey ORDER BY rank, start_ns, end_ns DESC, skey) AS pick
-  FROM (SELECT *, {rank} AS rank FROM {SPANS}) AS ranked
-  WHERE rank IS NOT NULL
+  SELECT {cols},
+    ROW_NUMBER() OVER (PARTITION BY trace_id ORDER BY rank, start_ns, end_ns DESC, span_id) AS pick
+  FROM (
+    SELECT {cols}, 0 AS rank FROM {SPANS} WHERE is_request
+    UNION ALL
+    SELECT {cols}, 1 AS rank FROM {SPANS} WHERE NOT is_request AND parent_span_id IS NULL
+    UNION ALL
+    SELECT {cols}, 1 AS rank FROM {SPANS} AS s
+    WHERE NOT s.is_request AND s.parent_span_id IS NOT NULL AND {orphan}
+  ) AS ranked
 ) AS candidates
 WHERE pick = 1"""
 
@@ -290,10 +292,10 @@ def rollup_sql(d: Dialect, versions: list[str], *, with_roles: bool, order: bool
     route), which the request table leaves out and the report counts by route."""
     q = d.quote
     own = [
-        "tkey",
+        "trace_id",
         "start_ns",
         "end_ns",
-        "skey",
+        "span_id",
         "name",
         "route",
         "tenant_id",
@@ -312,7 +314,7 @@ def rollup_sql(d: Dialect, versions: list[str], *, with_roles: bool, order: bool
     route = "COALESCE(r.route, r.name)"
     select = [
         "r.start_ns AS start",
-        "r.tkey AS request_key",
+        f"{d.hash('r.trace_id')} AS request_key",
         f"{route} AS route",
         "COALESCE(r.tenant_id, '') AS tenant_id",
         "r.version_set AS version_set",
@@ -342,7 +344,7 @@ def rollup_sql(d: Dialect, versions: list[str], *, with_roles: bool, order: bool
     sql = (
         "SELECT "
         + ",\n  ".join([*select, f"{apart} AS apart"])
-        + f"\nFROM ({_request_spans(d, own)}\n) AS r\n"
-        f"LEFT JOIN ({_per_trace(with_roles)}\n) AS t ON r.tkey = t.tkey"
+        + f"\nFROM ({_request_spans(own)}\n) AS r\n"
+        f"LEFT JOIN ({_per_trace(with_roles)}\n) AS t ON r.trace_id = t.trace_id"
     )
     return sql + "\nORDER BY start" if order else sql

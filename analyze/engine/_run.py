@@ -90,7 +90,7 @@ def llm_roles(engine: Engine) -> bool:
     if engine.table(LINKS, links_sql()) == 0:
         engine.drop(LINKS)
         return False
-    walking = engine.table("blameset_walk_0", walk_start_sql(engine.dialect))
+    walking = engine.table("blameset_walk_0", walk_start_sql())
     steps: list[str] = []
     while walking and len(steps) < MAX_DEPTH:
         last = steps[-1] if steps else "blameset_walk_0"
@@ -101,10 +101,11 @@ def llm_roles(engine: Engine) -> bool:
     # a walker still going after MAX_DEPTH levels (a cycle in broken data) keeps what it knows
     finished = (
         " UNION ALL ".join(
-            f"SELECT walker, nearest, covered FROM {s} WHERE done OR {i == len(steps) - 1}"
+            f"SELECT trace_id, walker, nearest, covered FROM {s} "
+            f"WHERE done OR {i == len(steps) - 1}"
             for i, s in enumerate(steps)
         )
-        or "SELECT walker, nearest, covered FROM blameset_walk_0 WHERE FALSE"
+        or "SELECT trace_id, walker, nearest, covered FROM blameset_walk_0 WHERE FALSE"
     )
     engine.table(ROLES, roles_sql(f"({finished})"))
     for name in [*steps, "blameset_walk_0", LINKS]:

@@ -40,11 +40,12 @@ DIALECT = Dialect(
     name="duckdb",
     quote=lambda name: '"' + name.replace('"', '""') + '"',
     string=lambda text: "'" + text.replace("'", "''") + "'",
-    hash=lambda *exprs: f"hash({', '.join(exprs)})",
+    # DuckDB's own hash() of a string collides far too often on low-entropy ids (sequential
+    # trace ids: 4.6M distinct, 3.5M hashes), so the text is hashed by MD5 first
+    hash=lambda *exprs: f"hash(md5(concat_ws('/', {', '.join(exprs)})))",
     modulo=lambda expr, k: f"({expr} % {k})",
     matches=lambda expr, pattern: f"regexp_matches({expr}, '{_literal(pattern)}')",
     nanos=_nanos,
-    key_type="UBIGINT",
 )
 
 

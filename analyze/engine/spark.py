@@ -57,7 +57,6 @@ DIALECT = Dialect(
     modulo=lambda expr, k: f"pmod({expr}, {k})",
     matches=lambda expr, pattern: f"({expr} RLIKE {_string(pattern)})",
     nanos=_nanos,
-    key_type="BIGINT",
 )
 
 
