@@ -155,7 +155,7 @@ def links_sql() -> str:
 SELECT trace_id, span_id, parent_span_id, is_llm, has_usage, (is_request AND NOT is_llm) AS stop
 FROM {SPANS}
 WHERE trace_id IN (
-  SELECT trace_id FROM {SPANS} GROUP BY trace_id HAVING COUNT(*) FILTER (WHERE is_llm) > 1
+  SELECT trace_id FROM {SPANS} WHERE is_llm GROUP BY trace_id HAVING COUNT(*) > 1
 )"""
 
 
