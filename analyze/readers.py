@@ -833,12 +833,28 @@ def read_file(path: Path, report: ReadReport, *, skip_bad: bool = False) -> Iter
         else:
             data = _read_rest(stream, name, None)
     head = data.lstrip()[:1]
-    if head in (b"{", b"["):
+    if head in (b"{", b"[") and not _protobuf_in_disguise(data):
         yield from _read_json(data, name, report, skip_bad)
     elif not data.strip():
         return
     else:
         yield from _read_proto(data, name, report, skip_bad)
+
+
+def _protobuf_in_disguise(data: bytes) -> bool:
+    """Whether text that looks like JSON is an OTLP message: one starts with field 1's tag, a
+    newline byte, then its length, which is "{" for 123 bytes. Only such data that is not JSON
+    but parses as a request counts, so JSON is never read as protobuf."""
+    if data[:1] != b"\n" or _parses_bytes(data):
+        return False
+    from google.protobuf.message import DecodeError
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    try:
+        ExportTraceServiceRequest.FromString(data)
+    except DecodeError:
+        return False
+    return True
 
 
 def _bad(report: ReadReport, skip_bad: bool, error: BadInput) -> None:
@@ -1030,7 +1046,10 @@ def _read_proto(data: bytes, name: str, report: ReadReport, skip_bad: bool) -> I
         try:
             if payload[:4] == _ZSTD_MAGIC:  # the file exporter's older per-frame zstd
                 payload = _zstd(payload, name, offset + 4)
-            if payload.lstrip()[:1] == b"{":  # ... of JSON requests, one a frame
+            # ... of JSON requests, one a frame. The first byte decides, unstripped: an OTLP
+            # message starts with field 1's tag (0x0a, a newline) and then its length, which is
+            # "{" for 123 bytes, so a stripped look mistakes such a message for JSON.
+            if payload[:1] == b"{":
                 yield from _json_frame(payload, name, where, report, skip_bad)
                 continue
             spans = list(_proto_spans(payload, name, where))

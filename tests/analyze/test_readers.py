@@ -325,6 +325,22 @@ def test_flat_otlp_json_and_protobuf_give_the_same_rows(tmp_path_factory, spans)
     assert frames[0].to_dicts() == frames[1].to_dicts() == frames[2].to_dicts()
 
 
+@pytest.mark.parametrize("framed", [False, True])
+def test_a_protobuf_request_whose_length_byte_is_a_brace_reads_as_protobuf(tmp_path, framed):
+    """A request of 123 bytes of resource spans (length byte "{" after field 1's newline tag)
+    is protobuf, not a JSON frame."""
+    base = {"trace_id": b"\x01" * 16, "span_id": b"\x02" * 8, "parent": None, "kind": 1}
+    base |= {"start": 1_700_000_000_000_000_000, "length": 1_000, "attrs": {}, "status": 0}
+    name = next(
+        f"s{'x' * n}" for n in range(200) if _proto({**base, "name": f"s{'x' * n}"})[1] == 0x7B
+    )
+    payload = _proto({**base, "name": name})
+    path = tmp_path / "spans.pb"
+    path.write_bytes(struct.pack(">I", len(payload)) + payload if framed else payload)
+    spans, _ = read(path)
+    assert [s["name"] for s in spans] == [name]
+
+
 @settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
