@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Project tasks that work on a fresh machine with only python3.
 
-Every task first makes sure `.venv/` exists and holds the project installed in editable mode with
-all extras; re-installs only when pyproject.toml or the native decoder's C source changed.
+Every task first makes sure `.venv/` exists and holds the project installed in editable mode:
+the demo with what it runs (analyze, redis), the other tasks with all extras (tests, linters,
+Spark); re-installs only when pyproject.toml, the native decoder's C source or the extras needed
+changed. The demo stays light: it needs no Spark, Java or test clients.
 Usage: python3 dev.py demo|test|lint|bench
 """
 
@@ -43,10 +45,20 @@ def install_stamp(root: Path) -> str:
     return digest.hexdigest()
 
 
-def ensure_env() -> None:
+EXTRAS = {"demo": "analyze,redis"}
+"""Extras a task installs; the others install ``dev`` (everything, ``analyze,redis`` included)."""
+
+
+def installed(stamp: str, digest: str, extras: str) -> bool:
+    """Whether an install stamped ``stamp`` serves a task that needs ``extras`` at ``digest``."""
+    have_digest, _, have_extras = stamp.strip().partition(" ")
+    return have_digest == digest and have_extras in (extras, "dev")
+
+
+def ensure_env(extras: str = "dev") -> None:
     """Create the virtual environment and install the project when it is missing or stale."""
     want = install_stamp(ROOT)
-    if STAMP.exists() and STAMP.read_text().strip() == want and PY.exists():
+    if STAMP.exists() and PY.exists() and installed(STAMP.read_text(), want, extras):
         return
     if not PY.exists():
         print(f"creating virtual environment in {VENV}", flush=True)
@@ -54,9 +66,9 @@ def ensure_env() -> None:
     quiet = [] if os.environ.get("CI") else ["-q"]
     if _run(PY, "-m", "pip", "install", *quiet, "--upgrade", "pip") != 0:
         sys.exit("dev.py: could not upgrade pip in .venv")
-    if _run(PY, "-m", "pip", "install", *quiet, "-e", ".[dev]") != 0:
+    if _run(PY, "-m", "pip", "install", *quiet, "-e", f".[{extras}]") != 0:
         sys.exit("dev.py: installing the project into .venv failed (see pip's message above)")
-    STAMP.write_text(want)
+    STAMP.write_text(f"{want} {extras}")
 
 
 def demo(args: list[str]) -> int:
@@ -112,7 +124,7 @@ TASKS = {"demo": demo, "test": test, "lint": lint, "bench": bench}
 def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in TASKS:
         sys.exit(f"usage: python3 dev.py {{{'|'.join(TASKS)}}} [args...]")
-    ensure_env()
+    ensure_env(EXTRAS.get(sys.argv[1], "dev"))
     sys.exit(TASKS[sys.argv[1]](sys.argv[2:]))
 
 

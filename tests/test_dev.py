@@ -36,3 +36,14 @@ def test_the_install_stamp_notices_a_new_module_and_a_changed_c_source(tmp_path:
     assert second != first
     (tmp_path / "analyze" / "_spanjson.c").write_text("int y;\n")
     assert dev.install_stamp(tmp_path) != second
+
+
+def test_the_demo_is_served_by_a_light_or_a_full_install_and_the_tests_only_by_a_full_one() -> None:
+    """An install of the demo's extras serves the demo but not the tests (which need Spark and
+    the real clients); a full install serves both; a stale digest serves neither."""
+    dev = _dev()
+    assert dev.installed("abc analyze,redis", "abc", "analyze,redis")
+    assert dev.installed("abc dev", "abc", "analyze,redis")
+    assert not dev.installed("abc analyze,redis", "abc", "dev")
+    assert not dev.installed("old dev", "abc", "dev")
+    assert not dev.installed("abc", "abc", "dev")  # a stamp from before extras were recorded
