@@ -16,14 +16,21 @@ from blameset.instrument import contract
 
 from .ingest import load
 from .readers import ReadReport, expand_inputs, read_file
-from .table import spans_frame
+from .table import request_flags, spans_frame
 
 __all__ = ["CheckResult", "Coverage", "check", "coverage", "log_coverage"]
 
 _LLM = (pl.col("span_kind") == "llm") | pl.col("operation").is_in(
     ["chat", "text_completion", "embeddings", "generate_content"]
 )
-_REQUEST = (pl.col("span_kind") == "request") | (pl.col("span_kind").is_null() & pl.col("is_root"))
+_REQUEST = (
+    pl.col("is_request")
+    & ~pl.col("apart")
+    & (pl.col("span_kind").is_null() | (pl.col("span_kind") == "request"))
+)
+"""Each trace's request span, by the roll-up's rules (docs/rollup.md): not a framework's server
+span around ours, not a health check or a docs page (no traffic); and never a blameset span of
+another kind (an LLM call traced outside any request is not asked for a request's fields)."""
 _FAILED = (pl.col("final_status") == "failure") | (pl.col("status") == "error")
 _ANSWERED = _LLM & (pl.col("status") != "error").fill_null(True)
 """LLM calls that returned: a call that raised has no usage, cost or first token to report."""
@@ -132,6 +139,7 @@ def check(inputs: Sequence[str], min_coverage: float = 100.0) -> CheckResult:
 def coverage(spans: pl.LazyFrame) -> list[Coverage]:
     """The share of spans carrying each required field, per service and span kind."""
     kind = pl.coalesce("span_kind", "kind").alias("kind_label")
+    spans = request_flags(spans)
     rows: list[Coverage] = []
     for name, applies, carried in REQUIRED:
         table = (
