@@ -1,12 +1,14 @@
 """The engine options `report` and `attribute` share, and the one roll-up per run they feed to
 the report, the attribution and the HTML page.
 
-Default: DuckDB for every dataset folder or Parquet input, whatever its size. It gives the
-polars path's rows (tests/analyze/test_engine.py), costs about 0.2 s more on a small dataset and
-several times less memory and CPU on a large one; a size threshold would make memory depend on
-a guess about the data. Trace files (JSON lines, OTLP) are read by the row reader and the fast
-path in memory (``polars``), as before: an engine reads Parquet.
-"""
+Default: polars, in memory, for every input. DuckDB (``--engine duckdb``, out of core under a
+memory limit) gives the polars path's rows (tests/analyze/test_engine.py) but, measured at 10M
+spans (bench/scale.py, docs/engine.md), took 1.9x the wall and CPU time of polars for the same
+peak memory, since attribution still takes the request rows back into memory; it becomes the
+default for datasets when the statistics run on its aggregates and the memory stops following
+the data. Spark (``--engine spark``) is for data one machine cannot hold. An engine reads
+Parquet (dataset folders, Parquet files); trace files are read by the row reader and the fast
+path."""
 
 from __future__ import annotations
 
@@ -25,8 +27,8 @@ EngineOption = Annotated[
     str | None,
     typer.Option(
         "--engine",
-        help="Where the roll-up runs: duckdb (default for datasets: out of core), spark "
-        "(blameset[spark]), or polars (in memory; the default for trace files).",
+        help="Where the roll-up runs: polars (in memory, the default), duckdb (datasets, out "
+        "of core under --memory-limit), or spark (datasets; blameset[spark]).",
     ),
 ]
 MemoryLimit = Annotated[
@@ -61,9 +63,13 @@ def roll_up(
     from blameset.analyze._requests import traffic
 
     readable = engines.engine_readable(inputs)
-    chosen = engine or ("duckdb" if readable else "polars")
+    chosen = engine or "polars"
     if chosen not in engines.ENGINES:
         fail(f"blameset {command}: --engine must be one of duckdb, spark, polars, not {chosen!r}")
+    if spark_master and chosen != "spark":
+        fail(f"blameset {command}: --spark-master goes with --engine spark")
+    if memory_limit and chosen == "polars":
+        fail(f"blameset {command}: --memory-limit goes with --engine duckdb or spark")
     if chosen == "polars":
         return traffic(spans)
     if not readable:
@@ -71,8 +77,6 @@ def roll_up(
             f"blameset {command}: --engine {chosen} reads dataset folders and Parquet files; "
             "ingest trace files first (`blameset ingest --out DIR ...`) or use --engine polars"
         )
-    if spark_master and chosen != "spark":
-        fail(f"blameset {command}: --spark-master goes with --engine spark")
     try:
         return engines.traffic(
             inputs,

@@ -48,10 +48,10 @@ def delta(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_duckdb_is_the_default_and_gives_the_polars_findings(dataset: Path) -> None:
-    """attribute on a dataset: the default (DuckDB) and --engine polars agree exactly."""
-    default = _run("attribute", str(dataset), "--json")
-    in_memory = _run("attribute", str(dataset), "--json", "--engine", "polars")
+def test_duckdb_gives_the_findings_of_the_default_in_memory_path(dataset: Path) -> None:
+    """attribute on a dataset: --engine duckdb and the default (polars, in memory) agree exactly."""
+    default = _run("attribute", str(dataset), "--json", "--engine", "duckdb")
+    in_memory = _run("attribute", str(dataset), "--json")
     assert _findings(default) and _findings(default) == _findings(in_memory)
     assert default["findings"] == in_memory["findings"]
 
@@ -72,7 +72,7 @@ def test_spark_in_local_mode_gives_duckdbs_findings(dataset: Path, delta: Path) 
     """--engine spark (local[*]) on two scenario datasets, the earlier layout and Delta: the
     findings DuckDB gives."""
     for path in (dataset, delta):
-        duck = _run("attribute", str(path), "--json")
+        duck = _run("attribute", str(path), "--json", "--engine", "duckdb")
         spark = _run("attribute", str(path), "--json", "--engine", "spark")
         assert _findings(duck)
         _same_findings(spark, duck)
@@ -83,7 +83,8 @@ def test_spark_in_local_mode_gives_duckdbs_findings(dataset: Path, delta: Path) 
     [
         (["--engine", "sqlite"], "--engine must be one of duckdb, spark, polars"),
         (["--spark-master", "local[2]"], "--spark-master goes with --engine spark"),
-        (["--memory-limit", "lots"], "the duckdb engine failed"),
+        (["--engine", "duckdb", "--memory-limit", "lots"], "the duckdb engine failed"),
+        (["--memory-limit", "3GB"], "--memory-limit goes with --engine duckdb or spark"),
     ],
 )
 def test_bad_engine_options_are_one_line_and_exit_2(
