@@ -335,13 +335,16 @@ def _spill_writer(options: Options) -> SpillWriter:
 def _spilling(
     exporter: SpanExporter, spill: SpillWriter, settings: Any, scrubber: Scrubber
 ) -> SpanProcessor:
-    """Batches to ``exporter`` through the scrubber; what is spilled is scrubbed too."""
-    from ._export import ScrubbingSpanExporter
+    """Batches to ``exporter`` through the scrubber; what is spilled is scrubbed too, and re-sent
+    through the same exporter when the collector answers again (store and forward)."""
+    from ._export import ScrubbingSpanExporter, destination
     from ._pipeline import SpillingSpanProcessor, exporter_timeout_s
 
     timeout = exporter_timeout_s("traces", settings.timeout)
+    scrubbing = ScrubbingSpanExporter(exporter, scrubber)
+    spill.forward("spans", scrubbing, destination("traces", exporter, settings))
     return SpillingSpanProcessor(
-        ScrubbingSpanExporter(exporter, scrubber),
+        scrubbing,
         spill,
         export_timeout_s=timeout,
         to_dict=scrubber.span_dict,
@@ -362,7 +365,10 @@ def _logger_provider(
             BatchLogRecordProcessor(exporter, schedule_delay_millis=1000)
         )
     else:
+        from ._export import destination
+
         timeout = exporter_timeout_s("logs", settings.timeout)
+        spill.forward("logs", exporter, destination("logs", exporter, settings))
         provider.add_log_record_processor(
             spilling_log_processor(
                 exporter, spill, export_timeout_s=timeout, to_dict=scrubber.log_dict

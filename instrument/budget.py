@@ -140,10 +140,8 @@ def current_guard() -> RequestGuard | None:
 # --- reservations -----------------------------------------------------------------------------
 
 
-LATE_SETTLE: Final = "blameset.budget.late_settle"
-"""Span event, and True on the request span: a hold settled after it had expired."""
-OVERSPENT: Final = "blameset.budget.overspent"
-"""Span event, and True on the request span: a settle left a window's spend over its limit."""
+LATE_SETTLE: Final = contract.BUDGET_LATE_SETTLE
+OVERSPENT: Final = contract.BUDGET_OVERSPENT
 
 
 class Hold:

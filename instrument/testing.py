@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import Sampler
 
-from . import _config, _runtime
+from . import _config, _global, _runtime
 from ._records import span_to_dict
 from ._version_set import VersionSet
 from .cost import ModelPrice
@@ -141,6 +141,7 @@ def capture_spans(
     """
     captured = CapturedSpans()
     previous = _runtime.current_state()
+    globals_before = _global.saved()
     state = _config.build_state(
         _config.Options(
             service=service,
@@ -158,4 +159,5 @@ def capture_spans(
         yield captured
     finally:
         _runtime.install(previous)
+        _global.restore(globals_before)  # a global provider set for the block goes with it
         state.shutdown()

@@ -210,3 +210,29 @@ def test_configured_puts_the_globals_back(tmp_path: Path):
     assert result["before_set"] == "ProxyTracerProvider"
     assert result["before_set_logs"] == "ProxyLoggerProvider"
     assert result["set_worked"]
+
+
+def test_capture_spans_puts_the_globals_back(tmp_path: Path):
+    """A library's span inside capture_spans() is captured; after the block the process has no
+    global provider again, so the application's own set_tracer_provider works."""
+    result, _ = run(
+        tmp_path,
+        """
+        from opentelemetry.sdk.trace import TracerProvider
+        from blameset.instrument.testing import capture_spans
+        with capture_spans(version_set=VS) as captured:
+            handler()
+        names = sorted(s.name for s in captured.spans)
+        before_set = type(trace.get_tracer_provider()).__name__
+        mine = TracerProvider()
+        trace.set_tracer_provider(mine)
+        print(json.dumps({
+            "names": names,
+            "before_set": before_set,
+            "set_worked": trace.get_tracer_provider() is mine,
+        }))
+        """,
+    )
+    assert result["names"] == ["handler", "library work"]
+    assert result["before_set"] == "ProxyTracerProvider"
+    assert result["set_worked"]

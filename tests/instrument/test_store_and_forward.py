@@ -166,6 +166,37 @@ def test_an_outage_of_several_export_timeouts_ends_with_every_span_delivered_onc
     assert all(r["resource"]["service.name"] == "svc" for r in receiver.received.spans)
 
 
+def test_configure_alone_resends_spans_and_logs_after_an_outage(tmp_path: Path, port: int):
+    """configure(exporter="otlp") with nothing else: spans and log records spilled while the
+    collector was down reach it once it is back, each once, with no forwarding set up by hand."""
+    instrument.configure(
+        service="svc",
+        version_set=VS,
+        exporter="otlp",
+        endpoint=f"http://127.0.0.1:{port}",
+        timeout=TIMEOUT_S,
+        spill_dir=tmp_path,
+    )
+    writer = _runtime.STATE.spill
+    assert writer is not None and writer._forwarder is not None
+    op = traced("op")(lambda i: i)
+    assert [op(i) for i in range(200)] == list(range(200))
+    instrument.emit_event("outage.probe", {"n": 1})
+    assert eventually(lambda: writer.spilled.get("spans", 0) == 200)
+    assert eventually(lambda: writer.spilled.get("logs", 0) >= 1)
+    receiver = HttpReceiver(port=port)
+    try:
+        op(200)  # a live export succeeds: the resend wakes at once
+        instrument.force_flush()
+        assert eventually(lambda: receiver.received.span_count() >= 201)
+        assert eventually(lambda: receiver.received.log_count() >= 1)
+    finally:
+        instrument.shutdown()
+        receiver.close()
+    counts = once_each(receiver.received)
+    assert len(counts) == 201 and max(counts.values()) == 1
+
+
 def test_a_new_process_resends_what_an_earlier_one_spilled(tmp_path: Path, port: int):
     """Spans a process spilled before it exited reach the collector through the next process
     that sends to it (at its start-up, with no new traffic)."""

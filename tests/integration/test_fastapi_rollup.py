@@ -166,11 +166,6 @@ def test_the_probes_are_counted_apart_by_route(served: tuple[Path, list[Any]]) -
     assert set(kept["name"]) == {"chat"}
 
 
-@pytest.mark.xfail(
-    reason="analyze/check.py still asks every root span (FastAPI's server spans, the probes) for "
-    "a request's roll-ups; it needs analyze.table.request_flags (see docs/rollup.md)",
-    strict=False,
-)
 def test_check_passes_on_the_service(served: tuple[Path, list[Any]]) -> None:
     """blameset check finds no gap: server spans and probes are not asked for request fields."""
     result = runner.invoke(cli, ["check", str(served[0])])
