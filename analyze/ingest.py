@@ -59,7 +59,7 @@ from .readers import (
     read_file,
     read_json_lines_chunk,
 )
-from .table import requests, spans_frame
+from .table import request_totals, spans_frame
 
 __all__ = ["IngestSummary", "ingest", "load"]
 
@@ -166,25 +166,16 @@ def _file_tables(
 
 def _roll_up(written: list[Path], summary: IngestSummary) -> None:
     """Requests, tokens and cost of what this ingest wrote, over all of it at once (a request's
-    spans may have come in different files or chunks)."""
+    spans may have come in different files or chunks): the sums of ``requests()`` on it, by
+    ``request_totals``, which reads only the columns they need."""
     if not written:
         return
-    spans = from_stored(pl.concat([pl.scan_parquet(p) for p in written], how="diagonal_relaxed"))
-    sums = (
-        requests(spans)
-        .select(
-            pl.len(),
-            pl.col("input_tokens").sum(),
-            pl.col("output_tokens").sum(),
-            pl.col("cost_usd").sum(),
-        )
-        .collect()
-        .row(0)
-    )
-    summary.requests = int(sums[0])
-    summary.input_tokens = int(sums[1] or 0)
-    summary.output_tokens = int(sums[2] or 0)
-    summary.cost_usd = float(sums[3] or 0.0)
+    spans = pl.concat([pl.scan_parquet(p) for p in written], how="diagonal_relaxed")
+    totals = request_totals(from_stored(spans))
+    summary.requests = totals.requests
+    summary.input_tokens = totals.input_tokens
+    summary.output_tokens = totals.output_tokens
+    summary.cost_usd = totals.cost_usd
 
 
 def ingest(

@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import polars as pl
 
@@ -23,7 +23,15 @@ from ._tree import LLM, VERSIONED, is_probe, llm_roles, parent_key, span_key, tr
 from .columns import ATTRIBUTE_COLUMNS, COST_ALIASES, SPAN_SCHEMA, VERSION_ALIASES, Value
 from .readers import SpanRecord
 
-__all__ = ["SPAN_SCHEMA", "SpanPricer", "request_flags", "requests", "spans_frame"]
+__all__ = [
+    "SPAN_SCHEMA",
+    "RequestTotals",
+    "SpanPricer",
+    "request_flags",
+    "request_totals",
+    "requests",
+    "spans_frame",
+]
 
 _VERSION_PREFIX = contract.VERSION_PREFIX
 
@@ -234,6 +242,92 @@ def requests(spans: pl.LazyFrame) -> pl.LazyFrame:
             "tool_ms_sum",
             "queue_ms_sum",
         )
+    )
+
+
+class RequestTotals(NamedTuple):
+    """What :func:`requests` adds up to over a span table: its rows and their usage."""
+
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+
+
+_USAGE_SUMS = ("input_tokens", "output_tokens", "cost_usd")
+_TREE_COLUMNS = ("trace_id", "span_id", "parent_span_id", "span_kind", "model", *_USAGE_SUMS)
+"""What the LLM-span rules read (``_tree.LLM``, ``llm_roles``)."""
+
+
+def request_totals(spans: pl.LazyFrame) -> RequestTotals:
+    """The row count and usage sums of :func:`requests` without building its rows: what
+    ``blameset ingest`` prints. One narrow pass (trace id, parent id, kind, usage, model) sums
+    each trace's LLM spans; only traces holding more than one LLM span get the parent walk
+    that finds the usage seen twice, and only traces with neither a request span nor a
+    parentless span get the look for orphans (a trace with no candidate has no request row)."""
+    llm = LLM.fill_null(False)
+    per_trace = (
+        spans.select(
+            *_USAGE_SUMS,
+            _trace=trace_key(),
+            _llm=llm,
+            _cand=(pl.col("span_kind") == "request").fill_null(False)
+            | pl.col("parent_span_id").is_null(),
+        )
+        .group_by("_trace")
+        .agg(
+            *[pl.col(c).filter("_llm").sum() for c in _USAGE_SUMS],
+            _n_llm=pl.col("_llm").sum(),
+            _cand=pl.col("_cand").any(),
+        )
+        .collect(engine="streaming")
+    )
+    nested = per_trace.filter(pl.col("_n_llm") > 1).select("_trace")
+    if nested.height:
+        per_trace = per_trace.update(_counted_usage(spans, nested), on="_trace")
+    rootless = per_trace.filter(~pl.col("_cand")).select("_trace")
+    if rootless.height:
+        with_orphan = _traces_with_orphans(spans, rootless)
+        per_trace = per_trace.with_columns(
+            _cand=pl.col("_cand") | pl.col("_trace").is_in(with_orphan.implode())
+        )
+    sums = (
+        per_trace.filter("_cand").select(pl.len(), *[pl.col(c).sum() for c in _USAGE_SUMS]).row(0)
+    )
+    return RequestTotals(int(sums[0]), int(sums[1] or 0), int(sums[2] or 0), float(sums[3] or 0.0))
+
+
+def _of_traces(spans: pl.LazyFrame, traces: pl.DataFrame) -> pl.LazyFrame:
+    """The spans of these traces (``_trace`` keys)."""
+    return spans.join(traces.lazy(), left_on=trace_key(), right_on="_trace", how="semi")
+
+
+def _counted_usage(spans: pl.LazyFrame, traces: pl.DataFrame) -> pl.DataFrame:
+    """Per trace of these, the usage of its LLM spans that count (as :func:`_per_trace`)."""
+    some = _of_traces(spans, traces).select(*_TREE_COLUMNS).collect(engine="streaming").lazy()
+    roles = llm_roles(some)
+    keyed = some.select(
+        *_USAGE_SUMS, _trace=trace_key(), _span=span_key(), _llm=LLM.fill_null(False)
+    )
+    keyed = keyed.join(roles.lazy().select("_span", "_repeat"), on="_span", how="left")
+    counted = pl.col("_llm") & ~pl.col("_repeat").fill_null(False)
+    return (
+        keyed.group_by("_trace")
+        .agg(*[pl.col(c).filter(counted).sum() for c in _USAGE_SUMS])
+        .collect()
+    )
+
+
+def _traces_with_orphans(spans: pl.LazyFrame, traces: pl.DataFrame) -> pl.Series:
+    """Those of these traces holding a span whose parent is missing from the data."""
+    some = _of_traces(spans, traces).select("trace_id", "span_id", "parent_span_id").collect()
+    present = some.select(_key=span_key())
+    return (
+        some.filter(pl.col("parent_span_id").is_not_null())
+        .select(_trace=trace_key(), _key=parent_key())
+        .join(present, on="_key", how="anti")
+        .get_column("_trace")
+        .unique()
     )
 
 
