@@ -265,26 +265,14 @@ def request_totals(spans: pl.LazyFrame) -> RequestTotals:
     each trace's LLM spans; only traces holding more than one LLM span get the parent walk
     that finds the usage seen twice, and only traces with neither a request span nor a
     parentless span get the look for orphans (a trace with no candidate has no request row)."""
-    llm = LLM.fill_null(False)
-    per_trace = (
-        spans.select(
-            *_USAGE_SUMS,
-            _trace=trace_key(),
-            _llm=llm,
-            _cand=(pl.col("span_kind") == "request").fill_null(False)
-            | pl.col("parent_span_id").is_null(),
-        )
-        .group_by("_trace")
-        .agg(
-            *[pl.col(c).filter("_llm").sum() for c in _USAGE_SUMS],
-            _n_llm=pl.col("_llm").sum(),
-            _cand=pl.col("_cand").any(),
-        )
-        .collect(engine="streaming")
-    )
+    per_trace = _trace_sums(spans)
     nested = per_trace.filter(pl.col("_n_llm") > 1).select("_trace")
     if nested.height:
         per_trace = per_trace.update(_counted_usage(spans, nested), on="_trace")
+    # a lone span with a parent other than itself is an orphan: only larger traces need the look
+    per_trace = per_trace.with_columns(
+        _cand=pl.col("_cand") | ((pl.col("_n") == 1) & ~pl.col("_loop"))
+    )
     rootless = per_trace.filter(~pl.col("_cand")).select("_trace")
     if rootless.height:
         with_orphan = _traces_with_orphans(spans, rootless)
@@ -295,6 +283,31 @@ def request_totals(spans: pl.LazyFrame) -> RequestTotals:
         per_trace.filter("_cand").select(pl.len(), *[pl.col(c).sum() for c in _USAGE_SUMS]).row(0)
     )
     return RequestTotals(int(sums[0]), int(sums[1] or 0), int(sums[2] or 0), float(sums[3] or 0.0))
+
+
+def _trace_sums(spans: pl.LazyFrame) -> pl.DataFrame:
+    """Per trace: its LLM spans' usage and count, its spans, whether it holds a request span or
+    a parentless one (``_cand``), and a span that names itself as parent (``_loop``)."""
+    llm = LLM.fill_null(False)
+    return (  # plain sums and maxima, which the streaming engine aggregates as it reads
+        spans.select(
+            *[pl.when(llm).then(pl.col(c)).alias(c) for c in _USAGE_SUMS],
+            _trace=trace_key(),
+            _n_llm=llm.cast(pl.UInt32),
+            _cand=(pl.col("span_kind") == "request").fill_null(False)
+            | pl.col("parent_span_id").is_null(),
+            _loop=(pl.col("parent_span_id") == pl.col("span_id")).fill_null(False),
+        )
+        .group_by("_trace")
+        .agg(
+            *[pl.col(c).sum() for c in _USAGE_SUMS],
+            pl.col("_n_llm").sum(),
+            pl.col("_cand").max(),
+            pl.col("_loop").max(),
+            _n=pl.len(),
+        )
+        .collect(engine="streaming")
+    )
 
 
 def _of_traces(spans: pl.LazyFrame, traces: pl.DataFrame) -> pl.LazyFrame:
@@ -319,15 +332,18 @@ def _counted_usage(spans: pl.LazyFrame, traces: pl.DataFrame) -> pl.DataFrame:
 
 
 def _traces_with_orphans(spans: pl.LazyFrame, traces: pl.DataFrame) -> pl.Series:
-    """Those of these traces holding a span whose parent is missing from the data."""
-    some = _of_traces(spans, traces).select("trace_id", "span_id", "parent_span_id").collect()
-    present = some.select(_key=span_key())
+    """Those of these traces holding a span whose parent is missing from the data (by the
+    64-bit keys only: this can be most traces, as in a capture of child spans alone)."""
+    keys = _of_traces(spans, traces).select(
+        _trace=trace_key(), _span=span_key(), _parent=parent_key()
+    )
     return (
-        some.filter(pl.col("parent_span_id").is_not_null())
-        .select(_trace=trace_key(), _key=parent_key())
-        .join(present, on="_key", how="anti")
-        .get_column("_trace")
+        keys.drop_nulls("_parent")
+        .join(keys.select("_span"), left_on="_parent", right_on="_span", how="anti")
+        .select("_trace")
         .unique()
+        .collect(engine="streaming")
+        .get_column("_trace")
     )
 
 

@@ -120,13 +120,18 @@ def test_each_shape_alone_totals_as_the_roll_up(tmp_path: Path, shape: str) -> N
 
 
 def test_a_trace_whose_spans_all_have_parents_is_no_request(tmp_path: Path) -> None:
-    """Two spans naming each other as parent (broken data): no root, so no request row, and
-    their usage is not counted; the other trace still is."""
+    """Two spans naming each other as parent, and a lone span naming itself (broken data): no
+    root, so no request row and their usage not counted; the healthy trace still is."""
     t = Trace()
     a = t.openai_v2(t.span("x", {"span_id": "0" * 15 + "1"}), (7, 1))
     t.spans[0]["parent_span_id"] = a["span_id"]
+    lone = Trace()
+    itself = lone.openai_v2(lone.span("y", {"span_id": "0" * 15 + "2"}), (9, 1))
+    lone.spans.remove(itself)
+    lone.spans[0]["parent_span_id"] = lone.spans[0]["span_id"]
     ok = _build("single", 40)
-    spans = open_spans([str(_write(tmp_path / "s.jsonl", t.spans + ok.spans))])
+    path = _write(tmp_path / "s.jsonl", t.spans + lone.spans + ok.spans)
+    spans = open_spans([str(path)])
     want = _sums(requests(spans))
     assert want[0] == 1
     _assert_same(tuple(request_totals(spans)), want)  # type: ignore[arg-type]
