@@ -79,16 +79,27 @@ def llm_roles(spans: pl.LazyFrame) -> pl.DataFrame:
 
     "Above" follows parent links through spans of any kind and stops at a request span: usage
     never crosses from one request into the request it ran in."""
-    flags = spans.select(
-        _trace=trace_key(),
-        _span=span_key(),
-        _parent=parent_key(),
-        _llm=LLM.fill_null(False),
-        _usage=USAGE,
-        _request=(pl.col("span_kind") == "request").fill_null(False),
+    llm = LLM.fill_null(False)
+    nested = (  # found from the trace key alone: the span keys are hashed for these traces only
+        spans.select(_trace=trace_key(), _llm=llm.cast(pl.UInt32))
+        .group_by("_trace")
+        .agg(pl.col("_llm").sum())
+        .filter(pl.col("_llm") > 1)
+        .collect(engine="streaming")
     )
-    nested = flags.filter("_llm").group_by("_trace").agg(n=pl.len()).filter(pl.col("n") > 1)
-    links = flags.join(nested.select("_trace"), on="_trace", how="semi").drop("_trace").collect()
+    if nested.is_empty():
+        return pl.DataFrame(schema=_ROLES)
+    links = (
+        spans.join(nested.lazy(), left_on=trace_key(), right_on="_trace", how="semi")
+        .select(
+            _span=span_key(),
+            _parent=parent_key(),
+            _llm=llm,
+            _usage=USAGE,
+            _request=(pl.col("span_kind") == "request").fill_null(False),
+        )
+        .collect()
+    )
     if links.is_empty():
         return pl.DataFrame(schema=_ROLES)
     edges = _nearest_llm_above(links)
