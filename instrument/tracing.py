@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import _metrics, _providers, _runtime, contract
-from ._context import request_context_var, resolve_versions
+from ._context import RequestContext, request_context_var, resolve_versions
 from ._faults import internal_error
 from ._guard import request_guard
 from ._version_set import VersionSet, span_attributes
@@ -242,7 +243,7 @@ class _Recorder:
                     internal_error("audit hook")
         if not span.is_recording():  # sampled out: roll-ups done, nothing to write
             return
-        span.set_attributes(attrs)
+        _set_plain(span, attrs)
         if exc is not None:
             # Exception text often quotes the payload (a prompt, a customer's address): it passes
             # the redactor even when content capture is off.
@@ -311,6 +312,41 @@ class _Recorder:
                 attrs[contract.COST_USD] = sum(costs)
 
 
+_PLAIN = (str, bool, int, float)
+
+
+def _set_plain(span: Span, attrs: dict[str, Any]) -> None:
+    """``span.set_attributes(attrs)``, without the SDK's per-value type check when every value
+    is already a plain str, bool, int or float: the outcome (and an LLM call's usage) is set on
+    every span, and the check (which copies the dict and walks it twice) is much of what setting
+    it costs (measured: 3.3 us down to 1.4 us for a request's three end attributes). Falls back to
+    the SDK's path for any other span, key or value, a full attribute table, or a length limit."""
+    table = getattr(span, "_attributes", None)
+    lock = getattr(span, "_lock", None)
+    items = getattr(table, "_dict", None)
+    if (
+        type(table) is not BoundedAttributes
+        or type(items) is not dict
+        or lock is None
+        or table.max_value_len is not None
+    ):
+        span.set_attributes(attrs)
+        return
+    maxlen = table.maxlen
+    for key, value in attrs.items():
+        if type(value) not in _PLAIN or type(key) is not str or not key:
+            span.set_attributes(attrs)
+            return
+    with lock:
+        done = not table._immutable and (maxlen is None or len(items) + len(attrs) <= maxlen)
+        if done:
+            for key, value in attrs.items():
+                items.pop(key, None)  # a key set again moves to the end, as the SDK does
+                items[key] = value
+    if not done:  # ended meanwhile, or a full table: the SDK's own handling
+        span.set_attributes(attrs)
+
+
 def _message(exc: BaseException) -> str:
     try:
         return str(exc)
@@ -345,6 +381,17 @@ pending_queue: contextvars.ContextVar[list[float] | None] = contextvars.ContextV
 )
 """Set by ``dequeued``: a one-item list, so the first request started there takes the wait,
 even when several start in tasks that each have their own copy of the context."""
+
+
+def _take_queue_wait() -> float | None:
+    """The queue wait ``dequeued`` left for the first request started in this context, if any."""
+    pending = pending_queue.get()
+    if not pending:
+        return None
+    try:
+        return pending.pop()  # atomic: one queue wait, one request
+    except IndexError:
+        return None
 
 
 def error_code(exc: BaseException) -> str:
@@ -386,7 +433,7 @@ class Traced:
         # (state generation, version set id, kind) -> attributes at span start
         self._cache: dict[tuple[int, str, str], dict[str, Any]] = {}
         self._entered: list[_Recorder | None] = []
-        self._last: tuple[Any, VersionSet, str, dict[str, Any]] | None = None
+        self._last: tuple[Any, RequestContext, str, dict[str, Any]] | None = None
         # Tool calls count against the request's budget (Budget.request()), telemetry on or off.
         self._tool_check = _tool_check(name) if kind == "tool" else None
 
@@ -399,44 +446,17 @@ class Traced:
         try:
             parent = _current.get()
             ctx = request_context_var.get()
-            versions = (
-                resolve_versions(state.version_set, ctx) if ctx.versions is not None else None
-            )
             kind = self.kind
             if kind == "auto":
                 kind = "step" if parent is not None and parent.request is not None else "request"
-            vs = versions or state.version_set
-            last = self._last  # the common case: same configuration, set and kind as last call
-            if last is not None and last[0] is state and last[1] is vs and last[2] == kind:
+            last = self._last  # the common case: same configuration, context and kind as last call
+            if last is not None and last[0] is state and last[1] is ctx and last[2] == kind:
                 attrs = last[3]
             else:
-                key = (state.generation, vs.id, kind)
-                cached = self._cache.get(key)
-                if cached is None:
-                    cached = self._fixed_attributes(key, vs, state.version_set)
-                attrs = cached
-                self._last = (state, vs, kind, attrs)
-            queue_ms = None
-            if kind == "request":
-                pending = pending_queue.get()
-                if pending:
-                    try:
-                        queue_ms = pending.pop()  # atomic: one queue wait, one request
-                    except IndexError:
-                        queue_ms = None
-            if ctx.tenant or ctx.user or ctx.actor or ctx.action_id or queue_ms is not None:
-                attrs = dict(attrs)
-                if ctx.tenant:
-                    attrs[contract.TENANT_ID] = ctx.tenant
-                if ctx.user:
-                    attrs[contract.USER_ID] = ctx.user
-                if ctx.actor:
-                    attrs[contract.ACTOR] = ctx.actor
-                if ctx.action_id:
-                    attrs[contract.ACTION_ID] = ctx.action_id
-                if queue_ms is not None:
-                    attrs[contract.LATENCY_QUEUE_MS] = queue_ms
-                    attrs[contract.BOUNDARY] = "async"
+                attrs = self._context_attributes(state, ctx, kind)
+            queue_ms = _take_queue_wait() if kind == "request" else None
+            if queue_ms is not None:
+                attrs = {**attrs, contract.LATENCY_QUEUE_MS: queue_ms, contract.BOUNDARY: "async"}
             start_ns = state.clock()
             otel_kind = self.otel_kind or _OTEL_KIND[kind]
             span = state.tracer.start_span(  # type: ignore[union-attr]
@@ -454,6 +474,32 @@ class Traced:
         except Exception:
             internal_error("span start")
             return None
+
+    def _context_attributes(
+        self, state: _runtime.State, ctx: RequestContext, kind: str
+    ) -> dict[str, Any]:
+        """A span's start attributes in this configuration and request context: the fixed ones
+        for its version set and kind, then who the request is for. Remembered for the next call
+        (the spans of one request share its context), so a call usually builds no dict at all;
+        the SDK copies what it is given, so one dict may serve many spans."""
+        versions = resolve_versions(state.version_set, ctx) if ctx.versions is not None else None
+        vs = versions or state.version_set
+        key = (state.generation, vs.id, kind)
+        attrs = self._cache.get(key)
+        if attrs is None:
+            attrs = self._fixed_attributes(key, vs, state.version_set)
+        if ctx.tenant or ctx.user or ctx.actor or ctx.action_id:
+            attrs = dict(attrs)
+            if ctx.tenant:
+                attrs[contract.TENANT_ID] = ctx.tenant
+            if ctx.user:
+                attrs[contract.USER_ID] = ctx.user
+            if ctx.actor:
+                attrs[contract.ACTOR] = ctx.actor
+            if ctx.action_id:
+                attrs[contract.ACTION_ID] = ctx.action_id
+        self._last = (state, ctx, kind, attrs)
+        return attrs
 
     def _fixed_attributes(
         self, key: tuple[int, str, str], vs: VersionSet, base: VersionSet
@@ -1134,7 +1180,7 @@ def _record_on(
         if cost is not None:
             attrs[contract.COST_USD] = cost
             attrs[contract.COST_SOURCE] = source
-        span.set_attributes(attrs)
+        _set_plain(span, attrs)
         rec.usage = (
             input_tokens,
             output_tokens,
