@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.trace import Status
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.resources import Resource
@@ -160,8 +161,6 @@ class Scrubber:
     def span(self, span: ReadableSpan) -> ReadableSpan:
         if isinstance(span, _ScrubbedSpan):
             return span
-        from opentelemetry.trace import Status
-
         redact = self.redact
         status = span.status
         if status.description:
