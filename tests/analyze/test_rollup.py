@@ -225,6 +225,7 @@ def test_usage_does_not_cross_a_request_span(tmp_path: Path) -> None:
     t = Trace()
     gateway = t.ours(t.request("gateway"), (50, 5))
     worker = t.request("worker", gateway)
+    worker["start_time_unix_nano"] += 30 * MS  # it starts inside the gateway's LLM span
     t.openai_v2(worker, (900, 90))
     row = _table(tmp_path, t).row(0, named=True)
     assert (row["input_tokens"], row["llm_calls"], row["name"]) == (950, 2, "gateway")
