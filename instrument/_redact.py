@@ -282,7 +282,8 @@ class Redactor:
         self._rules: list[tuple[re.Pattern[str], tuple[str, ...], _Replace]] | None = None
         self._trigger: re.Pattern[str] | None = None
         self._custom: list[tuple[re.Pattern[str], tuple[str, ...], _Replace]] = []
-        self._keys: dict[str, str | None] = {}
+        self.key_marks: dict[str, str | None] = {}
+        """Keys already judged: their ``[REDACTED:kind]`` mark, or None when not a credential's."""
         self.seen: dict[str, str] = {}
         """Short strings already scrubbed, and what they became (names, statuses repeat)."""
 
@@ -334,11 +335,11 @@ class Redactor:
     def key_mark(self, key: str) -> str | None:
         """``[REDACTED:kind]`` for a credential-naming key, else None (cached: keys repeat)."""
         try:
-            return self._keys[key]
+            return self.key_marks[key]
         except KeyError:
             mark = _MARK.format(_key_kind(key)) if is_sensitive_key(key) else None
-            if len(self._keys) < 4096:
-                self._keys[key] = mark
+            if len(self.key_marks) < 4096:
+                self.key_marks[key] = mark
             return mark
 
     def value(self, key: str, value: Any) -> Any:

@@ -188,3 +188,34 @@ def test_generated_ids_versions_and_model_names_pass_unchanged(
         f"model={model} code=v{version[0]}.{version[1]}.{version[2]} hash sha256:{sha}{sha[:24]}"
     )
     assert REDACT(text) == text
+
+
+def _span_with_event(events_as_tuple: bool) -> object:
+    """A finished SDK span whose event carries a secret; or the same as a hand-built
+    ReadableSpan holding its events in a plain tuple (what other exporters' tests make)."""
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+
+    span = TracerProvider().get_tracer("t").start_span("op", attributes={"db.password": "hunter22"})
+    span.add_event("retry", {"detail": "postgres://admin:s3cr3tPass@10.0.0.5/db"})
+    span.end()
+    if not events_as_tuple:
+        return span
+    return ReadableSpan(
+        name=span.name,
+        context=span.get_span_context(),
+        attributes=dict(span.attributes or {}),
+        events=tuple(span.events),
+        resource=span.resource,
+    )
+
+
+@pytest.mark.parametrize("events_as_tuple", [False, True])
+def test_the_scrubber_reaches_event_attributes_whatever_holds_the_events(events_as_tuple: bool):
+    """A secret in an event and under a credential key seen for the first time is scrubbed,
+    whether the span keeps its events in the SDK's bounded list or in a plain tuple."""
+    from blameset.instrument._records import Scrubber, span_to_dict
+
+    record = span_to_dict(Scrubber(Redactor()).span(_span_with_event(events_as_tuple)))  # type: ignore[arg-type]
+    text = repr(record)
+    assert "s3cr3tPass" not in text and "hunter22" not in text
+    assert record["events"][0]["name"] == "retry"
