@@ -109,11 +109,8 @@ def _has_events(span: ReadableSpan) -> bool:
     """Whether the span has events, without ``span.events``, which copies them into a new tuple
     under a lock (~0.4 us, most of it for the common case of none); read-only, and any shape the
     SDK does not use today falls back to the public property."""
-    inner = getattr(span, "_events", None)
-    if inner is None:
-        return bool(span.events)
-    queue = getattr(inner, "_dq", None)
-    if queue is not None and type(queue) is deque:
+    queue = getattr(getattr(span, "_events", None), "_dq", None)
+    if type(queue) is deque:
         return bool(queue)
     return bool(span.events)
 
