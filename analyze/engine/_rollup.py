@@ -1,9 +1,9 @@
 """The request roll-up (docs/rollup.md), defined once as SQL both DuckDB and Spark SQL accept.
 
-Why SQL text (and not SQLGlot or Ibis): the roll-up is projections, group-bys, an anti-join, a
-window and a few joins, all in the SQL both engines share (``CASE``, ``COALESCE``,
-``FILTER (WHERE ...)`` on aggregates, ``min_by``, ``bool_or``, ``ROW_NUMBER() OVER``,
-``GREATEST``). What differs is small: how a name is quoted and a string written, the 64-bit
+Why SQL text (and not SQLGlot or Ibis): the roll-up is projections, group-bys, an anti-join
+and a few joins, all in the SQL both engines share (``CASE``, ``COALESCE``,
+``FILTER (WHERE ...)`` on aggregates, ``min_by`` over structs, ``bool_or``, ``GREATEST``).
+What differs is small: how a name is quoted, a string written and a struct built, the 64-bit
 hash, a non-negative modulo, a regular-expression match and how a time becomes nanoseconds.
 Those are the :class:`Dialect`'s; everything else is one text. The text that runs is the text in
 this file (readable, ``EXPLAIN``-able in either engine); a transpiler would be a dependency whose
@@ -20,9 +20,12 @@ The steps, as the polars path (``analyze.table.requests``) takes them:
    :func:`walk_step_sql` per level of parent links (the runner loops, ``_run.llm_roles``), then
    :func:`roles_sql`: ``repeat`` (an LLM span above records usage) and ``wrapper`` (an LLM span
    lies beneath).
-3. :func:`rollup_sql`: per trace the aggregates of the LLM spans that count; per trace the
-   request span (rule 3: a blameset request span, else a root; the first started, the longest
-   on a tie); joined, with the request table's fills, traces kept apart left out.
+3. :func:`per_trace_sql`, one pass over the spans grouped by trace: the aggregates of the LLM
+   spans that count, tool and queue time, and the request span (rule 3: a blameset request
+   span, else a root; the first started, the longest on a tie) carried as a struct by
+   ``MIN_BY`` over a struct key. Only traces without a request span need the roots whose parent
+   is missing from the data (:func:`orphans_sql`, an anti-join over those traces' spans alone).
+4. :func:`rollup_sql`: the request table's fills over that, traces kept apart left out.
 """
 
 from __future__ import annotations
@@ -37,10 +40,14 @@ __all__ = [
     "INPUT_TYPES",
     "LABELS",
     "LINKS",
+    "ORPHANS",
+    "PER",
     "ROLES",
     "SPANS",
     "Dialect",
     "links_sql",
+    "orphans_sql",
+    "per_trace_sql",
     "request_columns",
     "roles_sql",
     "rollup_sql",
@@ -57,6 +64,10 @@ LINKS = "blameset_links"
 """The parent links of the traces with more than one LLM span (materialized)."""
 ROLES = "blameset_roles"
 """Per LLM span of those traces: ``repeat`` and ``wrapper`` (materialized)."""
+PER = "blameset_per_trace"
+"""One row per trace: its sums and its request span (materialized; :func:`per_trace_sql`)."""
+ORPHANS = "blameset_orphans"
+"""Per trace without a request span, its first orphan root (materialized; :func:`orphans_sql`)."""
 
 INPUT_TYPES: Mapping[str, str] = {
     "trace_id": "STRING",
@@ -108,6 +119,10 @@ class Dialect:
     """Whether a text matches a regular expression (RE2 in DuckDB, Java's in Spark)."""
     nanos: Callable[[str, str], str]
     """Nanoseconds since the epoch of a time column given its kind (``int``, ``ns``, ``us``)."""
+    struct: Callable[[list[tuple[str, str]]], str]
+    """A struct of (field, expression) pairs (DuckDB ``struct_pack``, Spark ``named_struct``):
+    what ``MIN_BY`` carries and orders by, field by field, so a trace's request span is picked
+    in the same pass as its sums."""
 
 
 def _roles() -> list[str]:
@@ -203,9 +218,51 @@ LEFT JOIN (
 WHERE l.is_llm"""
 
 
-def _per_trace(with_roles: bool) -> str:
-    """One row per trace: what its LLM calls (each counted once), tool and queue spans add
-    up to, and what the ``apart`` rule reads."""
+_OWN = [
+    "start_ns",
+    "end_ns",
+    "span_id",
+    "name",
+    "route",
+    "tenant_id",
+    "version_set",
+    "version_set_id",
+    "total_ms",
+    "duration_ms",
+    "ttft_ms",
+    "tool_ms",
+    "queue_ms",
+    "final_status",
+    "status",
+    "error_code",
+]
+"""The request span's own columns a request row reads (with the version columns)."""
+
+_LAST = "CAST(9223372036854775807 AS BIGINT)"
+
+
+def _pick_key(d: Dialect, rank: str) -> str:
+    """The order of a trace's candidate request spans (rule 3): ``rank`` (a request span before
+    a root), the first started, the longest on a tie, then the span id; missing times last, in
+    both engines alike."""
+    return d.struct(
+        [
+            ("rank", rank),
+            ("start_ns", f"COALESCE(start_ns, {_LAST})"),
+            ("neg_end", f"COALESCE(-end_ns, {_LAST})"),
+            ("span_id", "COALESCE(span_id, '')"),
+        ]
+    )
+
+
+def per_trace_sql(d: Dialect, *, with_roles: bool) -> str:
+    """One row per trace, in one pass over the spans: what its LLM calls (each counted once),
+    tool and queue spans add up to, what the ``apart`` rule reads, and the id of its request
+    span (``pick``): of its request spans the first started (the longest on a tie), else of its
+    roots with no parent the first. Only the id: carrying the span's columns through the
+    group-by as a struct costs DuckDB 4x the time of joining them back by id. ``has_request``
+    tells the traces where a root whose parent is missing from the data (an orphan) may
+    compete (:func:`orphans_sql`)."""
     source = (
         f"(SELECT s.*, r.is_repeat AS is_repeat, r.is_wrapper AS is_wrapper FROM {SPANS} AS s "
         f"LEFT JOIN {ROLES} AS r ON r.trace_id = s.trace_id AND r.span_id = s.span_id)"
@@ -214,6 +271,7 @@ def _per_trace(with_roles: bool) -> str:
     )
     counted = "is_llm AND NOT COALESCE(is_repeat, FALSE)"
     streamed = f"{counted} AND ttft_ms IS NOT NULL"
+    key = _pick_key(d, "CASE WHEN is_request THEN 0 ELSE 1 END")
     return f"""
 SELECT trace_id,
   CAST(COALESCE(SUM(input_tokens) FILTER (WHERE {counted}), 0) AS BIGINT) AS input_tokens,
@@ -233,33 +291,30 @@ SELECT trace_id,
   COALESCE(SUM(dur) FILTER (WHERE is_queue), {_ZERO}) AS queue_sum,
   BOOL_OR(is_ours) AS any_ours,
   BOOL_OR(is_llm) AS any_llm,
-  BOOL_OR(version_set IS NOT NULL) AS any_versioned
+  BOOL_OR(version_set IS NOT NULL) AS any_versioned,
+  BOOL_OR(is_request) AS has_request,
+  MIN_BY(span_id, {key}) FILTER (WHERE is_request OR parent_span_id IS NULL) AS pick
 FROM {source} AS keyed
 GROUP BY trace_id"""
 
 
-def _request_spans(own: list[str]) -> str:
-    """Per trace its request span's row: of its request spans the first started (the longest
-    on a tie), else of its roots (no parent, or a parent missing from the data) the first."""
-    cols = ", ".join(own)
-    orphan = (
-        f"NOT EXISTS (SELECT 1 FROM {SPANS} AS p "
-        "WHERE p.trace_id = s.trace_id AND p.span_id = s.parent_span_id)"
+def orphans_sql(d: Dialect) -> str:
+    """Per trace without a request span (in :data:`PER`): the id of its first root, counting
+    as roots the spans whose parent is missing from the data (rule 3). Only those traces'
+    spans are joined, so a dataset of blameset's own spans, where every trace has a request
+    span, pays nothing for this."""
+    key = _pick_key(d, "1")
+    lacking = (
+        f"(SELECT trace_id, span_id, parent_span_id, start_ns, end_ns FROM {SPANS} "
+        f"WHERE trace_id IN (SELECT trace_id FROM {PER} WHERE NOT has_request))"
     )
     return f"""
-SELECT * FROM (
-  SELECT {cols},
-    ROW_NUMBER() OVER (PARTITION BY trace_id ORDER BY rank, start_ns, end_ns DESC, span_id) AS pick
-  FROM (
-    SELECT {cols}, 0 AS rank FROM {SPANS} WHERE is_request
-    UNION ALL
-    SELECT {cols}, 1 AS rank FROM {SPANS} WHERE NOT is_request AND parent_span_id IS NULL
-    UNION ALL
-    SELECT {cols}, 1 AS rank FROM {SPANS} AS s
-    WHERE NOT s.is_request AND s.parent_span_id IS NOT NULL AND {orphan}
-  ) AS ranked
-) AS candidates
-WHERE pick = 1"""
+SELECT trace_id, MIN_BY(span_id, {key}) AS pick
+FROM {lacking} AS s
+WHERE s.parent_span_id IS NULL OR NOT EXISTS (
+  SELECT 1 FROM {lacking} AS p WHERE p.trace_id = s.trace_id AND p.span_id = s.parent_span_id
+)
+GROUP BY trace_id"""
 
 
 def request_columns(versions: list[str]) -> list[str]:
@@ -286,65 +341,53 @@ def request_columns(versions: list[str]) -> list[str]:
     ]
 
 
-def rollup_sql(d: Dialect, versions: list[str], *, with_roles: bool, order: bool = True) -> str:
-    """One row per trace, the request table's columns (``start`` as int64 ns) and ``apart``:
-    a trace that is no traffic (no blameset span, no LLM span, and unversioned or a probe
-    route), which the request table leaves out and the report counts by route."""
+def rollup_sql(d: Dialect, versions: list[str], *, orphans: bool, order: bool = True) -> str:
+    """One row per trace of :data:`PER` (its request span picked again in :data:`ORPHANS` when
+    ``orphans``), the request span's columns joined back by id: the request table's columns
+    (``start`` as int64 ns) and ``apart``, a trace that is no traffic (no blameset span, no LLM
+    span, and unversioned or a probe route), which the request table leaves out and the report
+    counts by route."""
     q = d.quote
-    own = [
-        "trace_id",
-        "start_ns",
-        "end_ns",
-        "span_id",
-        "name",
-        "route",
-        "tenant_id",
-        "version_set",
-        "version_set_id",
-        "total_ms",
-        "duration_ms",
-        "ttft_ms",
-        "tool_ms",
-        "queue_ms",
-        "final_status",
-        "status",
-        "error_code",
-        *(q(v) for v in versions),
-    ]
+    own = ", ".join([*_OWN, *(q(v) for v in versions)])
+    pick = "t.pick"
+    joined = f"{PER} AS t"
+    if orphans:
+        pick = "COALESCE(o.pick, t.pick)"
+        joined += f" LEFT JOIN {ORPHANS} AS o ON o.trace_id = t.trace_id"
+    source = (
+        f"(SELECT t.*, {pick} AS picked FROM {joined}) AS x\n"
+        f"JOIN (SELECT trace_id AS r_trace, {own} FROM {SPANS}) AS r\n"
+        "  ON r.r_trace = x.trace_id AND r.span_id = x.picked"
+    )
     route = "COALESCE(r.route, r.name)"
     select = [
         "r.start_ns AS start",
-        f"{d.hash('r.trace_id')} AS request_key",
+        f"{d.hash('x.trace_id')} AS request_key",
         f"{route} AS route",
         "COALESCE(r.tenant_id, '') AS tenant_id",
         "r.version_set AS version_set",
         "COALESCE(r.version_set_id, 'unversioned') AS version_set_id",
         *(f"r.{q(v)} AS {q(v)}" for v in versions),
         "COALESCE(r.total_ms, r.duration_ms) AS latency_ms",
-        "COALESCE(r.ttft_ms, t.first_ttft) AS ttft_ms",
-        f"COALESCE(r.tool_ms, t.tool_sum, {_ZERO}) AS tool_ms",
-        f"COALESCE(r.queue_ms, CASE WHEN t.queue_sum > 0 THEN t.queue_sum END, {_ZERO}) "
+        "COALESCE(r.ttft_ms, x.first_ttft) AS ttft_ms",
+        f"COALESCE(r.tool_ms, x.tool_sum, {_ZERO}) AS tool_ms",
+        f"COALESCE(r.queue_ms, CASE WHEN x.queue_sum > 0 THEN x.queue_sum END, {_ZERO}) "
         "AS queue_ms",
-        "COALESCE(t.input_tokens, 0) AS input_tokens",
-        "COALESCE(t.output_tokens, 0) AS output_tokens",
-        f"COALESCE(t.cost_usd, {_ZERO}) AS cost_usd",
-        "t.llm_calls AS llm_calls",
+        "x.input_tokens AS input_tokens",
+        "x.output_tokens AS output_tokens",
+        "x.cost_usd AS cost_usd",
+        "x.llm_calls AS llm_calls",
         "COALESCE(r.final_status, CASE WHEN r.status = 'error' THEN 'failure' "
         "ELSE 'success' END) AS final_status",
         "r.error_code AS error_code",
-        "t.llm_model AS model",
-        "CASE WHEN t.generation_tokens > 0 THEN t.generation_ms / t.generation_tokens END "
+        "x.llm_model AS model",
+        "CASE WHEN x.generation_tokens > 0 THEN x.generation_ms / x.generation_tokens END "
         "AS tpot_ms",
     ]
     probe = d.matches(route, PROBE_ROUTE)
     apart = (
-        "(NOT COALESCE(t.any_ours, FALSE) AND NOT COALESCE(t.any_llm, FALSE) AND "
-        f"(NOT COALESCE(t.any_versioned, FALSE) OR COALESCE({probe}, FALSE)))"
+        "(NOT COALESCE(x.any_ours, FALSE) AND NOT COALESCE(x.any_llm, FALSE) AND "
+        f"(NOT COALESCE(x.any_versioned, FALSE) OR COALESCE({probe}, FALSE)))"
     )
-    sql = (
-        "SELECT "
-        + ",\n  ".join([*select, f"{apart} AS apart"])
-        + f"\nFROM ({_request_spans(own)}\n) AS r\n"
-        f"LEFT JOIN ({_per_trace(with_roles)}\n) AS t ON r.trace_id = t.trace_id"
-    )
+    sql = "SELECT " + ",\n  ".join([*select, f"{apart} AS apart"]) + f"\nFROM {source}"
     return sql + "\nORDER BY start" if order else sql

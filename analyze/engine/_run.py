@@ -14,10 +14,14 @@ from .._tree import MAX_DEPTH
 from ._rollup import (
     LABELS,
     LINKS,
+    ORPHANS,
+    PER,
     ROLES,
     SPANS,
     Dialect,
     links_sql,
+    orphans_sql,
+    per_trace_sql,
     request_columns,
     roles_sql,
     rollup_sql,
@@ -159,11 +163,19 @@ def to_traffic(frames: Iterator[pl.DataFrame], versions: list[str]) -> Traffic:
 
 
 def rollup(engine: Engine, *, order: bool = True) -> tuple[str, list[str]]:
-    """The roll-up's SQL over the engine's files (views and the roles table made) and the
-    version columns."""
+    """The roll-up's SQL over the engine's files and the version columns: the views, the roles
+    table, the per-trace table (one pass over the spans) and, when some trace has no request
+    span, its orphan roots are made first."""
     versions = prepare(engine)
     with_roles = llm_roles(engine)
-    return rollup_sql(engine.dialect, versions, with_roles=with_roles, order=order), versions
+    d = engine.dialect
+    engine.table(PER, per_trace_sql(d, with_roles=with_roles))
+    if with_roles:
+        engine.drop(ROLES)
+    lacking = int(engine.rows(f"SELECT COUNT(*) FROM {PER} WHERE NOT has_request")[0][0])
+    if lacking:
+        engine.table(ORPHANS, orphans_sql(d))
+    return rollup_sql(d, versions, orphans=lacking > 0, order=order), versions
 
 
 def traffic(engine: Engine) -> Traffic:

@@ -46,6 +46,7 @@ DIALECT = Dialect(
     modulo=lambda expr, k: f"({expr} % {k})",
     matches=lambda expr, pattern: f"regexp_matches({expr}, '{_literal(pattern)}')",
     nanos=_nanos,
+    struct=lambda fields: "struct_pack(" + ", ".join(f"{k} := {v}" for k, v in fields) + ")",
 )
 
 

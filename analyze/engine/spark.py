@@ -57,6 +57,7 @@ DIALECT = Dialect(
     modulo=lambda expr, k: f"pmod({expr}, {k})",
     matches=lambda expr, pattern: f"({expr} RLIKE {_string(pattern)})",
     nanos=_nanos,
+    struct=lambda fields: "named_struct(" + ", ".join(f"'{k}', {v}" for k, v in fields) + ")",
 )
 
 
