@@ -219,7 +219,7 @@ def _build(options: Options, pricer: Pricer, redactor: Redactor) -> State:
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
     from . import _export, _global
-    from ._ecosystem import ContextSpanProcessor
+    from ._ecosystem import ContextSpanProcessor, ProcessorChain
     from ._pipeline import exporter_timeout_s
     from ._records import Scrubber
 
@@ -233,6 +233,7 @@ def _build(options: Options, pricer: Pricer, redactor: Redactor) -> State:
         id_generator=options.id_generator,
         sampler=make_sampler(options.sampler),
         shutdown_on_exit=False,
+        active_span_processor=ProcessorChain(),
     )
     installed = _global.install_global()
     # Sharing the application's provider, our spans are made by it too, so they reach its

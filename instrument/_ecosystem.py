@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.sdk.trace import SpanProcessor, SynchronousMultiSpanProcessor
 
 from . import _runtime, contract
 from ._context import request_context_var, resolve_versions
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from opentelemetry.context import Context
     from opentelemetry.sdk.trace import ReadableSpan, Span
 
-__all__ = ["ContextSpanProcessor", "foreign_usage"]
+__all__ = ["ContextSpanProcessor", "ProcessorChain", "foreign_usage"]
 
 # Attribute names the common instrumentations write, first found wins (ours first).
 _INPUT = (
@@ -204,3 +204,63 @@ class ContextSpanProcessor(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
+
+
+class ProcessorChain(SynchronousMultiSpanProcessor):
+    """The processors of blameset's own provider, called in order, like the SDK's chain, minus
+    the calls that cannot do anything: a processor's ``on_start`` or ``_on_ending`` that it
+    inherits from ``SpanProcessor`` unchanged (a no-op), and, on blameset's own spans, the
+    context processor (they carry the context already).
+
+    Why: every span pays each call, on the service's thread, and with the context processor
+    first and the exporting one last that is six calls a span where a plain SDK pipeline makes
+    three; measured, the two extra processors' calls were ~1 us of a request span's ~23 us
+    (0.05x of the overhead budget against a raw span). Passed to ``TracerProvider`` as its
+    ``active_span_processor``, a constructor argument the SDK offers for this."""
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]  # the SDK leaves it unannotated
+        self._all: list[SpanProcessor] = []
+        self._own_scope: object = None
+        self._plan()
+
+    def add_span_processor(self, span_processor: SpanProcessor) -> None:
+        super().add_span_processor(span_processor)
+        self._all.append(span_processor)
+        if isinstance(span_processor, ContextSpanProcessor) and span_processor.own_scope:
+            self._own_scope = span_processor.own_scope
+        self._plan()
+
+    def _plan(self) -> None:
+        """The bound methods each hook calls, for foreign spans and for our own."""
+
+        def does(sp: SpanProcessor, name: str) -> bool:
+            return getattr(type(sp), name, None) is not getattr(SpanProcessor, name)
+
+        def own(sp: SpanProcessor) -> bool:
+            return not (isinstance(sp, ContextSpanProcessor) and sp.own_scope is not None)
+
+        starts = [sp for sp in self._all if does(sp, "on_start")]
+        endings = [sp for sp in self._all if does(sp, "_on_ending")]
+        ends = [sp for sp in self._all if does(sp, "on_end")]
+        self._starts = tuple(sp.on_start for sp in starts)
+        self._own_starts = tuple(sp.on_start for sp in starts if own(sp))
+        self._endings = tuple(sp._on_ending for sp in endings)
+        self._own_endings = tuple(sp._on_ending for sp in endings if own(sp))
+        self._ends = tuple(sp.on_end for sp in ends)
+        self._own_ends = tuple(sp.on_end for sp in ends if own(sp))
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        ours = self._own_scope is not None and span.instrumentation_scope is self._own_scope
+        for hook in self._own_starts if ours else self._starts:
+            hook(span, parent_context)
+
+    def _on_ending(self, span: Span) -> None:
+        ours = self._own_scope is not None and span.instrumentation_scope is self._own_scope
+        for hook in self._own_endings if ours else self._endings:
+            hook(span)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        ours = self._own_scope is not None and span.instrumentation_scope is self._own_scope
+        for hook in self._own_ends if ours else self._ends:
+            hook(span)

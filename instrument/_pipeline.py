@@ -26,9 +26,7 @@ from ._records import log_to_dict, span_to_dict
 from ._spill import SpillWriter
 
 if TYPE_CHECKING:
-    from opentelemetry.context import Context
     from opentelemetry.sdk._logs import LogRecordProcessor
-    from opentelemetry.sdk.trace import Span
     from opentelemetry.sdk.trace.export import SpanExporter
 
 __all__ = ["SpillingBatcher", "SpillingSpanProcessor", "spilling_log_processor"]
@@ -194,8 +192,7 @@ class SpillingSpanProcessor(SpanProcessor):
             "BSP",
         )
 
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        return None
+    # no on_start: the SDK's no-op, which blameset's processor chain does not call
 
     def on_end(self, span: ReadableSpan) -> None:
         if span.context is not None and span.context.trace_flags.sampled:
