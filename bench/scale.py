@@ -22,6 +22,8 @@ from pathlib import Path
 
 import polars as pl
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as bench/scale.py
+
 from bench.scenarios import generate
 from blameset.analyze._dataset import StagedDataset
 
@@ -114,7 +116,15 @@ def main() -> None:
             "duckdb roll-up (floor)": (_FLOOR, [ds, args.memory_limit]),
             "attribute --engine duckdb": (
                 _MEASURE,
-                ["attribute", ds, "--json", "--memory-limit", args.memory_limit],
+                [
+                    "attribute",
+                    ds,
+                    "--json",
+                    "--engine",
+                    "duckdb",
+                    "--memory-limit",
+                    args.memory_limit,
+                ],
             ),
             "report+attribute+html, one roll-up": (
                 _MEASURE,
@@ -124,6 +134,8 @@ def main() -> None:
                     "--json",
                     "--html",
                     str(root / "page.html"),
+                    "--engine",
+                    "duckdb",
                     "--memory-limit",
                     args.memory_limit,
                 ],
