@@ -19,7 +19,14 @@ import polars as pl
 
 from ._tree import parent_key, span_key, trace_key
 
-__all__ = ["SERVICE_METRICS", "service_columns", "services_of", "with_services"]
+__all__ = [
+    "SERVICE_METRICS",
+    "merge_visits",
+    "on_path",
+    "service_columns",
+    "services_of",
+    "with_services",
+]
 
 SERVICE_METRICS = ("service_ms", "tool_ms", "error_rate")
 """Per other service on a request's path, as ``<service>.<metric>`` columns: the time of its
@@ -46,7 +53,13 @@ def with_services(rows: pl.LazyFrame, spans: pl.LazyFrame, services: list[str]) 
     the request's version set extended by their qualified components, its id recomputed, one
     ``version.<service>.<component>`` column per component and the services' metric columns.
     A request that reached no other service keeps its version set as it was."""
-    visits = _visits(rows, spans)
+    return merge_visits(rows, on_path(rows, _service_visits(spans)), services)
+
+
+def merge_visits(rows: pl.LazyFrame, visits: pl.LazyFrame, services: list[str]) -> pl.LazyFrame:
+    """:func:`with_services` from the visits of the other services on each request's path
+    (:func:`on_path`), however they were computed (here from the spans, or by a query engine
+    as ``analyze.engine`` does)."""
     pairs = visits.select("service", "vs").unique().collect()
     lookup = _qualified(pairs)
     visits = visits.join(lookup.lazy(), on=["service", "vs"], how="left", nulls_equal=True)
@@ -93,9 +106,9 @@ def _merged() -> pl.Expr:
     )
 
 
-def _visits(rows: pl.LazyFrame, spans: pl.LazyFrame) -> pl.LazyFrame:
-    """One row per (trace, service other than the request's): the service's version set (its
-    earliest span's that has one), entry-span time, tool time and whether a span of it failed."""
+def _service_visits(spans: pl.LazyFrame) -> pl.LazyFrame:
+    """One row per (trace, service): the service's version set (its earliest span's that has
+    one), entry-span time, tool time and whether a span of it failed."""
     parents = spans.select(_parent=span_key(), _parent_service=pl.col("service"))
     span_rows = spans.select(
         _trace=trace_key(),
@@ -110,7 +123,7 @@ def _visits(rows: pl.LazyFrame, spans: pl.LazyFrame) -> pl.LazyFrame:
         _error=(pl.col("status") == "error").fill_null(False),
     ).filter(pl.col("service").is_not_null())
     entry = (pl.col("_parent_service") != pl.col("service")).fill_null(True)
-    per_service = (
+    return (
         span_rows.join(parents, on="_parent", how="left")
         .group_by("_trace", "service")
         .agg(
@@ -120,6 +133,10 @@ def _visits(rows: pl.LazyFrame, spans: pl.LazyFrame) -> pl.LazyFrame:
             error_rate=pl.col("_error").any().cast(pl.Float64),
         )
     )
+
+
+def on_path(rows: pl.LazyFrame, per_service: pl.LazyFrame) -> pl.LazyFrame:
+    """The visits (per trace and service) of the services other than each request's own."""
     asked = rows.select("_trace", _request_service=pl.col("service"))
     return per_service.join(asked, on="_trace", how="inner").filter(
         (pl.col("service") != pl.col("_request_service")).fill_null(True)

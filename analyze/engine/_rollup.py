@@ -52,6 +52,7 @@ __all__ = [
     "roles_sql",
     "rollup_sql",
     "spans_sql",
+    "visits_sql",
     "walk_start_sql",
     "walk_step_sql",
 ]
@@ -74,6 +75,7 @@ INPUT_TYPES: Mapping[str, str] = {
     "span_id": "STRING",
     "parent_span_id": "STRING",
     "name": "STRING",
+    "service": "STRING",
     "span_kind": "STRING",
     "operation": "STRING",
     "status": "STRING",
@@ -235,6 +237,7 @@ _OWN = [
     "final_status",
     "status",
     "error_code",
+    "service",
 ]
 """The request span's own columns a request row reads (with the version columns)."""
 
@@ -341,12 +344,34 @@ def request_columns(versions: list[str]) -> list[str]:
     ]
 
 
-def rollup_sql(d: Dialect, versions: list[str], *, orphans: bool, order: bool = True) -> str:
+def visits_sql() -> str:
+    """Per (trace, service), what the service did in the trace (``analyze._services``): its
+    version set (its earliest span's that has one), the time of its entry spans (those whose
+    parent is another service's, or missing), its tool spans' time, and whether any of its
+    spans failed (1.0 or 0.0). Only run when the spans name more than one service."""
+    return f"""
+SELECT s.trace_id AS _trace, s.service AS service,
+  MIN_BY(s.version_set, s.start_ns) FILTER (WHERE s.version_set IS NOT NULL) AS vs,
+  COALESCE(SUM(s.dur) FILTER (WHERE COALESCE(p.service <> s.service, TRUE)), {_ZERO})
+    AS service_ms,
+  COALESCE(SUM(s.dur) FILTER (WHERE s.is_tool), {_ZERO}) AS tool_ms,
+  CAST(BOOL_OR(COALESCE(s.status = 'error', FALSE)) AS DOUBLE) AS error_rate
+FROM {SPANS} AS s
+LEFT JOIN (SELECT trace_id, span_id, service FROM {SPANS}) AS p
+  ON p.trace_id = s.trace_id AND p.span_id = s.parent_span_id
+WHERE s.service IS NOT NULL
+GROUP BY s.trace_id, s.service"""
+
+
+def rollup_sql(
+    d: Dialect, versions: list[str], *, orphans: bool, order: bool = True, keyed: bool = False
+) -> str:
     """One row per trace of :data:`PER` (its request span picked again in :data:`ORPHANS` when
     ``orphans``), the request span's columns joined back by id: the request table's columns
     (``start`` as int64 ns) and ``apart``, a trace that is no traffic (no blameset span, no LLM
     span, and unversioned or a probe route), which the request table leaves out and the report
-    counts by route."""
+    counts by route. ``keyed``: each row also has its trace id (``_trace``) and its request span's
+    ``service``, for the visits of other services (:func:`visits_sql`) to join."""
     q = d.quote
     own = ", ".join([*_OWN, *(q(v) for v in versions)])
     pick = "t.pick"
@@ -384,6 +409,8 @@ def rollup_sql(d: Dialect, versions: list[str], *, orphans: bool, order: bool = 
         "CASE WHEN x.generation_tokens > 0 THEN x.generation_ms / x.generation_tokens END "
         "AS tpot_ms",
     ]
+    if keyed:
+        select += ["x.trace_id AS _trace", "r.service AS service"]
     probe = d.matches(route, PROBE_ROUTE)
     apart = (
         "(NOT COALESCE(x.any_ours, FALSE) AND NOT COALESCE(x.any_llm, FALSE) AND "

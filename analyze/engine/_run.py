@@ -9,9 +9,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import polars as pl
 
-from .._requests import Traffic
+from .._requests import Traffic, _label_columns
+from .._services import SERVICE_METRICS, merge_visits, on_path
 from .._tree import MAX_DEPTH
 from ._rollup import (
+    FILES,
     LABELS,
     LINKS,
     ORPHANS,
@@ -26,6 +28,7 @@ from ._rollup import (
     roles_sql,
     rollup_sql,
     spans_sql,
+    visits_sql,
     walk_start_sql,
     walk_step_sql,
 )
@@ -138,11 +141,22 @@ was (the numbers) still points into the engine's Arrow batch, which keeps the wh
 and all, alive; measured at 10M spans, 1.5 GB held for a 0.5 GB request table."""
 
 
-def to_traffic(frames: Iterator[pl.DataFrame], versions: list[str]) -> Traffic:
+def to_traffic(
+    frames: Iterator[pl.DataFrame], versions: list[str], *, keyed: bool = False
+) -> Traffic:
     """Batches of the roll-up's result as the request table (ns times, categorical labels, cast
     batch by batch so millions of requests are never held as strings) and the traces kept
-    apart, counted by route (as :func:`analyze._requests.traffic` gives them)."""
+    apart, counted by route (as :func:`analyze._requests.traffic` gives them). ``keyed``: the
+    rows keep ``_trace`` and ``service`` and their version set as text, for
+    :func:`with_services` to finish."""
     schema = request_schema(versions)
+    if keyed:
+        schema.update(
+            version_set=pl.String(),
+            version_set_id=pl.String(),
+            _trace=pl.String(),
+            service=pl.String(),
+        )
     casts = [
         pl.col("start").cast(pl.Int64).cast(pl.Datetime("ns", "UTC")),
         *(pl.col(c).cast(t) for c, t in schema.items() if c != "start"),
@@ -175,10 +189,18 @@ def to_traffic(frames: Iterator[pl.DataFrame], versions: list[str]) -> Traffic:
     return Traffic(requests, counted)
 
 
-def rollup(engine: Engine, *, order: bool = True) -> tuple[str, list[str]]:
+def services_of(engine: Engine) -> list[str]:
+    """The services the engine's spans name, sorted (none when the files have no such column)."""
+    if "service" not in engine.columns():
+        return []
+    found = engine.rows(f"SELECT DISTINCT service FROM {FILES} WHERE service IS NOT NULL")
+    return sorted(str(r[0]) for r in found)
+
+
+def rollup(engine: Engine, *, order: bool = True, keyed: bool = False) -> tuple[str, list[str]]:
     """The roll-up's SQL over the engine's files and the version columns: the views, the roles
     table, the per-trace table (one pass over the spans) and, when some trace has no request
-    span, its orphan roots are made first."""
+    span, its orphan roots are made first. ``keyed``: see :func:`_rollup.rollup_sql`."""
     versions = prepare(engine)
     with_roles = llm_roles(engine)
     d = engine.dialect
@@ -188,19 +210,51 @@ def rollup(engine: Engine, *, order: bool = True) -> tuple[str, list[str]]:
     lacking = int(engine.rows(f"SELECT COUNT(*) FROM {PER} WHERE NOT has_request")[0][0])
     if lacking:
         engine.table(ORPHANS, orphans_sql(d))
-    return rollup_sql(d, versions, orphans=lacking > 0, order=order), versions
+    return rollup_sql(d, versions, orphans=lacking > 0, order=order, keyed=keyed), versions
 
 
 def traffic(engine: Engine) -> Traffic:
-    """The request table of the engine's dataset (sorted by start) and its traces kept apart."""
-    sql, versions = rollup(engine, order=False)
+    """The request table of the engine's dataset (sorted by start) and its traces kept apart;
+    when the spans name several services, each request with the version set of every service
+    on its path (docs/rollup.md, "Requests that cross services"), as the polars path has it."""
+    services = services_of(engine)
+    keyed = len(services) > 1
+    sql, versions = rollup(engine, order=False, keyed=keyed)
+    visits = _collect(engine.frames(visits_sql())) if keyed else None
 
     def frames() -> Iterator[pl.DataFrame]:
         yield from engine.frames(sql)
         for name in (PER, ORPHANS):  # read: their memory is the request table's to use
             engine.drop(name)
 
-    return to_traffic(frames(), versions)
+    found = to_traffic(frames(), versions, keyed=keyed)
+    if visits is None:
+        return found
+    return Traffic(with_services(found.requests, visits, services), found.apart)
+
+
+def _collect(frames: Iterator[pl.DataFrame]) -> pl.DataFrame:
+    parts = list(frames)
+    return pl.concat(parts) if parts else pl.DataFrame()
+
+
+def with_services(
+    requests: pl.DataFrame, visits: pl.DataFrame, services: list[str]
+) -> pl.DataFrame:
+    """The keyed request table (:func:`to_traffic`) with the other services on each request's
+    path merged in by ``analyze._services``' rules, in the polars path's columns and types."""
+    rows = requests.lazy()
+    merged = merge_visits(rows, on_path(rows, visits.lazy()), services).collect()
+    versions = sorted(c for c in merged.columns if c.startswith("version."))
+    per_service = [f"{s}.{m}" for s in services for m in SERVICE_METRICS]
+    columns = request_columns(versions)
+    at = columns.index("model")
+    ordered = [*columns[:at], *per_service, *columns[at:]]
+    return (  # the joins do not keep the rows' order: sorted again, as the polars path sorts last
+        merged.select(ordered)
+        .with_columns(pl.col(_label_columns(versions)).cast(pl.Categorical))
+        .sort("start")
+    )
 
 
 def request_table(engine: Engine) -> pl.DataFrame:

@@ -48,7 +48,16 @@ def assert_same_requests(path: Path, **options: Any) -> pl.DataFrame:
     return got
 
 
-@pytest.mark.parametrize("scenario", ["overlapping", "code_errors", "tenant_simpson"])
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        "overlapping",
+        "code_errors",
+        "tenant_simpson",
+        "worker_regression",
+        "cross_service_co_release",
+    ],
+)
 def test_scenario_datasets_roll_up_as_the_polars_path_does(tmp_path: Path, scenario: str) -> None:
     """A scenario stored by ingest's writer (Delta) rolls up to the polars path's request table."""
     spans = generate(scenario, 4000, seed=3)

@@ -48,6 +48,32 @@ def delta(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Delta dataset of requests crossing a gateway and a worker service whose code changes
+    under the unchanged gateway: 5,000 requests."""
+    out = tmp_path_factory.mktemp("worker")
+    with StagedDataset(out) as staged:
+        staged.write(generate("worker_regression", 5000, seed=2))
+        staged.commit()
+    return out
+
+
+def test_a_worker_change_under_an_unchanged_gateway_is_the_workers_in_every_engine(
+    worker: Path,
+) -> None:
+    """Each engine rolls requests up with the worker's version set too: the regression is
+    attributed to ``worker.code`` by polars, DuckDB and Spark alike."""
+    docs = {
+        name: _run("attribute", str(worker), "--json", "--engine", name)
+        for name in ("polars", "duckdb", "spark")
+    }
+    for doc in docs.values():
+        assert ("worker.service_ms.mean", ("worker.code",), "regression") in _findings(doc)
+    assert docs["duckdb"]["findings"] == docs["polars"]["findings"]
+    _same_findings(docs["spark"], docs["duckdb"])
+
+
 def test_duckdb_gives_the_findings_of_the_default_in_memory_path(dataset: Path) -> None:
     """attribute on a dataset: --engine duckdb and the default (polars, in memory) agree exactly."""
     default = _run("attribute", str(dataset), "--json", "--engine", "duckdb")
