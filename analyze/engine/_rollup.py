@@ -20,12 +20,15 @@ The steps, as the polars path (``analyze.table.requests``) takes them:
    :func:`walk_step_sql` per level of parent links (the runner loops, ``_run.llm_roles``), then
    :func:`roles_sql`: ``repeat`` (an LLM span above records usage) and ``wrapper`` (an LLM span
    lies beneath).
-3. :func:`per_trace_sql`, one pass over the spans grouped by trace: the aggregates of the LLM
-   spans that count, tool and queue time, and the request span (rule 3: a blameset request
-   span, else a root; the first started, the longest on a tie) carried as a struct by
-   ``MIN_BY`` over a struct key. Only traces without a request span need the roots whose parent
-   is missing from the data (:func:`orphans_sql`, an anti-join over those traces' spans alone).
-4. :func:`rollup_sql`: the request table's fills over that, traces kept apart left out.
+3. :func:`per_trace_sql`, one pass over the spans grouped by trace, with no text in any
+   aggregate's state: the aggregates of the LLM spans that count, tool and queue time, the
+   first call's model as a code (:func:`models_sql`), and whether the request span (rule 3) is
+   the trace's one request span. The rest (no request span: a root,
+   which may be an orphan; several: the first started, the longest on a tie, then by span id)
+   are picked by :func:`orphans_sql`, over those traces' spans alone.
+4. :func:`rollup_sql`: the request span's columns joined back (by trace id from the request
+   spans alone, or by the span id :func:`orphans_sql` picked), and the request table's fills
+   over that, traces kept apart left out.
 """
 
 from __future__ import annotations
@@ -40,12 +43,14 @@ __all__ = [
     "INPUT_TYPES",
     "LABELS",
     "LINKS",
+    "MODELS",
     "ORPHANS",
     "PER",
     "ROLES",
     "SPANS",
     "Dialect",
     "links_sql",
+    "models_sql",
     "orphans_sql",
     "per_trace_sql",
     "request_columns",
@@ -68,7 +73,11 @@ ROLES = "blameset_roles"
 PER = "blameset_per_trace"
 """One row per trace: its sums and its request span (materialized; :func:`per_trace_sql`)."""
 ORPHANS = "blameset_orphans"
-"""Per trace without a request span, its first orphan root (materialized; :func:`orphans_sql`)."""
+"""Per trace whose request span the one pass could not tell, that span (materialized;
+:func:`orphans_sql`)."""
+MODELS = "blameset_models"
+"""The distinct models of the spans and an integer code for each (materialized;
+:func:`models_sql`)."""
 
 INPUT_TYPES: Mapping[str, str] = {
     "trace_id": "STRING",
@@ -258,23 +267,39 @@ def _pick_key(d: Dialect, rank: str) -> str:
     )
 
 
+def models_sql() -> str:
+    """Each distinct model of the spans with an integer code: the per-trace pass carries the
+    code, not the text (see :func:`per_trace_sql`)."""
+    return (
+        "SELECT model, CAST(ROW_NUMBER() OVER (ORDER BY model) AS BIGINT) AS model_code "
+        f"FROM (SELECT DISTINCT model FROM {SPANS} WHERE model IS NOT NULL) AS m"
+    )
+
+
 def per_trace_sql(d: Dialect, *, with_roles: bool) -> str:
     """One row per trace, in one pass over the spans: what its LLM calls (each counted once),
-    tool and queue spans add up to, what the ``apart`` rule reads, and the id of its request
-    span (``pick``): of its request spans the first started (the longest on a tie), else of its
-    roots with no parent the first. Only the id: carrying the span's columns through the
-    group-by as a struct costs DuckDB 4x the time of joining them back by id. ``has_request``
-    tells the traces where a root whose parent is missing from the data (an orphan) may
-    compete (:func:`orphans_sql`)."""
+    tool and queue spans add up to, what the ``apart`` rule reads, and whether its request span
+    is its one request span (``pick``). Traces with none (a root is picked, and a root may be an
+    orphan) or several (the first started, the longest on a tie, then the span id) are left to
+    :func:`orphans_sql`.
+
+    No aggregate here holds text (the model is carried as its code): DuckDB's hash aggregate
+    slows down as a whole once one of its states holds a string, measured 2x on this query at
+    10M spans and 3x at 30M under a 2 GB limit, where it spills."""
     source = (
-        f"(SELECT s.*, r.is_repeat AS is_repeat, r.is_wrapper AS is_wrapper FROM {SPANS} AS s "
-        f"LEFT JOIN {ROLES} AS r ON r.trace_id = s.trace_id AND r.span_id = s.span_id)"
+        f"(SELECT s.*, m.model_code AS model_code, r.is_repeat AS is_repeat, "
+        f"r.is_wrapper AS is_wrapper FROM {SPANS} AS s "
+        f"LEFT JOIN {ROLES} AS r ON r.trace_id = s.trace_id AND r.span_id = s.span_id "
+        f"LEFT JOIN {MODELS} AS m ON m.model = s.model)"
         if with_roles
-        else f"(SELECT *, FALSE AS is_repeat, FALSE AS is_wrapper FROM {SPANS})"
+        else (
+            f"(SELECT s.*, m.model_code AS model_code, FALSE AS is_repeat, "
+            f"FALSE AS is_wrapper FROM {SPANS} AS s "
+            f"LEFT JOIN {MODELS} AS m ON m.model = s.model)"
+        )
     )
     counted = "is_llm AND NOT COALESCE(is_repeat, FALSE)"
     streamed = f"{counted} AND ttft_ms IS NOT NULL"
-    key = _pick_key(d, "CASE WHEN is_request THEN 0 ELSE 1 END")
     return f"""
 SELECT trace_id,
   CAST(COALESCE(SUM(input_tokens) FILTER (WHERE {counted}), 0) AS BIGINT) AS input_tokens,
@@ -287,36 +312,39 @@ SELECT trace_id,
     {_ZERO}) AS generation_ms,
   CAST(COALESCE(SUM(output_tokens) FILTER (WHERE {streamed}), 0) AS BIGINT) AS generation_tokens,
   COALESCE(
-    MIN_BY(model, start_ns) FILTER (WHERE {counted} AND model IS NOT NULL),
-    MIN_BY(model, start_ns) FILTER (WHERE is_llm AND model IS NOT NULL)
-  ) AS llm_model,
+    MIN_BY(model_code, start_ns) FILTER (WHERE {counted} AND model_code IS NOT NULL),
+    MIN_BY(model_code, start_ns) FILTER (WHERE is_llm AND model_code IS NOT NULL)
+  ) AS llm_model_code,
   COALESCE(SUM(dur) FILTER (WHERE is_tool), {_ZERO}) AS tool_sum,
   COALESCE(SUM(dur) FILTER (WHERE is_queue), {_ZERO}) AS queue_sum,
   BOOL_OR(is_ours) AS any_ours,
   BOOL_OR(is_llm) AS any_llm,
   BOOL_OR(version_set IS NOT NULL) AS any_versioned,
   BOOL_OR(is_request) AS has_request,
-  MIN_BY(span_id, {key}) FILTER (WHERE is_request OR parent_span_id IS NULL) AS pick
+  (COUNT(*) FILTER (WHERE is_request) = 1) AS pick
 FROM {source} AS keyed
 GROUP BY trace_id"""
 
 
 def orphans_sql(d: Dialect) -> str:
-    """Per trace without a request span (in :data:`PER`): the id of its first root, counting
-    as roots the spans whose parent is missing from the data (rule 3). Only those traces'
-    spans are joined, so a dataset of blameset's own spans, where every trace has a request
-    span, pays nothing for this."""
-    key = _pick_key(d, "1")
-    lacking = (
-        f"(SELECT trace_id, span_id, parent_span_id, start_ns, end_ns FROM {SPANS} "
-        f"WHERE trace_id IN (SELECT trace_id FROM {PER} WHERE NOT has_request))"
+    """Per trace of :data:`PER` without a ``pick``: the span id of its request span (rule 3). Of
+    its request spans, or when it has none of its roots (spans with no parent,
+    or whose parent is missing from the data: orphans), the first started, the longest on a
+    tie, then by span id. Only those traces' spans are read, so a dataset of blameset's own
+    spans, one request span a trace, pays nothing for this."""
+    key = _pick_key(d, "CASE WHEN is_request THEN 0 ELSE 1 END")
+    subset = (
+        f"(SELECT s.trace_id, s.span_id, s.parent_span_id, s.start_ns, s.end_ns, s.is_request, "
+        f"t.has_request FROM {SPANS} AS s "
+        f"JOIN (SELECT trace_id, has_request FROM {PER} WHERE NOT pick) AS t "
+        "ON t.trace_id = s.trace_id)"
     )
     return f"""
 SELECT trace_id, MIN_BY(span_id, {key}) AS pick
-FROM {lacking} AS s
-WHERE s.parent_span_id IS NULL OR NOT EXISTS (
-  SELECT 1 FROM {lacking} AS p WHERE p.trace_id = s.trace_id AND p.span_id = s.parent_span_id
-)
+FROM {subset} AS s
+WHERE s.is_request OR (NOT s.has_request AND (s.parent_span_id IS NULL OR NOT EXISTS (
+  SELECT 1 FROM {subset} AS p WHERE p.trace_id = s.trace_id AND p.span_id = s.parent_span_id
+)))
 GROUP BY trace_id"""
 
 
@@ -366,51 +394,59 @@ GROUP BY s.trace_id, s.service"""
 def rollup_sql(
     d: Dialect, versions: list[str], *, orphans: bool, order: bool = True, keyed: bool = False
 ) -> str:
-    """One row per trace of :data:`PER` (its request span picked again in :data:`ORPHANS` when
-    ``orphans``), the request span's columns joined back by id: the request table's columns
+    """One row per trace of :data:`PER` with its request span's columns, joined back on the
+    trace id (and on the span id picked in :data:`ORPHANS` when ``orphans``): the request
+    table's columns
     (``start`` as int64 ns) and ``apart``, a trace that is no traffic (no blameset span, no LLM
     span, and unversioned or a probe route), which the request table leaves out and the report
     counts by route. ``keyed``: each row also has its trace id (``_trace``) and its request span's
     ``service``, for the visits of other services (:func:`visits_sql`) to join."""
     q = d.quote
-    own = ", ".join([*_OWN, *(q(v) for v in versions)])
-    pick = "t.pick"
-    joined = f"{PER} AS t"
+    own = ", ".join(f"r.{c}" for c in [*_OWN, *(q(v) for v in versions)])
+    # the common case: a trace with one request span, whose row is that span's; only the
+    # request spans are read to join (and the join is on the trace id alone)
+    branches = [
+        f"SELECT t.*, {own} FROM {PER} AS t\n"
+        f"  JOIN (SELECT * FROM {SPANS} WHERE is_request) AS r ON r.trace_id = t.trace_id\n"
+        "  WHERE t.pick"
+    ]
     if orphans:
-        pick = "COALESCE(o.pick, t.pick)"
-        joined += f" LEFT JOIN {ORPHANS} AS o ON o.trace_id = t.trace_id"
+        branches.append(
+            f"SELECT t.*, {own} FROM {PER} AS t\n"
+            f"  JOIN {ORPHANS} AS o ON o.trace_id = t.trace_id\n"
+            f"  JOIN {SPANS} AS r ON r.trace_id = t.trace_id AND r.span_id = o.pick"
+        )
     source = (
-        f"(SELECT t.*, {pick} AS picked FROM {joined}) AS x\n"
-        f"JOIN (SELECT trace_id AS r_trace, {own} FROM {SPANS}) AS r\n"
-        "  ON r.r_trace = x.trace_id AND r.span_id = x.picked"
+        "(\n" + "\nUNION ALL\n".join(branches) + "\n) AS x\n"
+        f"LEFT JOIN {MODELS} AS mm ON mm.model_code = x.llm_model_code"
     )
-    route = "COALESCE(r.route, r.name)"
+    route = "COALESCE(x.route, x.name)"
     select = [
-        "r.start_ns AS start",
+        "x.start_ns AS start",
         f"{d.hash('x.trace_id')} AS request_key",
         f"{route} AS route",
-        "COALESCE(r.tenant_id, '') AS tenant_id",
-        "r.version_set AS version_set",
-        "COALESCE(r.version_set_id, 'unversioned') AS version_set_id",
-        *(f"r.{q(v)} AS {q(v)}" for v in versions),
-        "COALESCE(r.total_ms, r.duration_ms) AS latency_ms",
-        "COALESCE(r.ttft_ms, x.first_ttft) AS ttft_ms",
-        f"COALESCE(r.tool_ms, x.tool_sum, {_ZERO}) AS tool_ms",
-        f"COALESCE(r.queue_ms, CASE WHEN x.queue_sum > 0 THEN x.queue_sum END, {_ZERO}) "
+        "COALESCE(x.tenant_id, '') AS tenant_id",
+        "x.version_set AS version_set",
+        "COALESCE(x.version_set_id, 'unversioned') AS version_set_id",
+        *(f"x.{q(v)} AS {q(v)}" for v in versions),
+        "COALESCE(x.total_ms, x.duration_ms) AS latency_ms",
+        "COALESCE(x.ttft_ms, x.first_ttft) AS ttft_ms",
+        f"COALESCE(x.tool_ms, x.tool_sum, {_ZERO}) AS tool_ms",
+        f"COALESCE(x.queue_ms, CASE WHEN x.queue_sum > 0 THEN x.queue_sum END, {_ZERO}) "
         "AS queue_ms",
         "x.input_tokens AS input_tokens",
         "x.output_tokens AS output_tokens",
         "x.cost_usd AS cost_usd",
         "x.llm_calls AS llm_calls",
-        "COALESCE(r.final_status, CASE WHEN r.status = 'error' THEN 'failure' "
+        "COALESCE(x.final_status, CASE WHEN x.status = 'error' THEN 'failure' "
         "ELSE 'success' END) AS final_status",
-        "r.error_code AS error_code",
-        "x.llm_model AS model",
+        "x.error_code AS error_code",
+        "mm.model AS model",
         "CASE WHEN x.generation_tokens > 0 THEN x.generation_ms / x.generation_tokens END "
         "AS tpot_ms",
     ]
     if keyed:
-        select += ["x.trace_id AS _trace", "r.service AS service"]
+        select += ["x.trace_id AS _trace", "x.service AS service"]
     probe = d.matches(route, PROBE_ROUTE)
     apart = (
         "(NOT COALESCE(x.any_ours, FALSE) AND NOT COALESCE(x.any_llm, FALSE) AND "

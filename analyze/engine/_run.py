@@ -16,12 +16,14 @@ from ._rollup import (
     FILES,
     LABELS,
     LINKS,
+    MODELS,
     ORPHANS,
     PER,
     ROLES,
     SPANS,
     Dialect,
     links_sql,
+    models_sql,
     orphans_sql,
     per_trace_sql,
     request_columns,
@@ -204,10 +206,11 @@ def rollup(engine: Engine, *, order: bool = True, keyed: bool = False) -> tuple[
     versions = prepare(engine)
     with_roles = llm_roles(engine)
     d = engine.dialect
+    engine.table(MODELS, models_sql())
     engine.table(PER, per_trace_sql(d, with_roles=with_roles))
     if with_roles:
         engine.drop(ROLES)
-    lacking = int(engine.rows(f"SELECT COUNT(*) FROM {PER} WHERE NOT has_request")[0][0])
+    lacking = int(engine.rows(f"SELECT COUNT(*) FROM {PER} WHERE NOT pick")[0][0])
     if lacking:
         engine.table(ORPHANS, orphans_sql(d))
     return rollup_sql(d, versions, orphans=lacking > 0, order=order, keyed=keyed), versions
@@ -224,7 +227,7 @@ def traffic(engine: Engine) -> Traffic:
 
     def frames() -> Iterator[pl.DataFrame]:
         yield from engine.frames(sql)
-        for name in (PER, ORPHANS):  # read: their memory is the request table's to use
+        for name in (PER, ORPHANS, MODELS):  # read: their memory is the request table's to use
             engine.drop(name)
 
     found = to_traffic(frames(), versions, keyed=keyed)
