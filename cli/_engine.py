@@ -1,14 +1,12 @@
 """The engine options `report` and `attribute` share, and the one roll-up per run they feed to
 the report, the attribution and the HTML page.
 
-Default: polars, in memory, for every input. DuckDB (``--engine duckdb``, out of core under a
-memory limit) gives the polars path's rows (tests/analyze/test_engine.py) but, measured at 10M
-spans (bench/scale.py, docs/engine.md), took 1.9x the wall and CPU time of polars for the same
-peak memory, since attribution still takes the request rows back into memory; it becomes the
-default for datasets when the statistics run on its aggregates and the memory stops following
-the data. Spark (``--engine spark``) is for data one machine cannot hold. An engine reads
-Parquet (dataset folders, Parquet files); trace files are read by the row reader and the fast
-path."""
+Default: DuckDB for dataset folders and Parquet files (out of core under a memory limit), polars
+in memory for trace files (JSON lines, OTLP), which only the row reader and the fast path read.
+DuckDB gives the polars path's rows (tests/analyze/test_engine.py) and, measured with
+bench/scale.py (docs/engine.md), attributes 10M spans in 0.86x the polars path's time at 0.82x
+its peak memory, 30M spans in 0.89x the time at 0.54x the memory. ``--engine polars`` still
+reads a dataset in memory. Spark (``--engine spark``) is for data one machine cannot hold."""
 
 from __future__ import annotations
 
@@ -27,8 +25,9 @@ EngineOption = Annotated[
     str | None,
     typer.Option(
         "--engine",
-        help="Where the roll-up runs: polars (in memory, the default), duckdb (datasets, out "
-        "of core under --memory-limit), or spark (datasets; blameset[spark]).",
+        help="Where the roll-up runs: duckdb (out of core under --memory-limit; the default "
+        "for datasets and Parquet files), polars (in memory; the default for trace files), or "
+        "spark (datasets; blameset[spark]).",
     ),
 ]
 MemoryLimit = Annotated[
@@ -63,7 +62,7 @@ def roll_up(
     from blameset.analyze._requests import traffic
 
     readable = engines.engine_readable(inputs)
-    chosen = engine or "polars"
+    chosen = engine or ("duckdb" if readable else "polars")
     if chosen not in engines.ENGINES:
         fail(f"blameset {command}: --engine must be one of duckdb, spark, polars, not {chosen!r}")
     if spark_master and chosen != "spark":

@@ -74,10 +74,10 @@ def test_a_worker_change_under_an_unchanged_gateway_is_the_workers_in_every_engi
     _same_findings(docs["spark"], docs["duckdb"])
 
 
-def test_duckdb_gives_the_findings_of_the_default_in_memory_path(dataset: Path) -> None:
-    """attribute on a dataset: --engine duckdb and the default (polars, in memory) agree exactly."""
-    default = _run("attribute", str(dataset), "--json", "--engine", "duckdb")
-    in_memory = _run("attribute", str(dataset), "--json")
+def test_duckdb_the_default_gives_the_findings_of_the_in_memory_path(dataset: Path) -> None:
+    """attribute on a dataset: the default (DuckDB) and --engine polars agree exactly."""
+    default = _run("attribute", str(dataset), "--json")
+    in_memory = _run("attribute", str(dataset), "--json", "--engine", "polars")
     assert _findings(default) and _findings(default) == _findings(in_memory)
     assert default["findings"] == in_memory["findings"]
 
@@ -110,13 +110,17 @@ def test_spark_in_local_mode_gives_duckdbs_findings(dataset: Path, delta: Path) 
         (["--engine", "sqlite"], "--engine must be one of duckdb, spark, polars"),
         (["--spark-master", "local[2]"], "--spark-master goes with --engine spark"),
         (["--engine", "duckdb", "--memory-limit", "lots"], "the duckdb engine failed"),
-        (["--memory-limit", "3GB"], "--memory-limit goes with --engine duckdb or spark"),
+        (
+            ["--engine", "polars", "--memory-limit", "3GB"],
+            "--memory-limit goes with --engine duckdb or spark",
+        ),
     ],
 )
 def test_bad_engine_options_are_one_line_and_exit_2(
     dataset: Path, args: list[str], says: str
 ) -> None:
-    """An unknown engine, a master without Spark, a memory limit DuckDB cannot read."""
+    """An unknown engine, a master without Spark, a memory limit DuckDB cannot read, a memory
+    limit for the in-memory path."""
     result = runner.invoke(app, ["report", str(dataset), *args])
     assert result.exit_code == 2
     assert says in result.output
