@@ -20,6 +20,7 @@ on the null scenarios, ``confounded`` for every co-released pair, ``external`` f
 spans in <= 60 s and <= 4 GB peak RSS.
 
     .venv/bin/python bench/attribution.py [--requests 20000] [--seeds 3] [--spans 10000000]
+        [--engine polars|duckdb|spark]
 """
 
 from __future__ import annotations
@@ -175,14 +176,31 @@ def score(scenario: Scenario, claims: list[Claim], result: Attribution, into: Sc
     return notes
 
 
-def quality(requests: int, seeds: int) -> None:
+def engine_requests(spans: pl.DataFrame, engine: str, folder: Path) -> pl.DataFrame | None:
+    """The request table as ``engine`` rolls it up from the spans stored by ingest's writer
+    (None for polars: attribute rolls the spans up in memory itself)."""
+    if engine == "polars":
+        return None
+    from blameset.analyze import engine as engines
+    from blameset.analyze._dataset import StagedDataset
+
+    with StagedDataset(folder) as staged:
+        staged.write(spans)
+        staged.commit()
+    return engines.request_table(folder, engine)  # type: ignore[arg-type]
+
+
+def quality(requests: int, seeds: int, engine: str = "polars") -> None:
     ours_score, naive_score = Score(), Score()
+    print(f"request roll-up: {engine}")
     print(f"{'scenario':<26} {'seed':>4} {'ours':>5} {'naive':>5}  seconds  injected effects")
     for name, scenario in SCENARIOS.items():
         for seed in range(seeds):
             spans = generate(scenario, requests, seed)
             started = time.perf_counter()
-            result = run_attribute(spans, seed=seed)
+            with tempfile.TemporaryDirectory(prefix="blameset-attr-") as tmp:
+                rows = engine_requests(spans, engine, Path(tmp) / "dataset")
+            result = run_attribute(spans, seed=seed, requests=rows)
             took = time.perf_counter() - started
             mine = ours(result)
             theirs = naive(result, spans)
@@ -197,7 +215,7 @@ def quality(requests: int, seeds: int) -> None:
     print(f"naive: {naive_score.line()}")
 
 
-def scale(spans_target: int) -> None:
+def scale(spans_target: int, engine: str = "polars") -> None:
     with tempfile.TemporaryDirectory(prefix="blameset-attr-") as tmp:
         folder = Path(tmp) / "dataset"
         started = time.perf_counter()
@@ -210,12 +228,18 @@ def scale(spans_target: int) -> None:
             f"\n{n_spans:,} spans ({requests:,} requests) written to Parquet in "
             f"{time.perf_counter() - started:.1f} s"
         )
+        run = (
+            f"a = analyze.attribute(analyze.load({str(folder)!r}))\n"
+            if engine == "polars"
+            else "from blameset.analyze import engine\n"
+            f"rows = engine.request_table({str(folder)!r}, {engine!r})\n"
+            "a = analyze.attribute(pl.LazyFrame(), requests=rows)\n"
+        )
         code = (
             "import sys, time\n"
+            "import polars as pl\n"
             "from blameset import analyze\n"
-            "t = time.perf_counter()\n"
-            f"a = analyze.attribute(analyze.load({str(folder)!r}))\n"
-            "took = time.perf_counter() - t\n"
+            "t = time.perf_counter()\n" + run + "took = time.perf_counter() - t\n"
             # VmHWM, not ru_maxrss: after fork + exec, ru_maxrss starts from the parent's RSS
             # (Linux keeps the old mm's high-water mark), and the parent holds the 10M spans
             "rss = next(int(l.split()[1]) for l in open('/proc/self/status') "
@@ -225,9 +249,9 @@ def scale(spans_target: int) -> None:
         out = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, check=True
         )
-        took, rss, findings = out.stdout.split()
+        took, rss, findings = out.stdout.strip().splitlines()[-1].split()
         print(
-            f"attribute 10M-scale: {float(took):.1f} s (target <= 60 s), "
+            f"attribute 10M-scale ({engine}): {float(took):.1f} s (target <= 60 s), "
             f"peak RSS {float(rss):,.0f} MB (target <= 4096 MB), {findings} findings"
         )
 
@@ -237,12 +261,18 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--spans", type=int, default=10_000_000, help="0 skips the scale run")
+    parser.add_argument(
+        "--engine",
+        choices=("polars", "duckdb", "spark"),
+        default="polars",
+        help="where the scenarios' request roll-up runs (duckdb, spark: from a stored dataset)",
+    )
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     np.seterr(all="ignore")
-    quality(args.requests, args.seeds)
+    quality(args.requests, args.seeds, args.engine)
     if args.spans:
-        scale(args.spans)
+        scale(args.spans, args.engine)
 
 
 if __name__ == "__main__":
