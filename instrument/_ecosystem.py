@@ -13,7 +13,9 @@ inside a blameset LLM span it counts only if that span records no usage of its o
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from opentelemetry.sdk.trace import SpanProcessor, SynchronousMultiSpanProcessor
 
@@ -220,22 +222,27 @@ class ProcessorChain(SynchronousMultiSpanProcessor):
 
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # the SDK leaves it unannotated
+        self._adding = threading.Lock()
         self._all: list[SpanProcessor] = []
         self._own_scope: object = None
         self._plan()
 
     def add_span_processor(self, span_processor: SpanProcessor) -> None:
-        super().add_span_processor(span_processor)
-        self._all.append(span_processor)
-        if isinstance(span_processor, ContextSpanProcessor) and span_processor.own_scope:
-            self._own_scope = span_processor.own_scope
-        self._plan()
+        # One add at a time, the SDK's list and ours in the same order, and the hooks swapped
+        # in one assignment: a span running meanwhile sees the old plan or the new one.
+        with self._adding:
+            super().add_span_processor(span_processor)
+            self._all.append(span_processor)
+            if isinstance(span_processor, ContextSpanProcessor) and span_processor.own_scope:
+                self._own_scope = span_processor.own_scope
+            self._plan()
 
     def _plan(self) -> None:
         """The bound methods each hook calls, for foreign spans and for our own."""
 
         def does(sp: SpanProcessor, name: str) -> bool:
-            return getattr(type(sp), name, None) is not getattr(SpanProcessor, name)
+            # SpanProcessor._on_ending is new in SDK 1.40; before it, no processor inherits one
+            return getattr(type(sp), name, None) is not getattr(SpanProcessor, name, None)
 
         def own(sp: SpanProcessor) -> bool:
             return not (isinstance(sp, ContextSpanProcessor) and sp.own_scope is not None)
@@ -243,24 +250,42 @@ class ProcessorChain(SynchronousMultiSpanProcessor):
         starts = [sp for sp in self._all if does(sp, "on_start")]
         endings = [sp for sp in self._all if does(sp, "_on_ending")]
         ends = [sp for sp in self._all if does(sp, "on_end")]
-        self._starts = tuple(sp.on_start for sp in starts)
-        self._own_starts = tuple(sp.on_start for sp in starts if own(sp))
-        self._endings = tuple(sp._on_ending for sp in endings)
-        self._own_endings = tuple(sp._on_ending for sp in endings if own(sp))
-        self._ends = tuple(sp.on_end for sp in ends)
-        self._own_ends = tuple(sp.on_end for sp in ends if own(sp))
+        self._hooks = _Hooks(
+            starts=tuple(sp.on_start for sp in starts),
+            own_starts=tuple(sp.on_start for sp in starts if own(sp)),
+            endings=tuple(sp._on_ending for sp in endings),
+            own_endings=tuple(sp._on_ending for sp in endings if own(sp)),
+            ends=tuple(sp.on_end for sp in ends),
+            own_ends=tuple(sp.on_end for sp in ends if own(sp)),
+            own_scope=self._own_scope,
+        )
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        ours = self._own_scope is not None and span.instrumentation_scope is self._own_scope
-        for hook in self._own_starts if ours else self._starts:
-            hook(span, parent_context)
+        hooks = self._hooks
+        ours = hooks.own_scope is not None and span.instrumentation_scope is hooks.own_scope
+        for hook in hooks.own_starts if ours else hooks.starts:
+            hook(span, parent_context=parent_context)  # by name, as the SDK's chain passes it
 
     def _on_ending(self, span: Span) -> None:
-        ours = self._own_scope is not None and span.instrumentation_scope is self._own_scope
-        for hook in self._own_endings if ours else self._endings:
+        hooks = self._hooks
+        ours = hooks.own_scope is not None and span.instrumentation_scope is hooks.own_scope
+        for hook in hooks.own_endings if ours else hooks.endings:
             hook(span)
 
     def on_end(self, span: ReadableSpan) -> None:
-        ours = self._own_scope is not None and span.instrumentation_scope is self._own_scope
-        for hook in self._own_ends if ours else self._ends:
+        hooks = self._hooks
+        ours = hooks.own_scope is not None and span.instrumentation_scope is hooks.own_scope
+        for hook in hooks.own_ends if ours else hooks.ends:
             hook(span)
+
+
+class _Hooks(NamedTuple):
+    """What :class:`ProcessorChain` calls at each hook, replaced whole when a processor joins."""
+
+    starts: tuple[Callable[..., None], ...]
+    own_starts: tuple[Callable[..., None], ...]
+    endings: tuple[Callable[..., None], ...]
+    own_endings: tuple[Callable[..., None], ...]
+    ends: tuple[Callable[..., None], ...]
+    own_ends: tuple[Callable[..., None], ...]
+    own_scope: object

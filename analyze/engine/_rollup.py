@@ -331,7 +331,8 @@ def orphans_sql(d: Dialect) -> str:
     its request spans, or when it has none of its roots (spans with no parent,
     or whose parent is missing from the data: orphans), the first started, the longest on a
     tie, then by span id. Only those traces' spans are read, so a dataset of blameset's own
-    spans, one request span a trace, pays nothing for this."""
+    spans, one request span a trace, pays nothing for this. A missing span id reads as ''
+    here and in the join back (broken data still has its request; ``MIN_BY`` would skip it)."""
     key = _pick_key(d, "CASE WHEN is_request THEN 0 ELSE 1 END")
     subset = (
         f"(SELECT s.trace_id, s.span_id, s.parent_span_id, s.start_ns, s.end_ns, s.is_request, "
@@ -340,7 +341,7 @@ def orphans_sql(d: Dialect) -> str:
         "ON t.trace_id = s.trace_id)"
     )
     return f"""
-SELECT trace_id, MIN_BY(span_id, {key}) AS pick
+SELECT trace_id, MIN_BY(COALESCE(span_id, ''), {key}) AS pick
 FROM {subset} AS s
 WHERE s.is_request OR (NOT s.has_request AND (s.parent_span_id IS NULL OR NOT EXISTS (
   SELECT 1 FROM {subset} AS p WHERE p.trace_id = s.trace_id AND p.span_id = s.parent_span_id
@@ -414,7 +415,7 @@ def rollup_sql(
         branches.append(
             f"SELECT t.*, {own} FROM {PER} AS t\n"
             f"  JOIN {ORPHANS} AS o ON o.trace_id = t.trace_id\n"
-            f"  JOIN {SPANS} AS r ON r.trace_id = t.trace_id AND r.span_id = o.pick"
+            f"  JOIN {SPANS} AS r ON r.trace_id = t.trace_id AND COALESCE(r.span_id, '') = o.pick"
         )
     source = (
         "(\n" + "\nUNION ALL\n".join(branches) + "\n) AS x\n"

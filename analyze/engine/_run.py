@@ -176,7 +176,8 @@ def to_traffic(
         if len(pending) == _COMPACT_EVERY:
             parts.append(pl.concat(pending, rechunk=True))
             pending = []
-    parts += pending
+    if pending:
+        parts.append(pl.concat(pending, rechunk=True))
     # sorted here, not in the engine: an ORDER BY of millions of wide rows under the memory
     # limit is an external sort that spills them all, where polars sorts one column's order
     requests = (

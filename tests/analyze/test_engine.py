@@ -81,7 +81,9 @@ def test_files_no_commit_holds_are_not_read(tmp_path: Path) -> None:
     assert engine.request_table(root).height == 1000
 
 
-def span(trace: str, sid: str, parent: str | None = None, at: int = 0, **values: Any) -> dict:
+def span(
+    trace: str, sid: str | None, parent: str | None = None, at: int = 0, **values: Any
+) -> dict:
     ms = values.pop("ms", 10.0)
     start = T0 + at * 1_000_000
     return {
@@ -158,14 +160,16 @@ CORNERS = [
     span("8" * 32, "82", "81", at=1, span_kind="request", name="handle", ms=40.0),
     span("8" * 32, "83", "82", at=2, span_kind="llm", model="m1", input_tokens=5, ms=9.0),
     span("8" * 32, "84", "83", at=3, model="m1", input_tokens=5, output_tokens=2, ms=8.0),
+    # a lone span without a span id (broken data): still a request of its own
+    span("7" * 32, None, span_kind="llm", model="m1", input_tokens=3),
 ]
 
 
 def test_corner_cases_of_the_rules_roll_up_the_same(tmp_path: Path) -> None:
     """Orphans, a first call without TTFT, foreign GenAI spans, roots' own totals, no LLM, a
-    probe, a server span around our request span, a call seen by two spans."""
+    probe, a server span around our request span, a call seen by two spans, no span id."""
     got = assert_same_requests(ingest_frame(frame(CORNERS, ("version.code",)), tmp_path / "ds"))
-    assert got.height == 7  # the health check is kept apart
+    assert got.height == 8  # the health check is kept apart
     apart = engine.traffic(tmp_path / "ds").apart
     assert_frame_equal(apart, traffic(open_spans(tmp_path / "ds")).apart)
     assert apart.to_dicts() == [{"route": "/api/healthz", "traces": 1}]

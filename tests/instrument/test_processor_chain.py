@@ -99,8 +99,9 @@ def test_the_chain_skips_only_inherited_no_ops_and_the_context_processor_on_our_
     end_only = EndOnly()
     for processor in (context, watch, end_only):
         chain.add_span_processor(processor)
-    assert chain._starts == (context.on_start, watch.on_start)
-    assert chain._own_starts == (watch.on_start,)
-    assert chain._own_ends == (watch.on_end, end_only.on_end)
-    assert chain._ends == (context.on_end, watch.on_end, end_only.on_end)
-    assert chain._endings == chain._own_endings == (watch._on_ending,)
+    hooks = chain._hooks
+    assert hooks.starts == (context.on_start, watch.on_start)
+    assert hooks.own_starts == (watch.on_start,)
+    assert hooks.own_ends == (watch.on_end, end_only.on_end)
+    assert hooks.ends == (context.on_end, watch.on_end, end_only.on_end)
+    assert hooks.endings == hooks.own_endings == (watch._on_ending,)
