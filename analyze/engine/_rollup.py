@@ -251,6 +251,9 @@ _OWN = [
 """The request span's own columns a request row reads (with the version columns)."""
 
 _LAST = "CAST(9223372036854775807 AS BIGINT)"
+_FIRST = "CAST(-9223372036854775807 AS BIGINT)"
+"""A missing start sorts first where the polars path sorts a service's spans by start (its
+nulls first), last where rule 3 orders the candidate request spans."""
 
 
 def _pick_key(d: Dialect, rank: str) -> str:
@@ -380,7 +383,8 @@ def visits_sql() -> str:
     spans failed (1.0 or 0.0). Only run when the spans name more than one service."""
     return f"""
 SELECT s.trace_id AS _trace, s.service AS service,
-  MIN_BY(s.version_set, s.start_ns) FILTER (WHERE s.version_set IS NOT NULL) AS vs,
+  MIN_BY(s.version_set, COALESCE(s.start_ns, {_FIRST})) FILTER (WHERE s.version_set IS NOT NULL)
+    AS vs,
   COALESCE(SUM(s.dur) FILTER (WHERE COALESCE(p.service <> s.service, TRUE)), {_ZERO})
     AS service_ms,
   COALESCE(SUM(s.dur) FILTER (WHERE s.is_tool), {_ZERO}) AS tool_ms,
