@@ -112,9 +112,9 @@ class ContextSpanProcessor(SpanProcessor):
 
     ``full_versions``: stamp every version component on foreign spans too (the provider is not
     ours, so its resource does not carry them). ``own_scope``: the instrumentation scope of
-    blameset's own tracer in this provider; its spans are passed over at the cost of one
-    identity test (they carry the context already), which keeps the decorators' overhead
-    down."""
+    blameset's own tracer in this provider, whose spans carry the context already:
+    :class:`ProcessorChain` does not call this processor for them (a blameset span that does
+    reach it is still left as it is, by its span kind)."""
 
     __slots__ = ("full_versions", "own_scope")
 
@@ -123,9 +123,6 @@ class ContextSpanProcessor(SpanProcessor):
         self.own_scope = own_scope
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        own = self.own_scope
-        if own is not None and getattr(span, "_instrumentation_scope", None) is own:
-            return
         try:
             attrs = span.attributes or {}
             if contract.SPAN_KIND in attrs:
@@ -165,9 +162,6 @@ class ContextSpanProcessor(SpanProcessor):
             internal_error("foreign span start")
 
     def on_end(self, span: ReadableSpan) -> None:
-        own = self.own_scope
-        if own is not None and getattr(span, "_instrumentation_scope", None) is own:
-            return
         try:
             attrs = span.attributes or {}
             if contract.SPAN_KIND in attrs:

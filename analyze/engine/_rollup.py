@@ -132,8 +132,8 @@ class Dialect:
     """Nanoseconds since the epoch of a time column given its kind (``int``, ``ns``, ``us``)."""
     struct: Callable[[list[tuple[str, str]]], str]
     """A struct of (field, expression) pairs (DuckDB ``struct_pack``, Spark ``named_struct``):
-    what ``MIN_BY`` carries and orders by, field by field, so a trace's request span is picked
-    in the same pass as its sums."""
+    the order ``MIN_BY`` picks a trace's request span by, field by field, where a trace has
+    several candidates (:func:`orphans_sql`)."""
 
 
 def _roles() -> list[str]:

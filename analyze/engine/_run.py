@@ -37,6 +37,7 @@ from ._rollup import (
 
 __all__ = [
     "Engine",
+    "collect",
     "llm_roles",
     "prepare",
     "request_schema",
@@ -236,7 +237,7 @@ def traffic(engine: Engine) -> Traffic:
     services = services_of(engine)
     keyed = len(services) > 1
     sql, versions = rollup(engine, order=False, keyed=keyed)
-    visits = _collect(engine.frames(visits_sql())) if keyed else None
+    visits = collect(engine, visits_sql()) if keyed else None
 
     def frames() -> Iterator[pl.DataFrame]:
         yield from engine.frames(sql)
@@ -249,8 +250,9 @@ def traffic(engine: Engine) -> Traffic:
     return Traffic(with_services(found.requests, visits, services), found.apart)
 
 
-def _collect(frames: Iterator[pl.DataFrame]) -> pl.DataFrame:
-    parts = list(frames)
+def collect(engine: Engine, sql: str) -> pl.DataFrame:
+    """The whole result of ``sql``, for results small enough to hold (aggregates, visits)."""
+    parts = list(engine.frames(sql))
     return pl.concat(parts) if parts else pl.DataFrame()
 
 

@@ -25,7 +25,7 @@ import polars as pl
 
 from .._requests import LATENCY_METRICS, MEAN_METRICS, QUANTILE_METRICS
 from ._rollup import Dialect
-from ._run import Engine, rollup
+from ._run import Engine, collect, rollup
 from .sketch import ACCURACY, Sketch, index_sql
 
 __all__ = ["Aggregates", "Spec", "aggregates", "moments_sql", "sketches_sql"]
@@ -126,11 +126,6 @@ def sketches_sql(d: Dialect, requests: str, spec: Spec) -> str:
     return "\nUNION ALL\n".join(parts)
 
 
-def _collect(engine: Engine, sql: str) -> pl.DataFrame:
-    frames = list(engine.frames(sql))
-    return pl.concat(frames) if frames else pl.DataFrame()
-
-
 def aggregates(engine: Engine, spec: Spec | None = None, *, by: Sequence[str] = ()) -> Aggregates:
     """The sufficient statistics of the engine's dataset's request table (traces kept apart
     left out), one pass of the roll-up for the moments and one for the sketches."""
@@ -138,10 +133,10 @@ def aggregates(engine: Engine, spec: Spec | None = None, *, by: Sequence[str] = 
     sql, _ = rollup(engine, order=False)
     engine.table("blameset_requests", f"SELECT * FROM ({sql}) AS r WHERE NOT apart")
     try:
-        moments = _collect(
+        moments = collect(
             engine, moments_sql(engine.dialect, "SELECT * FROM blameset_requests", spec)
         )
-        sketches = _collect(
+        sketches = collect(
             engine, sketches_sql(engine.dialect, "SELECT * FROM blameset_requests", spec)
         )
     finally:
