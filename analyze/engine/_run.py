@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
@@ -14,14 +15,18 @@ from .._services import SERVICE_METRICS, merge_visits, on_path
 from .._tree import MAX_DEPTH
 from ._rollup import (
     FILES,
+    FIXES,
     LABELS,
     LINKS,
     MODELS,
     ORPHANS,
     PER,
+    PER_FIXED,
     ROLES,
     SPANS,
     Dialect,
+    fixed_per_sql,
+    fixes_sql,
     links_sql,
     models_sql,
     orphans_sql,
@@ -37,6 +42,7 @@ from ._rollup import (
 
 __all__ = [
     "Engine",
+    "Rollup",
     "collect",
     "llm_roles",
     "prepare",
@@ -85,18 +91,32 @@ def versions_of(columns: dict[str, str]) -> list[str]:
 
 
 def prepare(engine: Engine) -> list[str]:
-    """Make the span view over the engine's files; the ``version.<component>`` columns."""
+    """Make the span view over the engine's files and the models table; the
+    ``version.<component>`` columns. The models' codes are the engine's fast hash, unless two of
+    the data's models share one: then the view is made again with the MD5-based hash."""
     columns = engine.columns()
     versions = versions_of(columns)
     engine.view(SPANS, spans_sql(engine.dialect, columns, versions))
+    engine.table(MODELS, models_sql())
+    if not _distinct_codes(engine):
+        engine.view(SPANS, spans_sql(engine.dialect, columns, versions, strong_codes=True))
+        engine.table(MODELS, models_sql())
+        if not _distinct_codes(engine):
+            raise RuntimeError("two models of the data share a code; no request table")
     return versions
 
 
+def _distinct_codes(engine: Engine) -> bool:
+    found = engine.rows(f"SELECT COUNT(*), COUNT(DISTINCT model_code) FROM {MODELS}")[0]
+    return int(found[0]) == int(found[1])
+
+
 def llm_roles(engine: Engine) -> bool:
-    """Make the roles table (rule 2 of docs/rollup.md) of the traces holding more than one LLM
-    span; False when there are none (then every LLM span counts and is a call). The walk goes
-    up one level of parent links per step, every LLM span's walker at once, and keeps what a
-    walker knows when it stops."""
+    """Make the roles table (rule 2 of docs/rollup.md) of the traces :data:`PER` counts more
+    than one LLM span in; False when there are none (then every LLM span counts and is a call).
+    The walk goes up one level of parent links per step, every LLM span's walker at once, and
+    keeps what a walker knows when it stops. :data:`LINKS` is kept, for :func:`_rollup.fixes_sql`
+    to read."""
     if engine.table(LINKS, links_sql()) == 0:
         engine.drop(LINKS)
         return False
@@ -118,7 +138,7 @@ def llm_roles(engine: Engine) -> bool:
         or "SELECT trace_id, walker, nearest, covered FROM blameset_walk_0 WHERE FALSE"
     )
     engine.table(ROLES, roles_sql(f"({finished})"))
-    for name in [*steps, "blameset_walk_0", LINKS]:
+    for name in [*steps, "blameset_walk_0"]:
         engine.drop(name)
     return True
 
@@ -213,21 +233,41 @@ def _sorted_by_start(parts: list[pl.DataFrame]) -> pl.DataFrame:
     return pl.DataFrame(columns)
 
 
-def rollup(engine: Engine, *, order: bool = True, keyed: bool = False) -> tuple[str, list[str]]:
+@dataclass(frozen=True, slots=True)
+class Rollup:
+    """The roll-up's SQL, the version columns, and the tables it reads (to drop once read)."""
+
+    sql: str
+    versions: list[str]
+    tables: list[str]
+
+    def drop(self, engine: Engine) -> None:
+        for name in self.tables:
+            engine.drop(name)
+
+
+def rollup(engine: Engine, *, order: bool = True, keyed: bool = False) -> Rollup:
     """The roll-up's SQL over the engine's files and the version columns: the views, the roles
     table, the per-trace table (one pass over the spans) and, when some trace has no request
     span, its orphan roots are made first. ``keyed``: see :func:`_rollup.rollup_sql`."""
     versions = prepare(engine)
-    with_roles = llm_roles(engine)
     d = engine.dialect
-    engine.table(MODELS, models_sql())
-    engine.table(PER, per_trace_sql(d, with_roles=with_roles))
-    if with_roles:
-        engine.drop(ROLES)
+    engine.table(PER, per_trace_sql())
+    tables = [PER, MODELS]
+    per = PER
+    if llm_roles(engine):  # the traces with several LLM spans get their LLM sums redone
+        engine.table(FIXES, fixes_sql())
+        for name in (ROLES, LINKS):
+            engine.drop(name)
+        engine.view(PER_FIXED, fixed_per_sql())
+        per = PER_FIXED
+        tables += [PER_FIXED, FIXES]
     lacking = int(engine.rows(f"SELECT COUNT(*) FROM {PER} WHERE NOT pick")[0][0])
     if lacking:
         engine.table(ORPHANS, orphans_sql(d))
-    return rollup_sql(d, versions, orphans=lacking > 0, order=order, keyed=keyed), versions
+        tables.append(ORPHANS)
+    sql = rollup_sql(d, versions, orphans=lacking > 0, order=order, keyed=keyed, per=per)
+    return Rollup(sql, versions, tables)
 
 
 def traffic(engine: Engine) -> Traffic:
@@ -236,15 +276,14 @@ def traffic(engine: Engine) -> Traffic:
     on its path (docs/rollup.md, "Requests that cross services"), as the polars path has it."""
     services = services_of(engine)
     keyed = len(services) > 1
-    sql, versions = rollup(engine, order=False, keyed=keyed)
+    made = rollup(engine, order=False, keyed=keyed)
     visits = collect(engine, visits_sql()) if keyed else None
 
     def frames() -> Iterator[pl.DataFrame]:
-        yield from engine.frames(sql)
-        for name in (PER, ORPHANS, MODELS):  # read: their memory is the request table's to use
-            engine.drop(name)
+        yield from engine.frames(made.sql)
+        made.drop(engine)  # read: the request table may have the memory
 
-    found = to_traffic(frames(), versions, keyed=keyed)
+    found = to_traffic(frames(), made.versions, keyed=keyed)
     if visits is None:
         return found
     return Traffic(with_services(found.requests, visits, services), found.apart)

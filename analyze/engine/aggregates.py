@@ -130,8 +130,9 @@ def aggregates(engine: Engine, spec: Spec | None = None, *, by: Sequence[str] = 
     """The sufficient statistics of the engine's dataset's request table (traces kept apart
     left out), one pass of the roll-up for the moments and one for the sketches."""
     spec = spec or (Spec(by=tuple(by)) if by else Spec())
-    sql, _ = rollup(engine, order=False)
-    engine.table("blameset_requests", f"SELECT * FROM ({sql}) AS r WHERE NOT apart")
+    made = rollup(engine, order=False)
+    engine.table("blameset_requests", f"SELECT * FROM ({made.sql}) AS r WHERE NOT apart")
+    made.drop(engine)
     try:
         moments = collect(
             engine, moments_sql(engine.dialect, "SELECT * FROM blameset_requests", spec)

@@ -43,6 +43,7 @@ DIALECT = Dialect(
     # DuckDB's own hash() of a string collides far too often on low-entropy ids (sequential
     # trace ids: 4.6M distinct, 3.5M hashes), so the text is hashed by MD5 first
     hash=lambda *exprs: f"hash(md5(concat_ws('/', {', '.join(exprs)})))",
+    code=lambda expr: f"hash({expr})",
     modulo=lambda expr, k: f"({expr} % {k})",
     matches=lambda expr, pattern: f"regexp_matches({expr}, '{_literal(pattern)}')",
     nanos=_nanos,
@@ -130,7 +131,13 @@ class DuckDBEngine:
         return int(self.con.execute(f"SELECT COUNT(*) FROM {name}").fetchall()[0][0])
 
     def drop(self, name: str) -> None:
-        self.con.execute(f"DROP TABLE IF EXISTS {name}")
+        """Drop the table or view ``name``, if there is one."""
+        import duckdb
+
+        try:
+            self.con.execute(f"DROP TABLE IF EXISTS {name}")
+        except duckdb.CatalogException:  # a view of that name
+            self.con.execute(f"DROP VIEW IF EXISTS {name}")
 
     def frames(self, sql: str) -> Iterator[pl.DataFrame]:
         """The result of ``sql`` in batches (so text columns can be made categorical batch by

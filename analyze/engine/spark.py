@@ -54,6 +54,7 @@ DIALECT = Dialect(
     quote=lambda name: "`" + name.replace("`", "``") + "`",
     string=_string,
     hash=lambda *exprs: f"xxhash64({', '.join(exprs)})",
+    code=lambda expr: f"xxhash64({expr})",
     modulo=lambda expr, k: f"pmod({expr}, {k})",
     matches=lambda expr, pattern: f"({expr} RLIKE {_string(pattern)})",
     nanos=_nanos,

@@ -252,3 +252,38 @@ def test_low_entropy_trace_ids_are_told_apart(tmp_path: Path) -> None:
     root = ingest_frame(pl.concat(chunks), tmp_path / "ds")
     got = assert_same_requests(root)
     assert got.height == 12_000
+
+
+def test_models_whose_fast_codes_collide_still_roll_up_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the engine's fast hash gives two models one code, the roll-up codes them again."""
+    from dataclasses import replace
+
+    from blameset.analyze.engine import duckdb as duck
+
+    monkeypatch.setattr(
+        duck.DuckDBEngine, "dialect", replace(duck.DIALECT, code=lambda expr: "CAST(7 AS UBIGINT)")
+    )
+    corners = [
+        *CORNERS,
+        span("6" * 32, "61", span_kind="request", name="two-models", ms=30.0),
+        span("6" * 32, "62", "61", at=1, span_kind="llm", model="m2", input_tokens=4, ms=9.0),
+    ]
+    got = assert_same_requests(ingest_frame(frame(corners, ("version.code",)), tmp_path / "ds"))
+    models = got.filter(pl.col("route").is_in(["two-models", "handle"]))["model"]
+    assert sorted(models.cast(pl.String).to_list()) == ["m1", "m2"]
+
+
+def test_corner_cases_roll_up_the_same_in_spark(tmp_path: Path) -> None:
+    """Spark (local mode) rolls the corner cases up as polars does: nested LLM spans, orphans,
+    two models in one trace, a span without an id."""
+    corners = [
+        *CORNERS,
+        span("6" * 32, "61", span_kind="request", name="two-models", ms=30.0),
+        span("6" * 32, "62", "61", at=1, span_kind="llm", model="m2", input_tokens=4, ms=9.0),
+    ]
+    path = ingest_frame(frame(corners, ("version.code",)), tmp_path / "ds")
+    got = assert_same_requests(path, engine="spark")
+    nested = got.filter(pl.col("route") == "handle").row(0, named=True)
+    assert (nested["input_tokens"], nested["llm_calls"]) == (5, 1)
