@@ -196,13 +196,12 @@ def timeline(frame: pl.DataFrame, buckets: int = 48) -> pl.DataFrame:
         )
     t0, t1 = bounds(frame)
     width = max((t1 - t0) // buckets // NS, 1)
-    return (
-        frame.group_by(
-            pl.col("start").dt.truncate(f"{width}s").alias("time"),
-            pl.col("route").cast(pl.String),
-            pl.col("version_set_id").cast(pl.String),
-        )
+    return (  # grouped by the labels as they are, made text after (not once per request)
+        frame.lazy()
+        .group_by(pl.col("start").dt.truncate(f"{width}s").alias("time"), "route", "version_set_id")
         .agg(requests=pl.len())
+        .with_columns(pl.col("route", "version_set_id").cast(pl.String))
         .with_columns(share=pl.col("requests") / pl.col("requests").sum().over("time", "route"))
         .sort("time", "route", "version_set_id")
+        .collect()
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import polars as pl
 
@@ -189,7 +190,10 @@ def bounds(frame: pl.DataFrame) -> tuple[int, int]:
     return int(t.min()), int(t.max())
 
 
-def window(frame: pl.DataFrame, cohort: str, routes: list[str], lo: int, hi: int) -> pl.DataFrame:
+_Frame = TypeVar("_Frame", pl.DataFrame, pl.LazyFrame)
+
+
+def window(frame: _Frame, cohort: str, routes: list[str], lo: int, hi: int) -> _Frame:
     """The requests of ``cohort`` on ``routes`` that started in ``[lo, hi)`` (ns)."""
     t = pl.col("start").dt.epoch("ns")
     return frame.filter(

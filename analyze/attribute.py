@@ -51,7 +51,15 @@ import numpy as np
 import polars as pl
 
 from ._balance import CLOCK, balance_columns, load_levels, moved
-from ._compare import HypothesisTest, Sample, Settings, compare, metric_names, strata_columns
+from ._compare import (
+    HypothesisTest,
+    Sample,
+    Settings,
+    compare,
+    metric_names,
+    sample_columns,
+    strata_columns,
+)
 from ._components import finding, passes
 from ._episodes import cohorts as find_cohorts
 from ._episodes import episodes as find_episodes
@@ -212,7 +220,7 @@ def _tests(
 _DAY = 86_400 * NS
 
 
-_Samples = tuple[pl.DataFrame, pl.DataFrame, tuple[int, int]]
+_Samples = tuple[Sample, Sample, tuple[int, int]]
 
 
 def _episode_tests(
@@ -232,16 +240,18 @@ def _episode_tests(
     level only before/after: side by side, both cohorts saw the same clock)."""
     strata, covariates = columns
     cycle = CLOCK in covariates
+    layout = (strata, sample_columns(frame.columns, strata, covariates, metrics))
     tests: list[HypothesisTest] = []
     if episode.kind in ("canary", "ab"):
-        samples = _concurrent(frame, episode, at, limits[1], settings.min_n)
+        samples = _concurrent(frame, episode, at, limits[1], settings.min_n, layout)
         if samples is not None:
             side_by_side = [c for c in covariates if c != CLOCK]
             tests = _run(
                 episode, "concurrent", samples, strata, side_by_side, metrics, settings, rng
             )
+        samples = None  # let the windows go before the next ones are read
     if not tests:
-        samples = _before_after(frame, episode, at, limits, changes, cycle)
+        samples = _before_after(frame, episode, at, limits, changes, layout, cycle)
         tests = _run(episode, "before_after", samples, strata, covariates, metrics, settings, rng)
     episode.mde = {t.metric: t.ratio.mde for t in tests}
     return tests
@@ -260,7 +270,7 @@ def _run(
     """One comparison of the episode, balancing the covariates that moved, recorded on the
     episode (``comparison``): inconclusive when both sides have traffic but none alike."""
     base, cand, (lo, hi) = samples
-    balance = moved(base, cand, covariates) if base.height and cand.height else []
+    balance = moved(base.frame, cand.frame, covariates) if base.height and cand.height else []
     context: dict[str, Any] = {
         "baseline": episode.baseline,
         "candidate": episode.candidate,
@@ -269,9 +279,7 @@ def _run(
         "window": [from_ns(lo).isoformat(), from_ns(hi).isoformat()],
         "routes": episode.routes,
     }
-    tests = compare(
-        Sample.of(base, strata), Sample.of(cand, strata), metrics, settings, rng, context, balance
-    )
+    tests = compare(base, cand, metrics, settings, rng, context, balance)
     for t in tests:
         t.episode = episode
     enough = min(base.height, cand.height) > 0
@@ -293,19 +301,52 @@ def _run(
     return tests
 
 
+_Layout = tuple[list[str], list[str]]
+"""A sample's strata and the columns it holds (:func:`analyze._compare.sample_columns`)."""
+
+
+def _sample(
+    frame: pl.DataFrame, cohort: str, routes: list[str], lo: int, hi: int, layout: _Layout
+) -> Sample:
+    """The cohort's requests on the routes in ``[lo, hi)``, only the columns the comparison
+    reads copied."""
+    strata, columns = layout
+    return Sample.of(window(frame.lazy(), cohort, routes, lo, hi).select(columns), strata)
+
+
 def _concurrent(
-    frame: pl.DataFrame, episode: Episode, at: int, end: int, min_n: int
+    frame: pl.DataFrame, episode: Episode, at: int, end: int, min_n: int, layout: _Layout
 ) -> _Samples | None:
     """Both cohorts from ``at`` on, over the time both served (a canary that ended must not
     meet later drift alone); None when either has fewer than ``min_n`` requests there."""
-    base_after = window(frame, episode.baseline, episode.routes, at, end)
-    cand_after = window(frame, episode.candidate, episode.routes, at, end)
-    both_end = min(bounds(base_after)[1], bounds(cand_after)[1]) + 1
-    base = base_after.filter(pl.col("start").dt.epoch("ns") < both_end)
-    cand = cand_after.filter(pl.col("start").dt.epoch("ns") < both_end)
-    if min(base.height, cand.height) < min_n:
+    lasts = [
+        _last_start(frame, c, episode.routes, at, end)
+        for c in (episode.baseline, episode.candidate)
+    ]
+    if None in lasts:
+        return None
+    both_end = min(t for t in lasts if t is not None) + 1
+    base = _sample(frame, episode.baseline, episode.routes, at, both_end, layout)
+    if base.height < min_n:
+        return None
+    cand = _sample(frame, episode.candidate, episode.routes, at, both_end, layout)
+    if cand.height < min_n:
         return None
     return base, cand, (at, both_end)
+
+
+def _last_start(
+    frame: pl.DataFrame, cohort: str, routes: list[str], lo: int, hi: int
+) -> int | None:
+    """The last start (ns) of the cohort's requests on the routes in ``[lo, hi)``, read without
+    copying them."""
+    found = (
+        window(frame.lazy(), cohort, routes, lo, hi)
+        .select(pl.col("start").dt.epoch("ns").max())
+        .collect()
+        .item()
+    )
+    return None if found is None else int(found)
 
 
 def _before_after(
@@ -314,6 +355,7 @@ def _before_after(
     at: int,
     limits: tuple[int, int],
     changes: list[ChangePoint],
+    layout: _Layout,
     cycle: bool = False,
 ) -> _Samples:
     """The baseline before ``at`` and the candidate after it: at most a quarter of the data on
@@ -330,6 +372,6 @@ def _before_after(
                 lo = max(lo, cp.at_ns)
             else:
                 hi = min(hi, cp.at_ns)
-    base = window(frame, episode.baseline, episode.routes, lo, at)
-    cand = window(frame, episode.candidate, episode.routes, at, hi)
+    base = _sample(frame, episode.baseline, episode.routes, lo, at, layout)
+    cand = _sample(frame, episode.candidate, episode.routes, at, hi, layout)
     return base, cand, (lo, hi)

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
@@ -59,6 +61,9 @@ class Engine(Protocol):
     (materialized: what a loop reads again), results."""
 
     dialect: Dialect
+    in_process: bool
+    """Whether the engine's memory is this process's (DuckDB): then the request table waits on
+    disk until the engine has released its memory (:func:`traffic`)."""
 
     def columns(self) -> dict[str, str]: ...
 
@@ -69,6 +74,10 @@ class Engine(Protocol):
         ...
 
     def drop(self, name: str) -> None: ...
+
+    def release(self) -> None:
+        """Hand back to the system the memory of the tables dropped so far."""
+        ...
 
     def frames(self, sql: str) -> Iterator[pl.DataFrame]: ...
 
@@ -165,13 +174,19 @@ and all, alive; measured at 10M spans, 1.5 GB held for a 0.5 GB request table.""
 
 
 def to_traffic(
-    frames: Iterator[pl.DataFrame], versions: list[str], *, keyed: bool = False
+    frames: Iterator[pl.DataFrame],
+    versions: list[str],
+    *,
+    keyed: bool = False,
+    spool: Path | None = None,
 ) -> Traffic:
     """Batches of the roll-up's result as the request table (ns times, categorical labels, cast
     batch by batch so millions of requests are never held as strings) and the traces kept
     apart, counted by route (as :func:`analyze._requests.traffic` gives them). ``keyed``: the
     rows keep ``_trace`` and ``service`` and their version set as text, for
-    :func:`with_services` to finish."""
+    :func:`with_services` to finish. ``spool``: a folder where the cast parts wait (Arrow IPC)
+    until ``frames`` is exhausted, so an engine in this process can release its memory before
+    the table takes its own."""
     schema = request_schema(versions)
     if keyed:
         schema.update(
@@ -195,10 +210,12 @@ def to_traffic(
         if frame.height:
             pending.append(frame.select(casts))
         if len(pending) == _COMPACT_EVERY:
-            parts.append(pl.concat(pending, rechunk=True))
+            parts.append(_kept(pl.concat(pending, rechunk=True), spool, len(parts)))
             pending = []
     if pending:
-        parts.append(pl.concat(pending, rechunk=True))
+        parts.append(_kept(pl.concat(pending, rechunk=True), spool, len(parts)))
+    if spool is not None:  # the engine is done: the parts come back from disk
+        parts = [_read_back(part) for part in parts]
     # sorted here, not in the engine: an ORDER BY of millions of wide rows under the memory
     # limit is an external sort that spills them all, where polars sorts one column's order
     requests = _sorted_by_start(parts) if parts else pl.DataFrame(schema=schema)
@@ -209,6 +226,24 @@ def to_traffic(
         .sort("traces", "route", descending=[True, False])
     )
     return Traffic(requests, counted)
+
+
+def _kept(part: pl.DataFrame, spool: Path | None, i: int) -> pl.DataFrame:
+    """The part, or when spooling an empty frame naming its file (read by :func:`_read_back`)."""
+    if spool is None:
+        return part
+    path = spool / f"part-{i:05d}.arrow"
+    part.write_ipc(path, compression="uncompressed")
+    return pl.DataFrame({"_spooled": [str(path)]})
+
+
+def _read_back(part: pl.DataFrame) -> pl.DataFrame:
+    if part.columns != ["_spooled"]:
+        return part
+    path = Path(part.item())
+    out = pl.read_ipc(path)
+    path.unlink()
+    return out
 
 
 def services_of(engine: Engine) -> list[str]:
@@ -282,8 +317,13 @@ def traffic(engine: Engine) -> Traffic:
     def frames() -> Iterator[pl.DataFrame]:
         yield from engine.frames(made.sql)
         made.drop(engine)  # read: the request table may have the memory
+        engine.release()
 
-    found = to_traffic(frames(), made.versions, keyed=keyed)
+    if engine.in_process:  # measured at 30M spans: peak 4.4 GB without the spool, 2.6 GB with
+        with tempfile.TemporaryDirectory(prefix="blameset-requests-") as folder:
+            found = to_traffic(frames(), made.versions, keyed=keyed, spool=Path(folder))
+    else:
+        found = to_traffic(frames(), made.versions, keyed=keyed)
     if visits is None:
         return found
     return Traffic(with_services(found.requests, visits, services), found.apart)

@@ -73,6 +73,7 @@ class DuckDBEngine:
     on exit."""
 
     dialect = DIALECT
+    in_process = True
 
     def __init__(
         self,
@@ -138,6 +139,13 @@ class DuckDBEngine:
             self.con.execute(f"DROP TABLE IF EXISTS {name}")
         except duckdb.CatalogException:  # a view of that name
             self.con.execute(f"DROP VIEW IF EXISTS {name}")
+
+    def release(self) -> None:
+        """Hand the memory of dropped tables back: DuckDB keeps its buffers up to the limit,
+        dropped or not, until the limit goes down (measured at 10M spans: 1.7 GB kept after the
+        roll-up's tables were dropped, 0.2 GB once the limit was lowered)."""
+        self.con.execute("SET memory_limit = '64MB'")
+        self.con.execute(f"SET memory_limit = '{_literal(self.memory_limit)}'")
 
     def frames(self, sql: str) -> Iterator[pl.DataFrame]:
         """The result of ``sql`` in batches (so text columns can be made categorical batch by

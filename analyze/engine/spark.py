@@ -106,6 +106,7 @@ class SparkEngine:
     a local one is ``close()``, a remote one is left running)."""
 
     dialect = DIALECT
+    in_process = False
 
     def __init__(
         self, source: Source, *, master: str | None = None, memory_limit: str | None = None
@@ -145,6 +146,9 @@ class SparkEngine:
 
     def drop(self, name: str) -> None:
         self.spark.catalog.dropTempView(name)
+
+    def release(self) -> None:
+        """Nothing to hand back here: Spark's memory is its JVM's."""
 
     def frames(self, sql: str) -> Iterator[pl.DataFrame]:
         table = self.spark.sql(sql).toArrow()
