@@ -35,6 +35,7 @@ __all__ = [
     "Sample",
     "Settings",
     "balance_weights",
+    "column_values",
     "compare",
     "metric_column",
     "metric_names",
@@ -102,13 +103,21 @@ class HypothesisTest:
 @dataclass
 class Sample:
     """The requests of one cohort in one comparison window, split by stratum: ``frame`` sorted
-    by the strata (stably: each stratum's rows in their order), each part a slice of it, so the
-    split costs no copy beyond the sort's (partitioning had copied every window, up to half the
-    data, once more: 1.3 GB more at 30M spans)."""
+    by the strata (stably: each stratum's rows in their order), each part a slice of it.
+
+    Made by :meth:`take`, ``frame`` holds only the labels (strata, covariates, status) and each
+    metric's values are read from ``source`` (the request table) when that metric's turn comes,
+    by the rows' numbers: a window of a cutover can hold half the data, and holding every metric
+    column of both sides at once was the statistics' peak (1.2 GB at 30M spans)."""
 
     frame: pl.DataFrame
     keys: list[_Key]
     parts: dict[_Key, pl.DataFrame] = field(default_factory=dict)
+    source: pl.DataFrame | None = None
+    rows: pl.Series | None = None
+    """``frame``'s rows' numbers in ``source``."""
+    spans: dict[_Key, tuple[int, int]] = field(default_factory=dict)
+    """Each stratum's (offset, length) in ``frame``."""
 
     @property
     def height(self) -> int:
@@ -116,34 +125,61 @@ class Sample:
 
     @classmethod
     def of(cls, frame: pl.DataFrame | pl.LazyFrame, strata: list[str]) -> Sample:
-        """The sample of ``frame``'s rows; a LazyFrame (a window of the request table with the
-        columns :func:`sample_columns` names) is read and sorted in one go."""
-        ordered = frame.lazy().sort(strata, maintain_order=True, nulls_last=True).collect()
+        """The sample of all of ``frame``'s rows and columns."""
+        return cls._split(frame.lazy().sort(strata, maintain_order=True, nulls_last=True), strata)
+
+    @classmethod
+    def take(
+        cls, source: pl.DataFrame, where: pl.Expr, strata: list[str], labels: Sequence[str]
+    ) -> Sample:
+        """The sample of the rows of ``source`` ``where`` selects, holding the ``labels``
+        columns (the strata among them) and reading any other column from ``source``."""
+        picked = (
+            source.lazy()
+            .with_row_index("_row")
+            .filter(where)
+            .select("_row", *dict.fromkeys([*strata, *labels]))
+            .sort(strata, maintain_order=True, nulls_last=True)
+        )
+        sample = cls._split(picked, strata)
+        sample.rows = sample.frame.get_column("_row")
+        sample.frame = sample.frame.drop("_row")
+        sample.parts = {k: sample.frame.slice(*sample.spans[k]) for k in sample.keys}
+        sample.source = source
+        return sample
+
+    @classmethod
+    def _split(cls, ordered_lazy: pl.LazyFrame, strata: list[str]) -> Sample:
+        ordered = ordered_lazy.collect()
         runs = (
             ordered.select(strata)
             .with_row_index("_at")
             .group_by(strata, maintain_order=True)
             .agg(pl.col("_at").first(), pl.len().alias("_n"))
         )
-        parts = {
-            tuple(str(k) for k in row[:-2]): ordered.slice(int(row[-2]), int(row[-1]))
+        spans = {
+            tuple(str(k) for k in row[:-2]): (int(row[-2]), int(row[-1]))
             for row in runs.iter_rows()
         }
-        return cls(ordered, sorted(parts), parts)
+        parts = {k: ordered.slice(*span) for k, span in spans.items()}
+        return cls(ordered, sorted(parts), parts, spans=spans)
+
+    def column(self, key: _Key, name: str) -> pl.Series:
+        """Column ``name`` of stratum ``key``'s rows."""
+        part = self.parts[key]
+        if name in part.columns or self.source is None or self.rows is None:
+            return part.get_column(name)
+        offset, length = self.spans[key]
+        return self.source.get_column(name).gather(self.rows.slice(offset, length))
 
 
 def sample_columns(
-    available: Iterable[str],
-    strata: Sequence[str],
-    covariates: Sequence[str],
-    metrics: Iterable[str],
+    available: Iterable[str], strata: Sequence[str], covariates: Sequence[str]
 ) -> list[str]:
-    """The request-table columns a comparison of ``metrics`` reads (of those ``available``): the
-    strata, the covariates to balance, each metric's column and the status columns the rates
-    and the success filter read. A window holds only these (a fifth of a window's memory is in
-    the version columns and labels no comparison reads)."""
-    wanted = [*strata, *covariates, *(metric_column(m) for m in metrics)]
-    wanted += ["final_status", "error_code"]
+    """The request-table columns a sample holds (of those ``available``): the strata, the
+    covariates to balance and the status columns the rates and the success filter read. A
+    metric's values are read from the table when it is compared (:meth:`Sample.column`)."""
+    wanted = [*strata, *covariates, "final_status", "error_code"]
     have = set(available)
     return [c for c in dict.fromkeys(wanted) if c in have]
 
@@ -156,24 +192,37 @@ def _bins(values: np.ndarray) -> np.ndarray:
     return np.concatenate([[0.0], np.geomspace(lo * 0.999, hi * 1.001, 3000)])
 
 
-def _column(frame: pl.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """(values, mask): the metric's non-null values and which rows they came from."""
-    if metric == "error_rate":
-        expr = pl.col("final_status") == "failure"
-    elif metric.startswith("error_rate."):
-        expr = pl.col("error_code") == metric.removeprefix("error_rate.")
-    elif metric == "degraded_rate":
-        expr = pl.col("final_status") == "degraded"
-    elif metric == "blocked_rate":
-        expr = pl.col("final_status") == "blocked"
-    else:
-        column = frame[metric].cast(pl.Float64)
-        keep = column.is_not_null()
-        if metric.rpartition(".")[2] in LATENCY_METRICS:  # worker.tool_ms too
-            keep = keep & (frame["final_status"] == "success").fill_null(False)
-        return column.filter(keep).to_numpy(), keep.to_numpy()
-    values = frame.select(expr.fill_null(False).cast(pl.Float64)).to_series().to_numpy()
-    return values, np.ones(len(values), dtype=bool)
+_RATE_FLAGS = {
+    "error_rate": ("final_status", "failure"),
+    "degraded_rate": ("final_status", "degraded"),
+    "blocked_rate": ("final_status", "blocked"),
+}
+
+
+def column_values(
+    frame: pl.DataFrame, metric: str, column: pl.Series | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(values, mask): the metric's non-null values among ``frame``'s rows and which rows they
+    came from (a rate: 1.0 or 0.0 for every row; a latency: successful requests only).
+    ``column``: the metric's column for those rows, when ``frame`` does not hold it."""
+    if metric in _RATE_FLAGS or metric.startswith("error_rate."):
+        name, level = _RATE_FLAGS.get(metric, ("error_code", metric.removeprefix("error_rate.")))
+        flag = (frame.get_column(name) == level).fill_null(False)
+        values = flag.cast(pl.Float64).to_numpy()
+        return values, np.ones(len(values), dtype=bool)
+    series = (column if column is not None else frame.get_column(metric)).cast(pl.Float64)
+    keep = series.is_not_null()
+    if metric.rpartition(".")[2] in LATENCY_METRICS:  # worker.tool_ms too
+        keep = keep & (frame.get_column("final_status") == "success").fill_null(False)
+    return series.filter(keep).to_numpy(), keep.to_numpy()
+
+
+def _column(sample: Sample, key: _Key, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`column_values` of one stratum of the sample."""
+    part = sample.parts[key]
+    if metric in _RATE_FLAGS or metric.startswith("error_rate.") or metric in part.columns:
+        return column_values(part, metric)
+    return column_values(part, metric, sample.column(key, metric))
 
 
 def _families(metrics: Iterable[str]) -> dict[str, list[str]]:
@@ -252,8 +301,8 @@ _Weights = dict[_Key, np.ndarray]
 def _columns(sample: Sample, column: str, weights: _Weights | None) -> _Columns:
     """The column's values in each stratum of the sample, with their rows' balance weights."""
     out: _Columns = {}
-    for k, part in sample.parts.items():
-        values, mask = _column(part, column)
+    for k in sample.parts:
+        values, mask = _column(sample, k, column)
         w = None if weights is None or k not in weights else weights[k][mask]
         out[k] = (values, mask, w)
     return out

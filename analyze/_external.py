@@ -13,7 +13,7 @@ import polars as pl
 
 from ._balance import moved
 from ._compare import HypothesisTest, Sample, Settings, compare, sample_columns
-from ._requests import EXTERNAL_METRICS, LATENCY_METRICS, bounds, from_ns, window
+from ._requests import EXTERNAL_METRICS, LATENCY_METRICS, bounds, from_ns, in_window
 from .stats import pelt
 
 __all__ = ["ChangePoint", "change_points", "external_tests"]
@@ -173,10 +173,9 @@ def external_tests(
         ):
             continue  # the cohort reaching another route: a mix edge, not a shift
         metrics = [cp.metric if cp.metric.endswith("_rate") else f"{cp.metric}.mean"]
-        columns = sample_columns(frame.columns, strata, covariates or [], metrics)
-        lazy = frame.lazy()
-        before = Sample.of(window(lazy, cp.cohort, routes, *cp.before).select(columns), strata)
-        after = Sample.of(window(lazy, cp.cohort, routes, *cp.after).select(columns), strata)
+        labels = sample_columns(frame.columns, strata, covariates or [])
+        before = Sample.take(frame, in_window(cp.cohort, routes, *cp.before), strata, labels)
+        after = Sample.take(frame, in_window(cp.cohort, routes, *cp.after), strata, labels)
         context = {
             "baseline": cp.cohort,
             "candidate": cp.cohort,

@@ -195,7 +195,12 @@ _Frame = TypeVar("_Frame", pl.DataFrame, pl.LazyFrame)
 
 def window(frame: _Frame, cohort: str, routes: list[str], lo: int, hi: int) -> _Frame:
     """The requests of ``cohort`` on ``routes`` that started in ``[lo, hi)`` (ns)."""
+    return frame.filter(in_window(cohort, routes, lo, hi))
+
+
+def in_window(cohort: str, routes: list[str], lo: int, hi: int) -> pl.Expr:
+    """Whether a request is ``cohort``'s, on ``routes``, and started in ``[lo, hi)`` (ns)."""
     t = pl.col("start").dt.epoch("ns")
-    return frame.filter(
+    return (
         (pl.col("version_set_id") == cohort) & pl.col("route").is_in(routes) & (t >= lo) & (t < hi)
     )

@@ -71,6 +71,7 @@ from ._requests import (
     QUANTILE_METRICS,
     bounds,
     from_ns,
+    in_window,
     request_table,
     utc,
     window,
@@ -240,7 +241,7 @@ def _episode_tests(
     level only before/after: side by side, both cohorts saw the same clock)."""
     strata, covariates = columns
     cycle = CLOCK in covariates
-    layout = (strata, sample_columns(frame.columns, strata, covariates, metrics))
+    layout = (strata, sample_columns(frame.columns, strata, covariates))
     tests: list[HypothesisTest] = []
     if episode.kind in ("canary", "ab"):
         samples = _concurrent(frame, episode, at, limits[1], settings.min_n, layout)
@@ -308,10 +309,10 @@ _Layout = tuple[list[str], list[str]]
 def _sample(
     frame: pl.DataFrame, cohort: str, routes: list[str], lo: int, hi: int, layout: _Layout
 ) -> Sample:
-    """The cohort's requests on the routes in ``[lo, hi)``, only the columns the comparison
-    reads copied."""
-    strata, columns = layout
-    return Sample.of(window(frame.lazy(), cohort, routes, lo, hi).select(columns), strata)
+    """The cohort's requests on the routes in ``[lo, hi)``: their labels copied, their metrics
+    read from ``frame`` when compared."""
+    strata, labels = layout
+    return Sample.take(frame, in_window(cohort, routes, lo, hi), strata, labels)
 
 
 def _concurrent(

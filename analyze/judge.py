@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from ._compare import _column, strata_columns
+from ._compare import column_values, strata_columns
 from ._episodes import cohorts as find_cohorts
 from ._episodes import episodes as find_episodes
 from ._judge_stats import (
@@ -396,7 +396,7 @@ def _side(frame: pl.DataFrame, metric: str, codes: IntArray) -> _Side:
         and not column.startswith("error_rate.")
     ):
         return _Side(np.zeros(0), np.zeros(0, dtype=np.int64))
-    values, mask = _column(frame, column)
+    values, mask = column_values(frame, column)
     return _Side(np.asarray(values, dtype=np.float64), codes[mask])
 
 
