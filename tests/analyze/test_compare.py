@@ -6,8 +6,17 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from blameset.analyze._compare import Sample, Settings, compare, metric_names, strata_columns
+from blameset.analyze._compare import (
+    Sample,
+    Settings,
+    _column,
+    compare,
+    metric_names,
+    strata_columns,
+)
 
 SETTINGS = Settings(
     alpha=0.05,
@@ -82,3 +91,46 @@ def test_a_metric_the_data_does_not_have_is_not_tested() -> None:
     base = Sample.of(requests(500, 500).with_columns(tool_ms=pl.lit(0.0)), ["route"])
     cand = Sample.of(requests(500, 500).with_columns(tool_ms=pl.lit(0.0)), ["route"])
     assert compare(base, cand, ["tool_ms.mean"], SETTINGS, np.random.default_rng(0), CONTEXT) == []
+
+
+_ROWS = st.lists(
+    st.tuples(
+        st.sampled_from(["/a", "/b", None]),
+        st.sampled_from(["t1", "t2"]),
+        st.sampled_from(["v1", "v2"]),
+        st.one_of(st.none(), st.floats(0, 1e4)),
+        st.sampled_from(["success", "failure", None]),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=_ROWS, latency_first=st.booleans())
+def test_a_sample_taken_by_row_numbers_is_the_window_it_stands_for(
+    rows: list[tuple[str | None, str, str, float | None, str | None]], latency_first: bool
+) -> None:
+    """Sample.take (labels held, metrics read from the table by row number) gives every stratum
+    the rows, values and order a sample of the filtered window itself has."""
+    frame = pl.DataFrame(
+        rows,
+        schema={
+            "route": pl.Categorical,
+            "tenant_id": pl.String,
+            "version_set_id": pl.String,
+            "latency_ms": pl.Float64,
+            "final_status": pl.String,
+        },
+        orient="row",
+    ).with_columns(error_code=pl.lit(None, pl.String))
+    if latency_first:  # the column order of the table does not matter
+        frame = frame.select("latency_ms", pl.exclude("latency_ms"))
+    where = pl.col("version_set_id") == "v1"
+    strata = ["route", "tenant_id"]
+    taken = Sample.take(frame, where, strata, ["route", "tenant_id", "final_status", "error_code"])
+    whole = Sample.of(frame.filter(where), strata)
+    assert taken.keys == whole.keys and taken.height == whole.height
+    for key in whole.keys:
+        for metric in ("latency_ms", "error_rate"):
+            got, expected = _column(taken, key, metric), _column(whole, key, metric)
+            assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
