@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from blameset.analyze._episodes import changes, cohorts, episodes, timeline
+from blameset.analyze._episodes import _Sequence, changes, cohorts, episodes, timeline
 
 PROMPTS = {"a": "outline@v1", "b": "outline@v2", "c": "outline@v2"}
 MODELS = {"a": "gpt-4o", "b": "gpt-4o", "c": "gpt-5"}
@@ -83,3 +86,25 @@ def test_timeline_shares_add_up_to_one_per_bucket_and_route() -> None:
     shares = timeline(frame(["a"] * 1000 + ["b" if i % 4 == 0 else "a" for i in range(1000)]))
     totals = shares.group_by("time", "route").agg(pl.col("share").sum())["share"].to_list()
     assert all(abs(t - 1.0) < 1e-12 for t in totals)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    ids=st.lists(st.sampled_from(["v1", "v2", "v3", "unversioned"]), max_size=50),
+    lo=st.integers(-5, 55),
+    width=st.integers(0, 60),
+)
+def test_a_route_sequence_counts_as_a_counter_of_its_ids_would(
+    ids: list[str], lo: int, width: int
+) -> None:
+    """The coded sequence episodes read counts any stretch of requests, and finds first
+    appearances, exactly as Counter and a first-seen dict of the ids themselves, order and all."""
+    sequence = _Sequence.of(pl.Series(ids, dtype=pl.Categorical))
+    expected = Counter(ids[max(lo, 0) : lo + width])
+    got = sequence.counts(lo, lo + width)
+    assert list(got.items()) == list(expected.items())
+    assert got.most_common(1) == expected.most_common(1)
+    first: dict[str, int] = {}
+    for i, vid in enumerate(ids):
+        first.setdefault(vid, i)
+    assert sequence.first_appearances() == sorted(first.items(), key=lambda kv: kv[1])
