@@ -148,22 +148,30 @@ def episodes(frame: pl.DataFrame, cohorts: dict[str, Cohort], *, block: int = 40
 
 
 class _Sequence:
-    """One route's version_set ids in request order, as dense integer codes and their names."""
+    """One route's version_set ids in request order, as integer codes and their names."""
 
-    def __init__(self, codes: npt.NDArray[np.int64], names: list[str]) -> None:
+    def __init__(
+        self, codes: npt.NDArray[np.int64], names: dict[int, str], firsts: npt.NDArray[np.int64]
+    ) -> None:
         self.codes = codes
         self.names = names
+        self.firsts = firsts
+        """The index of each id's first request, in order."""
 
     @classmethod
     def of(cls, ids: pl.Series) -> _Sequence:
         labels = ids.fill_null(UNVERSIONED).cast(pl.Categorical)
         distinct = labels.unique()
-        physical = labels.to_physical().to_numpy().astype(np.int64)
-        keys, codes = np.unique(physical, return_inverse=True)
-        text = dict(
-            zip(distinct.to_physical().to_list(), distinct.cast(pl.String).to_list(), strict=True)
+        names = dict(
+            zip(
+                distinct.to_physical().cast(pl.Int64).to_list(),
+                distinct.cast(pl.String).to_list(),
+                strict=True,
+            )
         )
-        return cls(codes.astype(np.int64), [str(text[int(k)]) for k in keys])
+        codes = labels.to_physical().cast(pl.Int64).to_numpy()
+        firsts = np.flatnonzero(labels.is_first_distinct().to_numpy()).astype(np.int64)
+        return cls(codes, names, firsts)
 
     def __len__(self) -> int:
         return len(self.codes)
@@ -180,9 +188,7 @@ class _Sequence:
 
     def first_appearances(self) -> list[tuple[str, int]]:
         """Each id with the index of its first request, in that order."""
-        present, first = np.unique(self.codes, return_index=True)
-        order = np.argsort(first, kind="stable")
-        return [(self.names[int(present[j])], int(first[j])) for j in order]
+        return [(self.names[int(self.codes[i])], int(i)) for i in self.firsts]
 
 
 def _appearances(
