@@ -207,13 +207,14 @@ def column_values(
     ``column``: the metric's column for those rows, when ``frame`` does not hold it."""
     if metric in _RATE_FLAGS or metric.startswith("error_rate."):
         name, level = _RATE_FLAGS.get(metric, ("error_code", metric.removeprefix("error_rate.")))
-        flag = (frame.get_column(name) == level).fill_null(False)
-        values = flag.cast(pl.Float64).to_numpy()
+        flag = (pl.col(name) == level).fill_null(False).cast(pl.Float64)
+        values = frame.select(flag).to_series().to_numpy()  # an all-null column has no type
         return values, np.ones(len(values), dtype=bool)
     series = (column if column is not None else frame.get_column(metric)).cast(pl.Float64)
     keep = series.is_not_null()
     if metric.rpartition(".")[2] in LATENCY_METRICS:  # worker.tool_ms too
-        keep = keep & (frame.get_column("final_status") == "success").fill_null(False)
+        ok = frame.select((pl.col("final_status") == "success").fill_null(False)).to_series()
+        keep = keep & ok
     return series.filter(keep).to_numpy(), keep.to_numpy()
 
 

@@ -148,7 +148,8 @@ def episodes(frame: pl.DataFrame, cohorts: dict[str, Cohort], *, block: int = 40
 
 
 class _Sequence:
-    """One route's version_set ids in request order, as integer codes and their names."""
+    """One route's version_set ids in request order, as integer codes and their names. A
+    missing id reads as ``unversioned``, as the request table's roll-up writes it."""
 
     def __init__(
         self, codes: npt.NDArray[np.int64], names: dict[int, str], firsts: npt.NDArray[np.int64]

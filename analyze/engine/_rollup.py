@@ -132,11 +132,11 @@ class Dialect:
     string: Callable[[str], str]
     """A string literal (Spark reads backslashes in one as escapes, DuckDB does not)."""
     hash: Callable[..., str]
-    """A 64-bit hash of one or more expressions, for the random groups only (DuckDB
-    ``hash(md5(...))``, Spark ``xxhash64``)."""
+    """A 64-bit hash of one or more expressions, for the random groups and the fallback model
+    codes (DuckDB ``hash(md5(...))``, Spark ``xxhash64``)."""
     code: Callable[[str], str]
     """A fast 64-bit code of a text, for few distinct texts (a span's model): the runner checks
-    that the data's texts get distinct codes (``_run.rollup``)."""
+    that the data's texts get distinct codes (``_run.prepare``)."""
     modulo: Callable[[str, int], str]
     """A non-negative ``expr mod k`` of a hash."""
     matches: Callable[[str, str], str]
@@ -173,7 +173,8 @@ def spans_sql(
     in ns, keys and roles. ``columns``: every column the files hold -> its kind (``int``,
     ``ns``, ``us`` for times; anything else for the rest). ``model_code`` is the model's
     integer code (:func:`models_sql`): the engine's fast hash, or with ``strong_codes`` the
-    MD5-based one, for the data whose models the fast hash does not tell apart."""
+    salted :attr:`Dialect.hash` (MD5-based in DuckDB), for the data whose models the fast hash
+    does not tell apart."""
     q = d.quote
     picked = [
         f"{q(c)} AS {q(c)}" if c in columns else f"CAST(NULL AS {t}) AS {q(c)}"

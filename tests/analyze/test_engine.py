@@ -287,3 +287,19 @@ def test_corner_cases_roll_up_the_same_in_spark(tmp_path: Path) -> None:
     got = assert_same_requests(path, engine="spark")
     nested = got.filter(pl.col("route") == "handle").row(0, named=True)
     assert (nested["input_tokens"], nested["llm_calls"]) == (5, 1)
+
+
+def test_the_roll_up_leaves_the_engine_as_it_found_it(tmp_path: Path) -> None:
+    """After the request table is read, DuckDB's memory limit is back to the one asked for, and
+    neither the roll-up's tables nor the spooled table are left behind."""
+    path = ingest_frame(frame(CORNERS, ("version.code",)), tmp_path / "ds")
+    spill = tmp_path / "spill"
+    with engine.open_engine(path, memory_limit="700MB", temp_dir=spill) as opened:
+        limit = opened.rows("SELECT current_setting('memory_limit')")
+        before = {r[0] for r in opened.rows("SELECT table_name FROM duckdb_tables()")}
+        got = engine.traffic(opened).requests
+        assert opened.rows("SELECT current_setting('memory_limit')") == limit
+        after = {r[0] for r in opened.rows("SELECT table_name FROM duckdb_tables()")}
+        assert after == before
+        assert not [p for p in spill.iterdir() if p.name.startswith("blameset-requests-")]
+    assert got.height == 8

@@ -90,16 +90,20 @@ def test_timeline_shares_add_up_to_one_per_bucket_and_route() -> None:
 
 @settings(max_examples=80, deadline=None)
 @given(
-    ids=st.lists(st.sampled_from(["v1", "v2", "v3", "unversioned"]), max_size=50),
+    given_ids=st.lists(st.sampled_from(["v1", "v2", "v3", "unversioned", None]), max_size=50),
     lo=st.integers(-5, 55),
     width=st.integers(0, 60),
+    categorical=st.booleans(),
 )
 def test_a_route_sequence_counts_as_a_counter_of_its_ids_would(
-    ids: list[str], lo: int, width: int
+    given_ids: list[str | None], lo: int, width: int, categorical: bool
 ) -> None:
     """The coded sequence episodes read counts any stretch of requests, and finds first
-    appearances, exactly as Counter and a first-seen dict of the ids themselves, order and all."""
-    sequence = _Sequence.of(pl.Series(ids, dtype=pl.Categorical))
+    appearances, exactly as Counter and a first-seen dict of the ids themselves, order and all
+    (a missing id is ``unversioned``, as the roll-up writes it; text or categorical ids)."""
+    dtype = pl.Categorical if categorical else pl.String
+    sequence = _Sequence.of(pl.Series(given_ids, dtype=dtype))
+    ids = [i if i is not None else "unversioned" for i in given_ids]
     expected = Counter(ids[max(lo, 0) : lo + width])
     got = sequence.counts(lo, lo + width)
     assert list(got.items()) == list(expected.items())
