@@ -13,6 +13,7 @@ from blameset.analyze._compare import (
     Sample,
     Settings,
     _column,
+    column_values,
     compare,
     metric_names,
     strata_columns,
@@ -134,3 +135,12 @@ def test_a_sample_taken_by_row_numbers_is_the_window_it_stands_for(
         for metric in ("latency_ms", "error_rate"):
             got, expected = _column(taken, key, metric), _column(whole, key, metric)
             assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
+
+
+def test_a_rate_over_an_all_null_status_column_is_zero() -> None:
+    """A frame whose error codes are all missing (a column of no type) has rates of 0, not an
+    error."""
+    part = pl.DataFrame({"final_status": ["success", "failure"], "error_code": [None, None]})
+    values, mask = column_values(part, "error_rate.timeout")
+    assert values.tolist() == [0.0, 0.0] and mask.tolist() == [True, True]
+    assert column_values(part, "error_rate")[0].tolist() == [0.0, 1.0]
