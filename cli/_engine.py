@@ -5,7 +5,7 @@ Default: DuckDB for dataset folders and Parquet files (out of core under a memor
 in memory for trace files (JSON lines, OTLP), which only the row reader and the fast path read.
 DuckDB gives the polars path's rows (tests/analyze/test_engine.py) and, measured with
 bench/scale.py (docs/engine.md), attributes 10M spans in about the polars path's time at 0.61x
-its peak memory, 30M spans in 1.0x the time at 0.28x the memory. ``--engine polars`` still
+its peak memory, 30M spans in 1.0x the time at 0.26x the memory. ``--engine polars`` still
 reads a dataset in memory. Spark (``--engine spark``) is for data one machine cannot hold."""
 
 from __future__ import annotations
