@@ -325,7 +325,7 @@ def traffic(engine: Engine) -> Traffic:
             made.drop(engine)
         engine.release()
 
-    if engine.in_process:  # measured at 30M spans: peak 4.4 GB without the spool, 3.0 GB with
+    if engine.in_process:  # measured at 30M spans: peak 4.4 GB without the spool, 2.5 GB with
         # beside the engine's own spill files (a folder the user chose for bulk), not in /tmp,
         # which may be memory
         spill = getattr(engine, "temp_dir", None)
