@@ -147,6 +147,11 @@ class Dialect:
     """A struct of (field, expression) pairs (DuckDB ``struct_pack``, Spark ``named_struct``):
     the order ``MIN_BY`` picks a trace's request span by, field by field, where a trace has
     several candidates (:func:`orphans_sql`)."""
+    earliest_code: Callable[[str, str, str], str] = lambda code, start, where: (
+        f"MIN_BY({code}, {start}) FILTER (WHERE {where})"
+    )
+    """The 64-bit code (a model's) of the earliest-started row ``where`` holds, as an
+    aggregate: ``MIN_BY`` unless the engine has a cheaper exact form (DuckDB's)."""
 
 
 def _roles() -> list[str]:
@@ -302,10 +307,14 @@ def models_sql() -> str:
     )
 
 
-def _llm_sums(counted: str, calls: str) -> list[str]:
+def _llm_sums(d: Dialect, counted: str, calls: str) -> list[str]:
     """What a trace's LLM spans add up to, ``counted`` saying which spans' usage counts and
     ``calls`` which spans are calls: the columns :func:`fixes_sql` redoes with the roles."""
     streamed = f"{counted} AND ttft_ms IS NOT NULL"
+    model = d.earliest_code("model_code", "start_ns", f"{counted} AND model_code IS NOT NULL")
+    if counted != "is_llm":  # no counted call names a model: the first LLM span's
+        fallback = d.earliest_code("model_code", "start_ns", "is_llm AND model_code IS NOT NULL")
+        model = f"COALESCE(\n    {model},\n    {fallback}\n  )"
     return [
         f"CAST(COALESCE(SUM(input_tokens) FILTER (WHERE {counted}), 0) AS BIGINT) AS input_tokens",
         f"CAST(COALESCE(SUM(output_tokens) FILTER (WHERE {counted}), 0) AS BIGINT) "
@@ -316,10 +325,7 @@ def _llm_sums(counted: str, calls: str) -> list[str]:
         f"AND dur IS NOT NULL), {_ZERO}) AS generation_ms",
         f"CAST(COALESCE(SUM(output_tokens) FILTER (WHERE {streamed}), 0) AS BIGINT) "
         "AS generation_tokens",
-        "COALESCE(\n"
-        f"    MIN_BY(model_code, start_ns) FILTER (WHERE {counted} AND model_code IS NOT NULL),\n"
-        "    MIN_BY(model_code, start_ns) FILTER (WHERE is_llm AND model_code IS NOT NULL)\n"
-        "  ) AS llm_model_code",
+        f"{model} AS llm_model_code",
     ]
 
 
@@ -335,7 +341,7 @@ FIXED = (
 """The columns of :data:`PER` that :func:`fixes_sql` redoes for the traces with LLM roles."""
 
 
-def per_trace_sql() -> str:
+def per_trace_sql(d: Dialect) -> str:
     """One row per trace, in one pass over the spans: what its LLM, tool and queue spans add up
     to, what the ``apart`` rule reads, and whether its request span is its one request span
     (``pick``). Traces with none (a root is picked, and a root may be an orphan) or several (the
@@ -351,7 +357,7 @@ def per_trace_sql() -> str:
     No aggregate here holds text (the model is carried as its code): DuckDB's hash aggregate
     slows down as a whole once one of its states holds a string, measured 2x on this query at
     10M spans and 3x at 30M under a 2 GB limit, where it spills."""
-    sums = ",\n  ".join(_llm_sums("is_llm", "is_llm"))
+    sums = ",\n  ".join(_llm_sums(d, "is_llm", "is_llm"))
     return f"""
 SELECT trace_id,
   {sums},
@@ -369,11 +375,12 @@ FROM {SPANS}
 GROUP BY trace_id"""
 
 
-def fixes_sql() -> str:
+def fixes_sql(d: Dialect) -> str:
     """Per trace of :data:`LINKS` (several LLM spans), its LLM sums with rule 2's roles: usage
     counted once per call (not on a ``repeat``), a ``wrapper`` no call."""
     sums = ",\n  ".join(
         _llm_sums(
+            d,
             "is_llm AND NOT COALESCE(is_repeat, FALSE)",
             "is_llm AND NOT COALESCE(is_wrapper, FALSE)",
         )
@@ -486,6 +493,7 @@ def rollup_sql(
     orphans: bool,
     order: bool = True,
     keyed: bool = False,
+    random_key: bool = False,
     per: str = PER,
 ) -> str:
     """One row per trace of :data:`PER` with its request span's columns, joined back on the
@@ -495,7 +503,10 @@ def rollup_sql(
     span, and unversioned or a probe route), which the request table leaves out and the report
     counts by route. ``keyed``: each row also has its trace id (``_trace``) and its request span's
     ``service``, for the visits of other services (:func:`visits_sql`) to join. ``per``: the
-    per-trace table to read (:data:`PER_FIXED` when some trace has LLM roles)."""
+    per-trace table to read (:data:`PER_FIXED` when some trace has LLM roles).
+    ``random_key``: each row also has ``request_key``, the 64-bit hash of its trace id the
+    random groups of :mod:`.aggregates` are cut by; the request table has no use for it, and
+    hashing every trace id (an MD5 in DuckDB) cost 0.1x of the join back at 10M spans."""
     q = d.quote
     own = ", ".join(f"r.{c}" for c in [*_OWN, *(q(v) for v in versions)])
     # the common case: a trace with one request span, whose row is that span's; only the
@@ -518,7 +529,7 @@ def rollup_sql(
     route = "COALESCE(x.route, x.name)"
     select = [
         "x.start_ns AS start",
-        f"{d.hash('x.trace_id')} AS request_key",
+        *([f"{d.hash('x.trace_id')} AS request_key"] if random_key else []),
         f"{route} AS route",
         "COALESCE(x.tenant_id, '') AS tenant_id",
         "x.version_set AS version_set",
@@ -542,10 +553,13 @@ def rollup_sql(
     ]
     if keyed:
         select += ["x.trace_id AS _trace", "x.service AS service"]
+    # a CASE, not an AND: the engines evaluate the route's regular expression only for the
+    # traces with no blameset span and no LLM span (an AND ran it on every route: 0.1x of the
+    # join back at 10M spans)
     probe = d.matches(route, PROBE_ROUTE)
     apart = (
-        "(NOT COALESCE(x.any_ours, FALSE) AND NOT COALESCE(x.any_llm, FALSE) AND "
-        f"(NOT COALESCE(x.any_versioned, FALSE) OR COALESCE({probe}, FALSE)))"
+        "CASE WHEN COALESCE(x.any_ours, FALSE) OR COALESCE(x.any_llm, FALSE) THEN FALSE "
+        f"ELSE (NOT COALESCE(x.any_versioned, FALSE) OR COALESCE({probe}, FALSE)) END"
     )
     sql = "SELECT " + ",\n  ".join([*select, f"{apart} AS apart"]) + f"\nFROM {source}"
     return sql + "\nORDER BY start" if order else sql

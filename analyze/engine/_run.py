@@ -284,18 +284,21 @@ class Rollup:
             engine.drop(name)
 
 
-def rollup(engine: Engine, *, order: bool = True, keyed: bool = False) -> Rollup:
+def rollup(
+    engine: Engine, *, order: bool = True, keyed: bool = False, random_key: bool = False
+) -> Rollup:
     """The roll-up's SQL over the engine's files, the version columns and the tables the SQL
     reads (:class:`Rollup`): the views, the roles
     table, the per-trace table (one pass over the spans) and, when some trace has no request
-    span, its orphan roots are made first. ``keyed``: see :func:`_rollup.rollup_sql`."""
+    span, its orphan roots are made first. ``keyed``, ``random_key``: see
+    :func:`_rollup.rollup_sql`."""
     versions = prepare(engine)
     d = engine.dialect
-    engine.table(PER, per_trace_sql())
+    engine.table(PER, per_trace_sql(d))
     tables = [PER, MODELS]
     per = PER
     if llm_roles(engine):  # the traces with several LLM spans get their LLM sums redone
-        engine.table(FIXES, fixes_sql())
+        engine.table(FIXES, fixes_sql(d))
         for name in (ROLES, LINKS):
             engine.drop(name)
         engine.view(PER_FIXED, fixed_per_sql())
@@ -305,7 +308,9 @@ def rollup(engine: Engine, *, order: bool = True, keyed: bool = False) -> Rollup
     if lacking:
         engine.table(ORPHANS, orphans_sql(d))
         tables.append(ORPHANS)
-    sql = rollup_sql(d, versions, orphans=lacking > 0, order=order, keyed=keyed, per=per)
+    sql = rollup_sql(
+        d, versions, orphans=lacking > 0, order=order, keyed=keyed, random_key=random_key, per=per
+    )
     return Rollup(sql, versions, tables)
 
 

@@ -130,7 +130,7 @@ def aggregates(engine: Engine, spec: Spec | None = None, *, by: Sequence[str] = 
     """The sufficient statistics of the engine's dataset's request table (traces kept apart
     left out), one pass of the roll-up for the moments and one for the sketches."""
     spec = spec or (Spec(by=tuple(by)) if by else Spec())
-    made = rollup(engine, order=False)
+    made = rollup(engine, order=False, random_key=True)
     engine.table("blameset_requests", f"SELECT * FROM ({made.sql}) AS r WHERE NOT apart")
     made.drop(engine)
     try:

@@ -36,6 +36,21 @@ def _nanos(column: str, kind: str) -> str:
     return f"epoch_ns({column})"
 
 
+_LOW = "CAST(18446744073709551615 AS UHUGEINT)"  # 2**64 - 1
+_OFFSET = "CAST(9223372036854775808 AS HUGEINT)"  # 2**63: a start before 1970 packs too
+
+
+def _earliest_code(code: str, start: str, where: str) -> str:
+    """``MIN_BY(code, start)`` as a plain ``MIN`` of ``(start + 2**63) << 64 | code``, an
+    unsigned 128-bit integer whose low 64 bits are the code: measured at 10M spans, the
+    per-trace pass took 0.85x the CPU (three rounds, alternating). Shifts and masks, not
+    ``* 2**64`` and ``%``: the 128-bit multiply checks overflow and was slower than
+    ``MIN_BY``. On a tie in start it takes the smallest code, where ``MIN_BY`` took any."""
+    high = f"CAST(CAST({start} AS HUGEINT) + {_OFFSET} AS UHUGEINT) << 64"
+    packed = f"MIN(CASE WHEN {where} THEN ({high}) | CAST({code} AS UHUGEINT) END)"
+    return f"CAST({packed} & {_LOW} AS UBIGINT)"
+
+
 DIALECT = Dialect(
     name="duckdb",
     quote=lambda name: '"' + name.replace('"', '""') + '"',
@@ -48,6 +63,7 @@ DIALECT = Dialect(
     matches=lambda expr, pattern: f"regexp_matches({expr}, '{_literal(pattern)}')",
     nanos=_nanos,
     struct=lambda fields: "struct_pack(" + ", ".join(f"{k} := {v}" for k, v in fields) + ")",
+    earliest_code=_earliest_code,
 )
 
 

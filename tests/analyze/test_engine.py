@@ -303,3 +303,37 @@ def test_the_roll_up_leaves_the_engine_as_it_found_it(tmp_path: Path) -> None:
         assert after == before
         assert not [p for p in spill.iterdir() if p.name.startswith("blameset-requests-")]
     assert got.height == 8
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.integers(0, 3),
+            st.one_of(st.none(), st.integers(-(2**63) + 1, 2**63 - 1)),
+            st.integers(0, 2**64 - 1),
+            st.booleans(),
+        ),
+        max_size=40,
+    )
+)
+def test_the_packed_earliest_code_is_the_code_of_the_first_start(
+    rows: list[tuple[int, int | None, int, bool]],
+) -> None:
+    """DuckDB's packed MIN_BY gives the code of the earliest start among the rows kept (the
+    smallest code on a tie), for any start, negative ones too, and any unsigned 64-bit code."""
+    import duckdb
+
+    from blameset.analyze.engine.duckdb import DIALECT
+
+    expected: dict[int, int | None] = {}
+    for group in sorted({r[0] for r in rows}):
+        kept = [(s, c) for g, s, c, k in rows if g == group and k and s is not None]
+        expected[group] = min(kept)[1] if kept else None
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (g INTEGER, s BIGINT, c UBIGINT, k BOOLEAN)")
+    if rows:
+        con.executemany("INSERT INTO t VALUES (?, ?, ?, ?)", rows)
+    sql = DIALECT.earliest_code("c", "s", "k")
+    got = dict(con.execute(f"SELECT g, {sql} FROM t GROUP BY g").fetchall())
+    assert got == expected
