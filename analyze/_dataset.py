@@ -87,6 +87,24 @@ more (see ``fast.OTLP_CHUNK_BYTES``)."""
 _NULL_DAY = "__HIVE_DEFAULT_PARTITION__"
 """The folder of spans without a day (Delta's and Hive's name for a null partition value)."""
 _KEY = pl.struct("trace_id", "span_id").hash(7).alias("h")
+
+HEX_IDS = "blameset.trace_ids"
+"""A file's Parquet key-value metadata key, ``hex32`` when every trace id it holds is 32
+lowercase hex digits (W3C's form, and what OTLP's 16 bytes print as): an engine then keys traces
+by the 128-bit integer without checking every id first (``analyze.engine``)."""
+
+
+def hex_ids_metadata(stored: pl.DataFrame) -> dict[str, str] | None:
+    """The key-value metadata to write with ``stored``: :data:`HEX_IDS` when it holds."""
+    if "trace_id" not in stored.columns or stored.schema["trace_id"] != pl.String:
+        return None
+    ids = stored.get_column("trace_id")
+    if ids.null_count() == ids.len():
+        return None
+    hexes = ids.str.contains(r"^[0-9a-f]{32}$")
+    return {HEX_IDS: "hex32"} if bool(hexes.fill_null(True).all()) else None
+
+
 _NANOS = {"start": "start_time_unix_nano", "end": "end_time_unix_nano"}
 
 
@@ -320,7 +338,9 @@ class StagedDataset:
         path = folder / f"part-{self.run}-{len(self.written):05d}.parquet"
         self.written.append(path)  # before the write: a failed write is removed by discard()
         self.days.append(day)
-        stored.write_parquet(path, compression="zstd", compression_level=1)
+        stored.write_parquet(
+            path, compression="zstd", compression_level=1, metadata=hex_ids_metadata(stored)
+        )
         for name, dtype in stored.schema.items():
             self._schema.setdefault(name, dtype)
         assert self._keys is not None
@@ -401,7 +421,9 @@ class StagedDataset:
             if path in self._upgraded_parts:
                 self.upgraded_rows -= gone.height
             if kept.height:
-                kept.write_parquet(path, compression="zstd", compression_level=1)
+                kept.write_parquet(
+                    path, compression="zstd", compression_level=1, metadata=hex_ids_metadata(kept)
+                )
             else:
                 path.unlink()
         if drop.height:

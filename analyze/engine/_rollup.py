@@ -147,6 +147,10 @@ class Dialect:
     """A struct of (field, expression) pairs (DuckDB ``struct_pack``, Spark ``named_struct``):
     the order ``MIN_BY`` picks a trace's request span by, field by field, where a trace has
     several candidates (:func:`orphans_sql`)."""
+    trace_key: Callable[[str], str] | None = None
+    """A trace id as a fixed-width integer (DuckDB: 32 hex digits as a ``UHUGEINT``), for the
+    data whose every trace id is 32 lowercase hex digits (``_run.prepare`` checks); None: the
+    engine keys traces by their text."""
     earliest_code: Callable[[str, str, str], str] = lambda code, start, where: (
         f"MIN_BY({code}, {start}) FILTER (WHERE {where})"
     )
@@ -172,19 +176,32 @@ def _roles() -> list[str]:
 
 
 def spans_sql(
-    d: Dialect, columns: Mapping[str, str], versions: list[str], *, strong_codes: bool = False
+    d: Dialect,
+    columns: Mapping[str, str],
+    versions: list[str],
+    *,
+    strong_codes: bool = False,
+    int_keys: bool = False,
 ) -> str:
     """The span view: the files' columns the rules read (NULL where no file holds one), times
     in ns, keys and roles. ``columns``: every column the files hold -> its kind (``int``,
     ``ns``, ``us`` for times; anything else for the rest). ``model_code`` is the model's
     integer code (:func:`models_sql`): the engine's fast hash, or with ``strong_codes`` the
     salted :attr:`Dialect.hash` (MD5-based in DuckDB), for the data whose models the fast hash
-    does not tell apart."""
+    does not tell apart. ``int_keys``: ``trace_id`` is :attr:`Dialect.trace_key` of the text
+    (the caller has checked every trace id is one); ``trace_text`` is the text either way."""
     q = d.quote
     picked = [
         f"{q(c)} AS {q(c)}" if c in columns else f"CAST(NULL AS {t}) AS {q(c)}"
         for c, t in INPUT_TYPES.items()
     ]
+    text = picked[0]
+    assert text.endswith(f"AS {q('trace_id')}")
+    source = text.removesuffix(f" AS {q('trace_id')}")
+    if int_keys:
+        assert d.trace_key is not None
+        picked[0] = f"{d.trace_key(source)} AS {q('trace_id')}"
+    picked.insert(1, f"{source} AS trace_text")
     picked += [f"CAST({q(v)} AS STRING) AS {q(v)}" for v in versions]
     if "start_time_unix_nano" in columns:  # the Delta layout: exact nanoseconds stored as int64
         start, end = q("start_time_unix_nano"), q("end_time_unix_nano")
@@ -307,6 +324,14 @@ def models_sql() -> str:
     )
 
 
+def _D(column: str) -> str:
+    """A token count summed as a double: exact up to 2**53 tokens in a trace, and the sum's
+    state half the size of a 64-bit integer sum's (a 128-bit one in DuckDB), which is what
+    spills: the per-trace pass of 30M spans under a 2 GB limit took 0.8x the CPU with these
+    sums and the flags of :func:`per_trace_sql` together."""
+    return f"CAST({column} AS DOUBLE)"
+
+
 def _llm_sums(d: Dialect, counted: str, calls: str) -> list[str]:
     """What a trace's LLM spans add up to, ``counted`` saying which spans' usage counts and
     ``calls`` which spans are calls: the columns :func:`fixes_sql` redoes with the roles."""
@@ -316,14 +341,15 @@ def _llm_sums(d: Dialect, counted: str, calls: str) -> list[str]:
         fallback = d.earliest_code("model_code", "start_ns", "is_llm AND model_code IS NOT NULL")
         model = f"COALESCE(\n    {model},\n    {fallback}\n  )"
     return [
-        f"CAST(COALESCE(SUM(input_tokens) FILTER (WHERE {counted}), 0) AS BIGINT) AS input_tokens",
-        f"CAST(COALESCE(SUM(output_tokens) FILTER (WHERE {counted}), 0) AS BIGINT) "
+        f"CAST(COALESCE(SUM({_D('input_tokens')}) FILTER (WHERE {counted}), 0) AS BIGINT) "
+        "AS input_tokens",
+        f"CAST(COALESCE(SUM({_D('output_tokens')}) FILTER (WHERE {counted}), 0) AS BIGINT) "
         "AS output_tokens",
         f"COALESCE(SUM(cost_usd) FILTER (WHERE {counted}), {_ZERO}) AS cost_usd",
         f"CAST(COUNT(*) FILTER (WHERE {calls}) AS BIGINT) AS llm_calls",
         f"COALESCE(SUM(GREATEST(dur - ttft_ms, {_ZERO})) FILTER (WHERE {streamed} "
         f"AND dur IS NOT NULL), {_ZERO}) AS generation_ms",
-        f"CAST(COALESCE(SUM(output_tokens) FILTER (WHERE {streamed}), 0) AS BIGINT) "
+        f"CAST(COALESCE(SUM({_D('output_tokens')}) FILTER (WHERE {streamed}), 0) AS BIGINT) "
         "AS generation_tokens",
         f"{model} AS llm_model_code",
     ]
@@ -356,9 +382,17 @@ def per_trace_sql(d: Dialect) -> str:
 
     No aggregate here holds text (the model is carried as its code): DuckDB's hash aggregate
     slows down as a whole once one of its states holds a string, measured 2x on this query at
-    10M spans and 3x at 30M under a 2 GB limit, where it spills."""
+    10M spans and 3x at 30M under a 2 GB limit, where it spills. For the same reason the four
+    flags are one ``BIT_OR`` of a bit mask, read apart outside the aggregate."""
     sums = ",\n  ".join(_llm_sums(d, "is_llm", "is_llm"))
+    flags = " | ".join(f"(CASE WHEN {cond} THEN {bit} ELSE 0 END)" for cond, bit in _FLAGS.values())
+    named = ",\n  ".join(f"((flags & {bit}) <> 0) AS {name}" for name, (_, bit) in _FLAGS.items())
     return f"""
+SELECT trace_id,
+  {", ".join(c for c in (*FIXED, "llm_spans", "first_ttft", "tool_sum", "queue_sum"))},
+  {named},
+  pick
+FROM (
 SELECT trace_id,
   {sums},
   CAST(COUNT(*) FILTER (WHERE is_llm) AS BIGINT) AS llm_spans,
@@ -366,13 +400,20 @@ SELECT trace_id,
     AND start_ns IS NOT NULL) AS first_ttft,
   COALESCE(SUM(dur) FILTER (WHERE is_tool), {_ZERO}) AS tool_sum,
   COALESCE(SUM(dur) FILTER (WHERE is_queue), {_ZERO}) AS queue_sum,
-  BOOL_OR(is_ours) AS any_ours,
-  BOOL_OR(is_llm) AS any_llm,
-  BOOL_OR(version_set IS NOT NULL) AS any_versioned,
-  BOOL_OR(is_request) AS has_request,
+  BIT_OR({flags}) AS flags,
   (COUNT(*) FILTER (WHERE is_request) = 1) AS pick
 FROM {SPANS}
-GROUP BY trace_id"""
+GROUP BY trace_id
+) AS aggregated"""
+
+
+_FLAGS = {
+    "any_ours": ("is_ours", 1),
+    "any_llm": ("is_llm", 2),
+    "any_versioned": ("version_set IS NOT NULL", 4),
+    "has_request": ("is_request", 8),
+}
+"""What a trace has any of (:func:`per_trace_sql`), each a bit of one ``BIT_OR``."""
 
 
 def fixes_sql(d: Dialect) -> str:
@@ -472,7 +513,7 @@ def visits_sql() -> str:
     parent is another service's, or missing), its tool spans' time, and whether any of its
     spans failed (1.0 or 0.0). Only run when the spans name more than one service."""
     return f"""
-SELECT s.trace_id AS _trace, s.service AS service,
+SELECT s.trace_text AS _trace, s.service AS service,
   MIN_BY(s.version_set, COALESCE(s.start_ns, {_FIRST})) FILTER (WHERE s.version_set IS NOT NULL)
     AS vs,
   COALESCE(SUM(s.dur) FILTER (WHERE COALESCE(p.service <> s.service, TRUE)), {_ZERO})
@@ -483,7 +524,7 @@ FROM {SPANS} AS s
 LEFT JOIN (SELECT trace_id, span_id, service FROM {SPANS}) AS p
   ON p.trace_id = s.trace_id AND p.span_id = s.parent_span_id
 WHERE s.service IS NOT NULL
-GROUP BY s.trace_id, s.service"""
+GROUP BY s.trace_text, s.service"""
 
 
 def rollup_sql(
@@ -508,7 +549,8 @@ def rollup_sql(
     random groups of :mod:`.aggregates` are cut by; the request table has no use for it, and
     hashing every trace id (an MD5 in DuckDB) cost 0.1x of the join back at 10M spans."""
     q = d.quote
-    own = ", ".join(f"r.{c}" for c in [*_OWN, *(q(v) for v in versions)])
+    text = ["trace_text"] if keyed or random_key else []  # only read where asked: text is heavy
+    own = ", ".join(f"r.{c}" for c in [*_OWN, *text, *(q(v) for v in versions)])
     # the common case: a trace with one request span, whose row is that span's; only the
     # request spans are read to join (and the join is on the trace id alone)
     branches = [
@@ -529,7 +571,7 @@ def rollup_sql(
     route = "COALESCE(x.route, x.name)"
     select = [
         "x.start_ns AS start",
-        *([f"{d.hash('x.trace_id')} AS request_key"] if random_key else []),
+        *([f"{d.hash('x.trace_text')} AS request_key"] if random_key else []),
         f"{route} AS route",
         "COALESCE(x.tenant_id, '') AS tenant_id",
         "x.version_set AS version_set",
@@ -552,7 +594,7 @@ def rollup_sql(
         "AS tpot_ms",
     ]
     if keyed:
-        select += ["x.trace_id AS _trace", "x.service AS service"]
+        select += ["x.trace_text AS _trace", "x.service AS service"]
     # a CASE, not an AND: the engines evaluate the route's regular expression only for the
     # traces with no blameset span and no LLM span (an AND ran it on every route: 0.1x of the
     # join back at 10M spans)

@@ -69,6 +69,11 @@ class Engine(Protocol):
 
     def view(self, name: str, sql: str) -> None: ...
 
+    def trace_ids_hex(self) -> bool:
+        """Whether every trace id of the files is one :attr:`Dialect.trace_key` reads exactly
+        (False where the dialect has none)."""
+        ...
+
     def table(self, name: str, sql: str) -> int:
         """Materialize ``sql`` as ``name``; its row count."""
         ...
@@ -102,14 +107,19 @@ def versions_of(columns: dict[str, str]) -> list[str]:
 
 def prepare(engine: Engine) -> list[str]:
     """Make the span view over the engine's files and the models table; the
-    ``version.<component>`` columns. The models' codes are the engine's fast hash, unless two of
-    the data's models share one: then the view is made again with the salted, stronger hash."""
+    ``version.<component>`` columns. Traces are keyed by an integer where the engine can make
+    one of every trace id exactly (:meth:`Engine.trace_ids_hex`), else by their text. The
+    models' codes are the engine's fast hash, unless two of the data's models share one: then
+    the view is made again with the salted, stronger hash."""
     columns = engine.columns()
     versions = versions_of(columns)
-    engine.view(SPANS, spans_sql(engine.dialect, columns, versions))
+    keys = engine.dialect.trace_key is not None and engine.trace_ids_hex()
+    engine.view(SPANS, spans_sql(engine.dialect, columns, versions, int_keys=keys))
     engine.table(MODELS, models_sql())
     if not _distinct_codes(engine):
-        engine.view(SPANS, spans_sql(engine.dialect, columns, versions, strong_codes=True))
+        engine.view(
+            SPANS, spans_sql(engine.dialect, columns, versions, strong_codes=True, int_keys=keys)
+        )
         engine.table(MODELS, models_sql())
         if not _distinct_codes(engine):
             raise RuntimeError("two models of the data share a code; no request table")

@@ -134,6 +134,10 @@ class SparkEngine:
     def columns(self) -> dict[str, str]:
         return {f.name: _kind(f.dataType.simpleString()) for f in self._frame.schema.fields}
 
+    def trace_ids_hex(self) -> bool:
+        """Always False: Spark has no 128-bit integer to key traces by, so it keys by text."""
+        return False
+
     def view(self, name: str, sql: str) -> None:
         self.spark.sql(sql).createOrReplaceTempView(name)
 

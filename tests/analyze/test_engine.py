@@ -337,3 +337,69 @@ def test_the_packed_earliest_code_is_the_code_of_the_first_start(
     sql = DIALECT.earliest_code("c", "s", "k")
     got = dict(con.execute(f"SELECT g, {sql} FROM t GROUP BY g").fetchall())
     assert got == expected
+
+
+def _key_type(path: Path | list[Path]) -> str:
+    """The type the roll-up keys traces by, over ``path``."""
+    from blameset.analyze.engine._rollup import SPANS
+    from blameset.analyze.engine._run import prepare
+
+    with engine.open_engine(path) as opened:
+        prepare(opened)
+        return str(opened.rows(f"SELECT typeof(trace_id) FROM {SPANS} LIMIT 1")[0][0])
+
+
+def test_ingest_marks_files_whose_trace_ids_are_all_hex(tmp_path: Path) -> None:
+    """Ingest writes the hex mark on a file of W3C trace ids and not on one with another id, and
+    the engine keys the marked dataset's traces by a 128-bit integer."""
+    hexes = ingest_frame(frame(CORNERS, ("version.code",)), tmp_path / "hex")
+    other = ingest_frame(frame([span("trace-1", "s1", name="x")]), tmp_path / "other")
+    marks = [
+        pl.read_parquet_metadata(f).get("blameset.trace_ids")
+        for root in (hexes, other)
+        for f in sorted(root.glob("day=*/*.parquet"))
+    ]
+    assert marks == ["hex32", None]
+    assert _key_type(hexes) == "UHUGEINT"
+    assert _key_type(other) == "VARCHAR"
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        ["A" * 32, "a" * 32],  # the hex cast takes upper case: these must stay two traces
+        ["aaaa_aaaa" + "a" * 23, "a" * 32],  # ... and digit separators
+        ["0x" + "a" * 30, "a" * 32],
+        ["abc", "a" * 32],
+        ["", "a" * 32],
+        ["a" * 33, "a" * 32],
+    ],
+)
+def test_trace_ids_an_integer_cannot_hold_exactly_are_keyed_by_text(
+    tmp_path: Path, ids: list[str]
+) -> None:
+    """Data with one trace id the 128-bit key would merge or refuse rolls up by text, as polars
+    does: every id its own request."""
+    rows = [
+        span(trace, f"{i}1", name=f"r{i}", span_kind="request", input_tokens=i + 1)
+        for i, trace in enumerate(ids)
+    ]
+    frame(rows).write_parquet(tmp_path / "spans.parquet")
+    assert _key_type([tmp_path / "spans.parquet"]) == "VARCHAR"
+    got = assert_same_requests(tmp_path)
+    assert got.height == 2
+
+
+def test_hex_trace_ids_keyed_as_integers_roll_up_as_by_text(tmp_path: Path) -> None:
+    """A scenario's hex trace ids, keyed as integers, give the request table the text keys give."""
+    spans = generate("worker_regression", 3000, seed=5)
+    root = ingest_frame(spans, tmp_path / "ds")
+    assert _key_type(root) == "UHUGEINT"
+    marked = assert_same_requests(root)
+    (tmp_path / "text").mkdir()
+    spans.with_columns(trace_id="t-" + pl.col("trace_id")).write_parquet(
+        tmp_path / "text" / "spans.parquet"
+    )
+    assert _key_type([tmp_path / "text" / "spans.parquet"]) == "VARCHAR"
+    texts = engine.request_table([tmp_path / "text" / "spans.parquet"])
+    assert_frame_equal(comparable(texts), comparable(marked), check_exact=False, rel_tol=1e-9)
