@@ -45,6 +45,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -95,7 +96,7 @@ _Windows = tuple[tuple[datetime, datetime], tuple[datetime, datetime]]
 
 
 def attribute(
-    spans: pl.LazyFrame | pl.DataFrame,
+    spans: pl.LazyFrame | pl.DataFrame | str | Path | Any,
     *,
     strata: Sequence[str] | None = None,
     alpha: float = 0.05,
@@ -109,8 +110,11 @@ def attribute(
     cost_windows: _Windows | None = None,
     requests: pl.DataFrame | None = None,
 ) -> Attribution:
-    """Attribute regressions and improvements in ``spans`` (the span table, e.g.
-    :func:`analyze.load`) to version_set changes and their components; see the module docstring.
+    """Attribute regressions and improvements in ``spans`` to version_set changes and their
+    components; see the module docstring. ``spans``: the span table as polars holds it (e.g.
+    :func:`analyze.load`, rolled up in memory), or a dataset folder or Parquet file, a DuckDB
+    relation or a Spark DataFrame of spans (rolled up out of core by DuckDB, or by Spark for a
+    DataFrame: :mod:`analyze.engine`).
 
     ``strata`` defaults to the route, plus the tenant when there are at most 12 tenants.
     ``requests`` is :func:`request_table` of ``spans`` when the caller has it already (the
@@ -156,14 +160,20 @@ def attribute(
 
 
 def _selected(
-    spans: pl.LazyFrame | pl.DataFrame,
+    spans: pl.LazyFrame | pl.DataFrame | str | Path | Any,
     requests: pl.DataFrame | None,
     since: datetime | None,
     until: datetime | None,
 ) -> pl.DataFrame:
     """The request table of ``spans`` (or the one given), from ``since`` until ``until``."""
-    lazy = spans.lazy() if isinstance(spans, pl.DataFrame) else spans
-    frame = requests if requests is not None else request_table(lazy)
+    if requests is not None:
+        frame = requests
+    elif isinstance(spans, pl.LazyFrame | pl.DataFrame):
+        frame = request_table(spans.lazy())
+    else:
+        from .engine import request_table as engine_requests
+
+        frame = engine_requests(spans)
     if since is not None:
         frame = frame.filter(pl.col("start") >= utc(since))
     if until is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -103,7 +104,7 @@ def _group_columns(by: Sequence[str], frame: pl.DataFrame) -> list[str]:
 
 
 def report(
-    spans: pl.LazyFrame | pl.DataFrame,
+    spans: pl.LazyFrame | pl.DataFrame | str | Path | Any,
     by: Sequence[str] = ("version_set",),
     *,
     bucket: str = "1h",
@@ -114,12 +115,18 @@ def report(
 ) -> Report:
     """Cost and latency of the requests in ``spans`` grouped ``by`` (see :data:`GROUPINGS`);
     ``bucket`` is the time bucket for ``time`` (a polars duration: ``15m``, ``1h``, ``1d``).
+    ``spans`` as :func:`analyze.attribute` takes them: polars (rolled up in memory), or a
+    dataset, Parquet file, DuckDB relation or Spark DataFrame (rolled up out of core).
 
     Traces that are no traffic (health checks, docs pages; docs/rollup.md) are not requests:
     ``totals["apart"]`` counts them by route (``apart`` when the caller rolled up already)."""
-    lazy = spans.lazy() if isinstance(spans, pl.DataFrame) else spans
     if requests is None:
-        rolled = traffic(lazy)
+        if isinstance(spans, pl.LazyFrame | pl.DataFrame):
+            rolled = traffic(spans.lazy())
+        else:
+            from .engine import traffic as engine_traffic
+
+            rolled = engine_traffic(spans)
         frame, apart = rolled.requests, rolled.apart_summary()
     else:
         frame = requests

@@ -5,6 +5,8 @@ DuckDB embedded (the default) or Apache Spark (``blameset[spark]``, local or a c
     from blameset.analyze import engine
     table = engine.request_table("dataset/")                  # DuckDB, a memory limit, spilling
     table = engine.request_table("dataset/", engine="spark")  # the same rows, from Spark
+    table = engine.request_table(con.sql("SELECT * FROM spans"))  # a DuckDB relation
+    table = engine.request_table(spark.table("spans"))         # a Spark DataFrame, in Spark
 
 The SQL is written once (``_rollup``) and rendered for either engine by a small dialect; see
 docs/engine.md for the choices and for what a Spark job of one's own needs to read a dataset.
@@ -12,9 +14,10 @@ docs/engine.md for the choices and for what a Spark job of one's own needs to re
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import polars as pl
 
@@ -30,6 +33,7 @@ __all__ = [
     "Source",
     "dataset_source",
     "engine_readable",
+    "frame_engine",
     "open_engine",
     "request_table",
     "traffic",
@@ -39,18 +43,48 @@ EngineName = Literal["duckdb", "spark", "polars"]
 ENGINES: tuple[EngineName, ...] = ("duckdb", "spark", "polars")
 
 
+def frame_engine(spans: object) -> EngineName | None:
+    """The engine a table of spans lives in: ``duckdb`` for a DuckDB relation, ``spark`` for a
+    Spark DataFrame (classic or Connect), else None. Checked without importing either: a
+    caller holding one has imported its package already."""
+    duckdb = sys.modules.get("duckdb")
+    if duckdb is not None and isinstance(spans, duckdb.DuckDBPyRelation):
+        return "duckdb"
+    spark = sys.modules.get("pyspark.sql")
+    if spark is not None and isinstance(spans, spark.DataFrame):
+        return "spark"
+    return None
+
+
 def open_engine(
-    inputs: str | Path | Iterable[str | Path] | Source,
+    inputs: str | Path | Iterable[str | Path] | Source | Any,
     engine: EngineName = "duckdb",
     *,
     memory_limit: str | None = None,
     temp_dir: str | Path | None = None,
     spark_master: str | None = None,
 ) -> Engine:
-    """An engine over the dataset folders or Parquet files ``inputs``; close it when done (it is
-    a context manager). ``memory_limit`` ('3GB') and ``temp_dir`` are DuckDB's; a Spark engine
-    takes ``spark_master`` (``local[*]`` by default, or ``spark://...``, or ``sc://...`` for
-    Spark Connect) and the memory limit as its driver memory."""
+    """An engine over the dataset folders or Parquet files ``inputs``, or over a table of
+    spans in a DuckDB relation or a Spark DataFrame (then the table's own engine, whatever
+    ``engine`` says); close it when done (it is a context manager). ``memory_limit`` ('3GB')
+    and ``temp_dir`` are DuckDB's; a Spark engine takes ``spark_master`` (``local[*]`` by
+    default, or ``spark://...``, or ``sc://...`` for Spark Connect) and the memory limit as its
+    driver memory."""
+    held = frame_engine(inputs)
+    if held == "duckdb":
+        from .duckdb import DuckDBEngine
+
+        return DuckDBEngine.from_relation(inputs, memory_limit=memory_limit, temp_dir=temp_dir)
+    if held == "spark":
+        from .spark import SparkEngine
+
+        return SparkEngine(None, frame=inputs)
+    listed = isinstance(inputs, Iterable) and not isinstance(inputs, Mapping | bytes)
+    if not (isinstance(inputs, str | Path | Source) or listed):
+        raise TypeError(
+            "spans must be a dataset folder or Parquet file (or a list of them), a DuckDB "
+            f"relation, a Spark DataFrame or a polars frame, not {type(inputs).__name__}"
+        )
     source = inputs if isinstance(inputs, Source) else dataset_source(inputs)
     if engine == "duckdb":
         from .duckdb import DuckDBEngine
@@ -64,7 +98,7 @@ def open_engine(
 
 
 def traffic(
-    inputs: str | Path | Iterable[str | Path] | Source | Engine,
+    inputs: str | Path | Iterable[str | Path] | Source | Engine | Any,
     engine: EngineName = "duckdb",
     *,
     memory_limit: str | None = None,
@@ -73,10 +107,11 @@ def traffic(
 ) -> Traffic:
     """The request table of a dataset and the traces kept apart from it (by route), as
     :func:`analyze._requests.traffic` gives them, computed by ``engine`` (``polars``: in
-    memory, by analyze itself). ``inputs`` may be an open engine."""
+    memory, by analyze itself). ``inputs`` may be an open engine, or a DuckDB relation or a
+    Spark DataFrame of spans (rolled up by its own engine)."""
     if isinstance(inputs, Engine):
         return _run.traffic(inputs)
-    if engine == "polars":
+    if engine == "polars" and frame_engine(inputs) is None:
         from .._requests import traffic as polars_traffic
         from ..source import open_spans
 
@@ -88,7 +123,7 @@ def traffic(
 
 
 def request_table(
-    inputs: str | Path | Iterable[str | Path] | Source | Engine,
+    inputs: str | Path | Iterable[str | Path] | Source | Engine | Any,
     engine: EngineName = "duckdb",
     *,
     memory_limit: str | None = None,

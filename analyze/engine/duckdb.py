@@ -106,6 +106,7 @@ class DuckDBEngine:
         import duckdb
 
         self.source = source
+        self._written: Path | None = None  # a relation's copy (from_relation), removed on close
         self._own_temp = temp_dir is None
         self.temp_dir = Path(
             temp_dir if temp_dir is not None else tempfile.mkdtemp(prefix="blameset-duckdb-spill-")
@@ -123,6 +124,31 @@ class DuckDBEngine:
             "union_by_name = true, hive_partitioning = false)"
         )
 
+    @classmethod
+    def from_relation(
+        cls,
+        relation: Any,
+        *,
+        memory_limit: str | None = None,
+        temp_dir: str | Path | None = None,
+    ) -> DuckDBEngine:
+        """An engine over a DuckDB relation of spans (the span table's columns, either layout),
+        written first to a Parquet file in a folder of its own under ``temp_dir`` (removed on
+        close): the roll-up reads its input several times, which a relation of another
+        connection cannot give this one, and the file keeps the engine out of core."""
+        if temp_dir is not None:
+            Path(temp_dir).mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix="blameset-relation-", dir=temp_dir))
+        try:
+            path = folder / "spans.parquet"
+            relation.write_parquet(str(path), compression="zstd")
+            engine = cls(Source((str(path),)), memory_limit=memory_limit, temp_dir=temp_dir)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        engine._written = folder
+        return engine
+
     def __enter__(self) -> DuckDBEngine:
         return self
 
@@ -138,6 +164,8 @@ class DuckDBEngine:
         self.con.close()
         if self._own_temp:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
+        if self._written is not None:
+            shutil.rmtree(self._written, ignore_errors=True)
 
     def columns(self) -> dict[str, str]:
         """Every column the files hold -> its kind (``int``/``ns``/``us``, else the SQL type)."""

@@ -109,11 +109,23 @@ class SparkEngine:
     in_process = False
 
     def __init__(
-        self, source: Source, *, master: str | None = None, memory_limit: str | None = None
+        self,
+        source: Source | None,
+        *,
+        master: str | None = None,
+        memory_limit: str | None = None,
+        frame: Any = None,
     ) -> None:
+        """Over ``source``'s files, or over ``frame``, a DataFrame of spans (the span table's
+        columns, either layout) in its own session, whose settings are left as they are."""
         self.source = source
-        self.spark = session(master, memory_limit)
-        frame = self.spark.read.option("mergeSchema", "true").parquet(*source.files)
+        if frame is None:
+            if source is None:
+                raise ValueError("a Spark engine needs files or a DataFrame")
+            self.spark = session(master, memory_limit)
+            frame = self.spark.read.option("mergeSchema", "true").parquet(*source.files)
+        else:
+            self.spark = frame.sparkSession
         frame.createOrReplaceTempView(FILES)
         self._frame = frame
 
