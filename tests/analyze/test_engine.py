@@ -403,3 +403,32 @@ def test_hex_trace_ids_keyed_as_integers_roll_up_as_by_text(tmp_path: Path) -> N
     assert _key_type([tmp_path / "text" / "spans.parquet"]) == "VARCHAR"
     texts = engine.request_table([tmp_path / "text" / "spans.parquet"])
     assert_frame_equal(comparable(texts), comparable(marked), check_exact=False, rel_tol=1e-9)
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    ids=st.lists(
+        st.text(alphabet="0123456789abcdefABCDEF_x", min_size=30, max_size=34)
+        | st.sampled_from(["a" * 32, "A" * 32, "0" * 32, "f" * 32]),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_any_trace_ids_roll_up_as_the_polars_path_does(
+    tmp_path_factory: pytest.TempPathFactory, ids: list[str]
+) -> None:
+    """Trace ids near the hex form (case, separators, lengths 30-34), on integer keys or text:
+    one request per distinct id, as the polars path has them (a repeated id is one trace whose
+    two request spans start apart)."""
+    root = tmp_path_factory.mktemp("ids")
+    rows = [
+        span(trace, f"{i:016x}", at=i, name=f"r{i}", span_kind="request", input_tokens=i)
+        for i, trace in enumerate(ids)
+    ]
+    frame(rows).write_parquet(root / "spans.parquet")
+    expected = request_table(pl.scan_parquet(root / "spans.parquet"))
+    got = engine.request_table([root / "spans.parquet"])
+    assert got.height == expected.height == len(set(ids))
+    assert_frame_equal(comparable(got), comparable(expected), check_exact=False, rel_tol=1e-9)
