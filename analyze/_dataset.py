@@ -89,9 +89,14 @@ _NULL_DAY = "__HIVE_DEFAULT_PARTITION__"
 _KEY = pl.struct("trace_id", "span_id").hash(7).alias("h")
 
 HEX_IDS = "blameset.trace_ids"
-"""A file's Parquet key-value metadata key, ``hex32`` when every trace id it holds is 32
+"""A file's Parquet key-value metadata key, :data:`HEX_MARK` when every trace id it holds is 32
 lowercase hex digits (W3C's form, and what OTLP's 16 bytes print as): an engine then keys traces
 by the 128-bit integer without checking every id first (``analyze.engine``)."""
+
+
+HEX_MARK = "hex32 rows="
+""":data:`HEX_IDS`' value, followed by the file's row count: a tool that merges files and keeps
+one input's footer metadata leaves a count that no longer matches, and the mark is not trusted."""
 
 
 def hex_ids_metadata(stored: pl.DataFrame) -> dict[str, str] | None:
@@ -102,7 +107,9 @@ def hex_ids_metadata(stored: pl.DataFrame) -> dict[str, str] | None:
     if ids.null_count() == ids.len():
         return None
     hexes = ids.str.contains(r"^[0-9a-f]{32}$")
-    return {HEX_IDS: "hex32"} if bool(hexes.fill_null(True).all()) else None
+    if not bool(hexes.fill_null(True).all()):
+        return None
+    return {HEX_IDS: f"{HEX_MARK}{stored.height}"}
 
 
 _NANOS = {"start": "start_time_unix_nano", "end": "end_time_unix_nano"}

@@ -45,8 +45,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -81,6 +80,9 @@ from ._results import Attribution, Cohort, Episode, Finding
 from .costs import decompose
 from .stats import bh_adjust
 
+if TYPE_CHECKING:
+    from .engine import Inputs
+
 __all__ = [
     "MEAN_METRICS",
     "QUANTILE_METRICS",
@@ -96,7 +98,7 @@ _Windows = tuple[tuple[datetime, datetime], tuple[datetime, datetime]]
 
 
 def attribute(
-    spans: pl.LazyFrame | pl.DataFrame | str | Path | Any,
+    spans: pl.LazyFrame | pl.DataFrame | Inputs,
     *,
     strata: Sequence[str] | None = None,
     alpha: float = 0.05,
@@ -160,7 +162,7 @@ def attribute(
 
 
 def _selected(
-    spans: pl.LazyFrame | pl.DataFrame | str | Path | Any,
+    spans: pl.LazyFrame | pl.DataFrame | Inputs,
     requests: pl.DataFrame | None,
     since: datetime | None,
     until: datetime | None,

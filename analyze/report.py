@@ -8,14 +8,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import polars.selectors as cs
 
 from ._money import usd
 from ._requests import traffic
+
+if TYPE_CHECKING:
+    from .engine import Inputs
 
 __all__ = ["GROUPINGS", "Report", "report"]
 
@@ -104,7 +106,7 @@ def _group_columns(by: Sequence[str], frame: pl.DataFrame) -> list[str]:
 
 
 def report(
-    spans: pl.LazyFrame | pl.DataFrame | str | Path | Any,
+    spans: pl.LazyFrame | pl.DataFrame | Inputs,
     by: Sequence[str] = ("version_set",),
     *,
     bucket: str = "1h",

@@ -14,10 +14,11 @@ docs/engine.md for the choices and for what a Spark job of one's own needs to re
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal, TypeAlias, cast
 
 import polars as pl
 
@@ -26,10 +27,19 @@ from . import _run
 from ._run import Engine
 from ._source import Source, dataset_source, engine_readable
 
+if TYPE_CHECKING:
+    from duckdb import DuckDBPyRelation
+    from pyspark.sql import DataFrame as SparkFrame
+
+Inputs: TypeAlias = "str | Path | Iterable[str | Path] | Source | DuckDBPyRelation | SparkFrame"
+"""What an engine reads: dataset folders or Parquet files, or a table of spans in a DuckDB
+relation or a Spark DataFrame (the span table's columns, either layout)."""
+
 __all__ = [
     "ENGINES",
     "Engine",
     "EngineName",
+    "Inputs",
     "Source",
     "dataset_source",
     "engine_readable",
@@ -57,7 +67,7 @@ def frame_engine(spans: object) -> EngineName | None:
 
 
 def open_engine(
-    inputs: str | Path | Iterable[str | Path] | Source | Any,
+    inputs: Inputs,
     engine: EngineName = "duckdb",
     *,
     memory_limit: str | None = None,
@@ -79,13 +89,19 @@ def open_engine(
         from .spark import SparkEngine
 
         return SparkEngine(None, frame=inputs)
-    listed = isinstance(inputs, Iterable) and not isinstance(inputs, Mapping | bytes)
+    if isinstance(inputs, list | tuple | set | frozenset | Iterator):  # not a table's columns
+        inputs = list(inputs)
+        listed = all(isinstance(item, str | os.PathLike) for item in inputs)
+    else:
+        listed = False
     if not (isinstance(inputs, str | Path | Source) or listed):
         raise TypeError(
             "spans must be a dataset folder or Parquet file (or a list of them), a DuckDB "
-            f"relation, a Spark DataFrame or a polars frame, not {type(inputs).__name__}"
+            "relation, a Spark DataFrame or a polars frame, not "
+            f"{type(inputs).__module__}.{type(inputs).__qualname__}"
         )
-    source = inputs if isinstance(inputs, Source) else dataset_source(inputs)
+    paths = cast("str | Path | list[str | Path]", inputs)  # checked just above
+    source = inputs if isinstance(inputs, Source) else dataset_source(paths)
     if engine == "duckdb":
         from .duckdb import DuckDBEngine
 
@@ -98,7 +114,7 @@ def open_engine(
 
 
 def traffic(
-    inputs: str | Path | Iterable[str | Path] | Source | Engine | Any,
+    inputs: Inputs | Engine | pl.LazyFrame | pl.DataFrame,
     engine: EngineName = "duckdb",
     *,
     memory_limit: str | None = None,
@@ -107,15 +123,20 @@ def traffic(
 ) -> Traffic:
     """The request table of a dataset and the traces kept apart from it (by route), as
     :func:`analyze._requests.traffic` gives them, computed by ``engine`` (``polars``: in
-    memory, by analyze itself). ``inputs`` may be an open engine, or a DuckDB relation or a
-    Spark DataFrame of spans (rolled up by its own engine)."""
+    memory, by analyze itself). ``inputs`` may be an open engine, a DuckDB relation or a Spark
+    DataFrame of spans (rolled up by its own engine), or a polars frame of them (in memory)."""
     if isinstance(inputs, Engine):
         return _run.traffic(inputs)
+    if isinstance(inputs, pl.LazyFrame | pl.DataFrame):  # the span table itself: in memory
+        from .._requests import traffic as polars_traffic
+
+        return polars_traffic(inputs.lazy())
     if engine == "polars" and frame_engine(inputs) is None:
         from .._requests import traffic as polars_traffic
         from ..source import open_spans
 
-        return polars_traffic(open_spans(inputs.files if isinstance(inputs, Source) else inputs))
+        paths = inputs.files if isinstance(inputs, Source) else inputs
+        return polars_traffic(open_spans(cast("str | Path | Iterable[str | Path]", paths)))
     with open_engine(
         inputs, engine, memory_limit=memory_limit, temp_dir=temp_dir, spark_master=spark_master
     ) as opened:
@@ -123,7 +144,7 @@ def traffic(
 
 
 def request_table(
-    inputs: str | Path | Iterable[str | Path] | Source | Engine | Any,
+    inputs: Inputs | Engine | pl.LazyFrame | pl.DataFrame,
     engine: EngineName = "duckdb",
     *,
     memory_limit: str | None = None,

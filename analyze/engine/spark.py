@@ -102,8 +102,8 @@ def _jvm_size(limit: str) -> str:
 
 
 class SparkEngine:
-    """One Spark session over one dataset's files (the session is Spark's to keep: stopping
-    a local one is ``close()``, a remote one is left running)."""
+    """One Spark session over one dataset's files or a DataFrame; ``close()`` drops the views
+    it made and leaves the session running (Spark's to keep, or the DataFrame's owner's)."""
 
     dialect = DIALECT
     in_process = False
@@ -128,6 +128,7 @@ class SparkEngine:
             self.spark = frame.sparkSession
         frame.createOrReplaceTempView(FILES)
         self._frame = frame
+        self._views = {FILES}
 
     def __enter__(self) -> SparkEngine:
         return self
@@ -141,7 +142,12 @@ class SparkEngine:
         self.close()
 
     def close(self) -> None:
-        """Nothing to release per dataset: the session is reused by the next engine."""
+        """Drop the temporary views this engine made (they live in the session, which may be
+        a user's own, given with a DataFrame); the session itself is reused by the next
+        engine."""
+        for name in self._views:
+            self.spark.catalog.dropTempView(name)
+        self._views.clear()
 
     def columns(self) -> dict[str, str]:
         return {f.name: _kind(f.dataType.simpleString()) for f in self._frame.schema.fields}
@@ -152,16 +158,19 @@ class SparkEngine:
 
     def view(self, name: str, sql: str) -> None:
         self.spark.sql(sql).createOrReplaceTempView(name)
+        self._views.add(name)
 
     def table(self, name: str, sql: str) -> int:
         """Materialized by a local checkpoint: the walk's loop reads each step again, and its
         plan would otherwise grow by a level per step."""
         frame = self.spark.sql(sql).localCheckpoint(eager=True)
         frame.createOrReplaceTempView(name)
+        self._views.add(name)
         return int(frame.count())
 
     def drop(self, name: str) -> None:
         self.spark.catalog.dropTempView(name)
+        self._views.discard(name)
 
     def release(self) -> None:
         """Nothing to hand back here: Spark's memory is its JVM's."""

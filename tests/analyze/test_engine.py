@@ -339,7 +339,7 @@ def test_the_packed_earliest_code_is_the_code_of_the_first_start(
     assert got == expected
 
 
-def _key_type(path: Path | list[Path]) -> str:
+def _key_type(path: Path | list[Path] | engine.Source) -> str:
     """The type the roll-up keys traces by, over ``path``."""
     from blameset.analyze.engine._rollup import SPANS
     from blameset.analyze.engine._run import prepare
@@ -359,7 +359,7 @@ def test_ingest_marks_files_whose_trace_ids_are_all_hex(tmp_path: Path) -> None:
         for root in (hexes, other)
         for f in sorted(root.glob("day=*/*.parquet"))
     ]
-    assert marks == ["hex32", None]
+    assert marks == [f"hex32 rows={len(CORNERS)}", None]
     assert _key_type(hexes) == "UHUGEINT"
     assert _key_type(other) == "VARCHAR"
 
@@ -430,5 +430,103 @@ def test_any_trace_ids_roll_up_as_the_polars_path_does(
     frame(rows).write_parquet(root / "spans.parquet")
     expected = request_table(pl.scan_parquet(root / "spans.parquet"))
     got = engine.request_table([root / "spans.parquet"])
+    assert got.height == expected.height == len(set(ids))
+    assert_frame_equal(comparable(got), comparable(expected), check_exact=False, rel_tol=1e-9)
+
+
+def _twins(folder: Path) -> pl.DataFrame:
+    """Two requests whose ids a hex cast reads as one integer (upper and lower case)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return frame(
+        [
+            span("A" * 32, "s1", name="upper", span_kind="request", input_tokens=1),
+            span("a" * 32, "s2", at=1, name="lower", span_kind="request", input_tokens=2),
+        ]
+    )
+
+
+def test_a_mark_is_trusted_only_for_the_file_it_was_written_for(tmp_path: Path) -> None:
+    """Trace ids are keyed by text when one file of several is unmarked, when a file's mark
+    names another row count (a merge that kept a footer), or when a glob-like file name stands
+    for an unmarked file too; non-UTF-8 metadata is no error."""
+    import pyarrow.parquet as pq
+
+    mark = "blameset.trace_ids"
+    twins = _twins(tmp_path)
+    marked = frame([span("b" * 32, "m1", name="marked", span_kind="request")])
+    marked.write_parquet(tmp_path / "b*.parquet", metadata={mark: "hex32 rows=1"})
+    twins.write_parquet(tmp_path / "bx.parquet")
+    twins.write_parquet(tmp_path / "stale.parquet", metadata={mark: "hex32 rows=1"})
+    table = marked.to_arrow().replace_schema_metadata({b"\xff": b"\xfe"})
+    pq.write_table(table, tmp_path / "binary.parquet")
+    cases = [
+        [tmp_path / "b*.parquet", tmp_path / "bx.parquet"],  # marked + unmarked
+        [tmp_path / "stale.parquet"],
+        engine.Source((str(tmp_path / "b*.parquet"),)),  # DuckDB expands the glob: bx too
+    ]
+    for case in cases:
+        assert _key_type(case) == "VARCHAR", case
+    assert _key_type(engine.Source((str(tmp_path / "b[*].parquet"),))) == "UHUGEINT"
+    assert _key_type([tmp_path / "binary.parquet"]) == "UHUGEINT"  # checked on its ids
+    got = engine.request_table([tmp_path / "stale.parquet"])
+    assert sorted(got["route"].cast(pl.String).to_list()) == ["lower", "upper"]
+
+
+_HEX = st.integers(0, 2**128 - 1).map(lambda n: f"{n:032x}") | st.integers(0, 2**64).map(
+    lambda n: f"{n:032x}"
+)
+
+
+def _spelled(text: str, how: str, at: int) -> str:
+    """A 128-bit id as W3C writes it, or as some other tool might: upper or mixed case, a
+    separator at ``at``, leading zeros dropped, a 0x prefix."""
+    if how == "upper":
+        return text.upper()
+    if how == "mixed":
+        return "".join(c.upper() if i % 2 else c for i, c in enumerate(text))
+    if how == "sep":
+        return text[:at] + "_" + text[at:]
+    if how == "short":
+        return text.lstrip("0") or "0"
+    return text if how == "same" else "0x" + text
+
+
+_HOWS = st.sampled_from(["same", "upper", "mixed", "sep", "short", "0x"])
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    base=st.lists(_HEX, min_size=1, max_size=3, unique=True),
+    extra=st.lists(st.tuples(st.integers(0, 2), _HOWS, st.integers(1, 31)), max_size=4),
+    ingested=st.booleans(),
+)
+def test_one_id_written_several_ways_is_never_one_trace(
+    tmp_path_factory: pytest.TempPathFactory,
+    base: list[str],
+    extra: list[tuple[int, str, int]],
+    ingested: bool,
+) -> None:
+    """W3C ids beside the same 128-bit values spelled otherwise (case, '_', no leading zeros,
+    0x), stored by ingest (marked) or as a bare file: each distinct text is its own request, as
+    the polars path has them, and the engine keys by integer exactly when every id is W3C's."""
+    root = tmp_path_factory.mktemp("spellings")
+    ids = [*base, *(_spelled(base[i % len(base)], how, at) for i, how, at in extra)]
+    rows = [
+        span(trace, f"{i:016x}", at=i, name=f"r{i}", span_kind="request", input_tokens=i)
+        for i, trace in enumerate(ids)
+    ]
+    spans = frame(rows)
+    if ingested:
+        ingest_frame(spans, root / "ds")
+        path: Path | list[Path] = root / "ds"
+    else:
+        spans.write_parquet(root / "spans.parquet")
+        path = [root / "spans.parquet"]
+    w3c = all(len(i) == 32 and i == i.lower() and "_" not in i and "x" not in i for i in ids)
+    assert _key_type(path) == ("UHUGEINT" if w3c else "VARCHAR")
+    expected = request_table(open_spans(path))
+    got = engine.request_table(path)
     assert got.height == expected.height == len(set(ids))
     assert_frame_equal(comparable(got), comparable(expected), check_exact=False, rel_tol=1e-9)

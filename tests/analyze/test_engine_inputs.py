@@ -91,11 +91,20 @@ def test_a_spark_dataframe_is_rolled_up_in_spark_with_the_same_findings(dataset:
         low, high = ours[(f.metric, tuple(f.components))].ci
         assert low <= f.effect <= high
     assert analyze.report(frame).to_dict()["totals"]["requests"] == 5000
+    left = [t.name for t in spark.catalog.listTables() if t.name.startswith("blameset_")]
+    assert left == []  # the user's session keeps none of the engine's views
 
 
 def test_something_that_holds_no_spans_is_refused_by_name() -> None:
-    """A value that is neither polars, a path, a relation nor a DataFrame is a clear error."""
+    """A value that is neither polars, a path, a relation nor a Spark DataFrame (a pandas frame,
+    whose column names would read as paths) is a TypeError that names its type."""
     assert engine.frame_engine(pl.DataFrame()) is None
-    for value in (42, {"spans": 1}):
-        with pytest.raises(TypeError, match=f"a polars frame, not {type(value).__name__}"):
-            analyze.report(value)
+    import pandas as pd
+
+    for value, name in [
+        (42, "builtins.int"),
+        ({"spans": 1}, "builtins.dict"),
+        (pd.DataFrame({"trace_id": ["a"]}), "pandas.DataFrame"),
+    ]:
+        with pytest.raises(TypeError, match=f"a polars frame, not {name}"):
+            analyze.report(value)  # type: ignore[arg-type]
