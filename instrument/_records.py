@@ -116,6 +116,8 @@ def _has_events(span: ReadableSpan) -> bool:
 
 
 _UNSEEN = object()
+_PLAIN_KEYS = 4096  # as many keys as the redactor judges and remembers
+_CLEAN_STRINGS = 8192  # as many strings as it remembers
 
 
 class _ScrubbedSpan(ReadableSpan):
@@ -130,6 +132,10 @@ class Scrubber:
     def __init__(self, redactor: Redactor) -> None:
         self.redact = redactor
         self._resource: tuple[Resource, Resource] | None = None
+        # What earlier spans showed to need no scrubbing: keys that are not a credential's,
+        # and short strings the redactor leaves as they are (each bounded like its caches).
+        self._plain_keys: set[str] = set()
+        self._clean: set[str] = set()
 
     def attributes(self, attributes: Mapping[str, Any] | None) -> dict[str, Any]:
         raw = _raw(attributes)
@@ -143,6 +149,34 @@ class Scrubber:
             return None
         redact = self.redact
         value, keys, seen = redact.value, redact.key_marks, redact.seen
+        clean_strings = self._clean
+        # The common case in C-level set operations: every key known plain, every value a
+        # number or a string already known clean, but for a few (a new action id, the
+        # latencies), which alone go through the checks below. Anything else (a credential's
+        # key, a sequence, a string that changes) takes the full loop after it.
+        if not raw.keys() - self._plain_keys:
+            try:
+                rest = set(raw.values())
+            except TypeError:  # an unhashable value (a map): the full loop
+                rest = None
+            if rest is not None:
+                rest -= clean_strings
+                for v in rest:
+                    kind = type(v)
+                    if kind is int or kind is float or kind is bool:
+                        continue
+                    if kind is not str:
+                        break
+                    clean = seen.get(v)
+                    if clean is None:
+                        clean = redact(v)
+                    if clean != v:
+                        break
+                    if v in seen:  # short enough for the redactor to remember: so do we
+                        self._remember_clean(v)
+                else:
+                    return None
+        plain_keys = self._plain_keys
         out: dict[str, Any] | None = None
         # Inlined, and the key verdicts read from the redactor's dict rather than through a
         # call: this runs for every attribute of every span, on the export thread, which holds
@@ -150,11 +184,23 @@ class Scrubber:
         for k, v in raw.items():
             kind = type(v)
             if kind is int or kind is float or kind is bool:
+                # Numbers pass whatever their key; the key is judged for the shortcut above
+                # (where a string may come under it next time).
+                if (
+                    k not in plain_keys
+                    and len(plain_keys) < _PLAIN_KEYS
+                    and redact.key_mark(k) is None
+                ):
+                    plain_keys.add(k)
                 continue
             if kind is str and keys.get(k, _UNSEEN) is None:
+                if len(plain_keys) < _PLAIN_KEYS:
+                    plain_keys.add(k)
                 clean = seen.get(v)
                 if clean is None:
                     clean = redact(v)
+                if clean == v and v in seen:
+                    self._remember_clean(v)
             else:
                 clean = value(k, v)  # a credential key, a key not seen yet, or a non-string
             if clean is not v and clean != v:
@@ -162,6 +208,11 @@ class Scrubber:
                     out = dict(raw)
                 out[k] = clean
         return out
+
+    def _remember_clean(self, text: str) -> None:
+        if len(self._clean) >= _CLEAN_STRINGS:
+            self._clean.clear()
+        self._clean.add(text)
 
     def resource(self, resource: Resource) -> Resource:
         """The resource scrubbed once (it is the same object on every span of a provider)."""
@@ -186,7 +237,10 @@ class Scrubber:
                 status = Status(status.status_code, clean_description)
         original_name = span.name
         name = redact.seen.get(original_name) or redact(original_name)  # names repeat: cached
-        original = _raw(getattr(span, "_attributes", None) or span.attributes)
+        # `is None`, not `or`: the truth of a BoundedAttributes is a Python-level __len__ call
+        # (an empty one gives the same empty dict either way).
+        held = getattr(span, "_attributes", None)
+        original = _raw(span.attributes if held is None else held)
         attributes = self._changed(original)
         original_resource = span.resource
         resource = self.resource(original_resource)

@@ -219,3 +219,29 @@ def test_the_scrubber_reaches_event_attributes_whatever_holds_the_events(events_
     text = repr(record)
     assert "s3cr3tPass" not in text and "hunter22" not in text
     assert record["events"][0]["name"] == "retry"
+
+
+def test_a_scrubber_that_passed_clean_spans_still_hides_what_comes_later():
+    """After clean spans, a secret under a known plain key and a string under a credential key
+    that carried only numbers before are scrubbed; the clean span still passes unchanged."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from blameset.instrument._records import Scrubber
+
+    tracer = TracerProvider().get_tracer("t")
+    scrubber = Scrubber(Redactor())
+
+    def scrubbed(attributes: dict[str, object]) -> dict[str, object]:
+        span = tracer.start_span("op", attributes=attributes)  # type: ignore[arg-type]
+        span.end()
+        return dict(scrubber.span(span).attributes or {})  # type: ignore[arg-type]
+
+    clean = {"blameset.tenant.id": "acme", "app.note": "all good", "api_key": 7, "took_ms": 1.5}
+    for _ in range(3):
+        assert scrubbed(clean) == clean
+    _, text, secret = SECRETS[0]
+    assert secret not in repr(scrubbed({**clean, "app.note": text}))
+    assert str(scrubbed({**clean, "api_key": "plain words only"})["api_key"]).startswith(
+        "[REDACTED:"
+    )
+    assert scrubbed(clean) == clean
