@@ -35,6 +35,16 @@ def _kinds(found: analyze.Attribution) -> list[tuple[str, tuple[str, ...], str]]
     return sorted((f.metric, tuple(f.components), f.verdict) for f in found.findings)
 
 
+def _assert_same_findings(got: analyze.Attribution, ref: analyze.Attribution) -> None:
+    """Some findings; the same metrics, components and verdicts; each effect inside the
+    reference's interval."""
+    assert _kinds(ref) and _kinds(got) == _kinds(ref)
+    intervals = {(f.metric, tuple(f.components)): f.ci for f in ref.findings}
+    for f in got.findings:
+        low, high = intervals[(f.metric, tuple(f.components))]
+        assert low <= f.effect <= high
+
+
 def test_a_dataset_folder_and_a_duckdb_relation_give_the_in_memory_findings(
     dataset: Path, tmp_path: Path
 ) -> None:
@@ -68,11 +78,7 @@ def test_a_duckdb_relation_of_a_polars_frame_gives_the_same_findings() -> None:
     relation = con.sql("SELECT * FROM spans")
     in_memory = analyze.attribute(spans.lazy())
     got = analyze.attribute(relation)
-    assert _kinds(in_memory) and _kinds(got) == _kinds(in_memory)
-    ours = {(f.metric, tuple(f.components)): f for f in in_memory.findings}
-    for f in got.findings:
-        low, high = ours[(f.metric, tuple(f.components))].ci
-        assert low <= f.effect <= high
+    _assert_same_findings(got, in_memory)
 
 
 def test_a_spark_dataframe_is_rolled_up_in_spark_with_the_same_findings(dataset: Path) -> None:
@@ -85,11 +91,7 @@ def test_a_spark_dataframe_is_rolled_up_in_spark_with_the_same_findings(dataset:
     assert engine.frame_engine(frame) == "spark"
     duck = analyze.attribute(dataset)
     got = analyze.attribute(frame)
-    assert _kinds(got) and _kinds(got) == _kinds(duck)
-    ours = {(f.metric, tuple(f.components)): f for f in duck.findings}
-    for f in got.findings:
-        low, high = ours[(f.metric, tuple(f.components))].ci
-        assert low <= f.effect <= high
+    _assert_same_findings(got, duck)
     assert analyze.report(frame).to_dict()["totals"]["requests"] == 5000
     left = [t.name for t in spark.catalog.listTables() if t.name.startswith("blameset_")]
     assert left == []  # the user's session keeps none of the engine's views
