@@ -66,13 +66,6 @@ def on_audited_error(hook: AuditHook) -> None:
         _audit_hooks.append(hook)
 
 
-UsageRow = tuple[int, int, int | None, int | None, float | None, int | None]
-"""One LLM call's usage in a roll-up: input, output, cache read, reasoning, cost, cache write."""
-
-_NO_ROWS: Any = ()
-"""The roll-up lists of a recorder whose kind has none: empty, and no list to allocate."""
-
-
 class _Recorder:
     """Per-call state of one blameset span; a request's recorder also accumulates its children."""
 
@@ -122,11 +115,7 @@ class _Recorder:
         self.usage: UsageRow | None = None
         # LLM spans: usage of LLM calls nested inside this one (another traced.llm, or an
         # instrumentation's GenAI span): counted only when this span records none of its own.
-        # Each roll-up list only on the kind that fills it (the others share an empty tuple,
-        # which has no append): every container allocated brings the cyclic GC's next pass
-        # nearer, and with three lists a span those passes cost ~14k instructions a request
-        # span (8k with one list less per kind; measured with callgrind, GC on).
-        self.nested: list[UsageRow] = [] if kind == "llm" else _NO_ROWS
+        self.nested: list[UsageRow] = []
         self.tap: _providers.StreamTap | None = None  # a provider stream this span watches
         self.pending_status: str | None = None
         self.response_model: str | None = None
@@ -134,12 +123,8 @@ class _Recorder:
         self.otel_token: object | None = None
         self.rec_token: contextvars.Token[_Recorder | None] | None = None
         # Roll-up lists (request recorders only): list.append is atomic, so threads may add freely.
-        if kind == "request":
-            self.tool_ms: list[float] = []
-            self.usage_rollup: list[UsageRow] = []
-        else:
-            self.tool_ms = _NO_ROWS
-            self.usage_rollup = _NO_ROWS
+        self.tool_ms: list[float] = []
+        self.usage_rollup: list[UsageRow] = []
         self.first_llm: _Recorder | None = None
         self.queue_ms: float | None = None
 
@@ -356,6 +341,9 @@ def _describe(exc: BaseException) -> str:
     except Exception:  # an exception whose __str__ fails still gets a status
         return type(exc).__name__
 
+
+UsageRow = tuple[int, int, int | None, int | None, float | None, int | None]
+"""One LLM call's usage in a roll-up: input, output, cache read, reasoning, cost, cache write."""
 
 _current: contextvars.ContextVar[_Recorder | None] = contextvars.ContextVar(
     "blameset_recorder", default=None
