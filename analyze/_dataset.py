@@ -94,6 +94,10 @@ lowercase hex digits (W3C's form, and what OTLP's 16 bytes print as): an engine 
 by the 128-bit integer without checking every id first (``analyze.engine``)."""
 
 
+HEX_ID = "[0-9a-f]{32}"
+"""A trace id as W3C writes it (a regular expression the whole id must match): the ids a
+:data:`HEX_IDS` mark vouches for, and the check an engine makes where a file has no mark."""
+
 HEX_MARK = "hex32 rows="
 """:data:`HEX_IDS`' value, followed by the file's row count: a tool that merges files and keeps
 one input's footer metadata leaves a count that no longer matches, and the mark is not trusted."""
@@ -106,7 +110,7 @@ def hex_ids_metadata(stored: pl.DataFrame) -> dict[str, str] | None:
     ids = stored.get_column("trace_id")
     if ids.null_count() == ids.len():
         return None
-    hexes = ids.str.contains(r"^[0-9a-f]{32}$")
+    hexes = ids.str.contains(f"^{HEX_ID}$")
     if not bool(hexes.fill_null(True).all()):
         return None
     return {HEX_IDS: f"{HEX_MARK}{stored.height}"}

@@ -127,12 +127,11 @@ def traffic(
     DataFrame of spans (rolled up by its own engine), or a polars frame of them (in memory)."""
     if isinstance(inputs, Engine):
         return _run.traffic(inputs)
-    if isinstance(inputs, pl.LazyFrame | pl.DataFrame):  # the span table itself: in memory
-        from .._requests import traffic as polars_traffic
+    from .._requests import traffic as polars_traffic
 
+    if isinstance(inputs, pl.LazyFrame | pl.DataFrame):  # the span table itself: in memory
         return polars_traffic(inputs.lazy())
     if engine == "polars" and frame_engine(inputs) is None:
-        from .._requests import traffic as polars_traffic
         from ..source import open_spans
 
         paths = inputs.files if isinstance(inputs, Source) else inputs

@@ -191,17 +191,12 @@ def spans_sql(
     does not tell apart. ``int_keys``: ``trace_id`` is :attr:`Dialect.trace_key` of the text
     (the caller has checked every trace id is one); ``trace_text`` is the text either way."""
     q = d.quote
-    picked = [
-        f"{q(c)} AS {q(c)}" if c in columns else f"CAST(NULL AS {t}) AS {q(c)}"
-        for c, t in INPUT_TYPES.items()
-    ]
-    text = picked[0]
-    assert text.endswith(f"AS {q('trace_id')}")
-    source = text.removesuffix(f" AS {q('trace_id')}")
+    values = {c: q(c) if c in columns else f"CAST(NULL AS {t})" for c, t in INPUT_TYPES.items()}
+    picked = [f"{v} AS {q(c)}" for c, v in values.items()]
+    picked.append(f"{values['trace_id']} AS trace_text")
     if int_keys:
         assert d.trace_key is not None
-        picked[0] = f"{d.trace_key(source)} AS {q('trace_id')}"
-    picked.insert(1, f"{source} AS trace_text")
+        picked[0] = f"{d.trace_key(values['trace_id'])} AS {q('trace_id')}"
     picked += [f"CAST({q(v)} AS STRING) AS {q(v)}" for v in versions]
     if "start_time_unix_nano" in columns:  # the Delta layout: exact nanoseconds stored as int64
         start, end = q("start_time_unix_nano"), q("end_time_unix_nano")

@@ -19,7 +19,7 @@ from typing import Any
 
 import polars as pl
 
-from .._dataset import HEX_IDS, HEX_MARK
+from .._dataset import HEX_ID, HEX_IDS, HEX_MARK
 from ._rollup import FILES, Dialect
 from ._source import Source
 
@@ -189,19 +189,18 @@ class DuckDBEngine:
         listed = ", ".join(f"'{_literal(f)}'" for f in sorted(set(self.source.files)))
         unmarked = self.con.execute(
             f"""
-SELECT COUNT(*) FROM (SELECT DISTINCT file_name FROM parquet_file_metadata([{listed}])) AS f
-WHERE f.file_name NOT IN (
-  SELECT m.file_name FROM parquet_kv_metadata([{listed}]) AS m
-  JOIN parquet_file_metadata([{listed}]) AS r ON r.file_name = m.file_name
-  WHERE m.key = CAST('{HEX_IDS}' AS BLOB)
-    AND m.value = CAST(('{HEX_MARK}' || CAST(r.num_rows AS VARCHAR)) AS BLOB)
+SELECT COUNT(*) FROM parquet_file_metadata([{listed}]) AS f
+WHERE NOT EXISTS (
+  SELECT 1 FROM parquet_kv_metadata([{listed}]) AS m
+  WHERE m.file_name = f.file_name AND m.key = CAST('{HEX_IDS}' AS BLOB)
+    AND m.value = CAST(('{HEX_MARK}' || CAST(f.num_rows AS VARCHAR)) AS BLOB)
 )"""
         ).fetchall()[0][0]
         if int(unmarked) == 0:
             return True
         found = self.con.execute(
             f"SELECT NOT EXISTS (SELECT 1 FROM {FILES} WHERE trace_id IS NOT NULL "
-            "AND NOT regexp_full_match(trace_id, '[0-9a-f]{32}'))"
+            f"AND NOT regexp_full_match(trace_id, '{HEX_ID}'))"
         ).fetchall()[0][0]
         return bool(found)
 
