@@ -288,10 +288,9 @@ class Redactor:
         """Short strings already scrubbed, and what they became (names, statuses repeat)."""
 
     def _compiled(self) -> list[tuple[re.Pattern[str], tuple[str, ...], _Replace]]:
-        if self._rules is None:  # compiled on first use: configure() and imports stay quick
-            self._rules = [
-                (re.compile(p), anchors, _replacer(check)) for p, anchors, check in _RULES
-            ]
+        rules = self._rules
+        if rules is None:  # compiled on first use: configure() and imports stay quick
+            rules = [(re.compile(p), anchors, _replacer(check)) for p, anchors, check in _RULES]
             self._custom = [(p, (), _replacer(_fixed("custom"))) for p in self._extra]
             # One scan says whether any default pattern could match at all: most attribute
             # values (names, ids, paths) have none of the anchors and cost one C-level search.
@@ -299,7 +298,10 @@ class Redactor:
             self._trigger = re.compile(
                 "|".join(re.escape(a) for a in anchors) + r"|[0-9]{4}", re.IGNORECASE
             )
-        return self._rules
+            # Published last: the span and log exporters' threads scrub at once, and one that
+            # saw the rules before the trigger was set failed a whole batch (found in CI).
+            self._rules = rules
+        return rules
 
     def __call__(self, text: str) -> str:
         if not text:

@@ -245,3 +245,34 @@ def test_a_scrubber_that_passed_clean_spans_still_hides_what_comes_later():
         "[REDACTED:"
     )
     assert scrubbed(clean) == clean
+
+
+def test_a_redactor_first_used_by_several_threads_at_once_scrubs_in_each():
+    """The span and the log exporter threads may be the first to scrub, together: each gets the
+    text scrubbed, none an error (the rules were published before the rest was compiled)."""
+    import sys
+    import threading
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    failed: list[BaseException] = []
+    try:
+        for _ in range(100):
+            redactor = Redactor()
+            gate = threading.Barrier(4)
+
+            def scrub(r: Redactor = redactor, g: threading.Barrier = gate) -> None:
+                g.wait()
+                try:
+                    assert "[REDACTED" in r("password=hunter2hunter2 " + "x" * 300)
+                except BaseException as exc:  # reported below, with the thread's error
+                    failed.append(exc)
+
+            threads = [threading.Thread(target=scrub) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+    finally:
+        sys.setswitchinterval(previous)
+    assert failed == []
