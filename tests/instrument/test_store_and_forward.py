@@ -556,3 +556,19 @@ def test_what_a_crash_leaves_beside_the_files_is_swept(tmp_path: Path, port: int
         writer.close()
     assert kept.exists() and fresh.exists() and waiting.exists()
     assert not orphan.exists() and not stale.exists()
+
+
+def test_live_exports_wake_no_pass_when_nothing_waits_to_be_resent(tmp_path: Path, port: int):
+    """A collector answering is news only after a failed pass: in steady state an export is no
+    reason to look through the folder (it was every batch)."""
+    writer = SpillWriter(tmp_path)
+    quiet = {"min_backoff_s": 3600.0, "max_backoff_s": 3600.0, "idle_scan_s": 3600.0}
+    forward(writer, port, **quiet)
+    forwarder = writer._forwarder
+    assert forwarder is not None
+    assert eventually(lambda: forwarder.passes >= 1)  # its look at start-up found nothing
+    for _ in range(5):
+        forwarder.answered()  # what each successful live export calls
+    with forwarder._cond:
+        assert not forwarder._answered
+    writer.close()
