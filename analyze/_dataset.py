@@ -61,6 +61,7 @@ import polars as pl
 __all__ = [
     "LOG_DIR",
     "StagedDataset",
+    "check_span_ids",
     "committed_files",
     "from_stored",
     "is_delta",
@@ -114,6 +115,54 @@ def hex_ids_metadata(stored: pl.DataFrame) -> dict[str, str] | None:
     if not bool(hexes.fill_null(True).all()):
         return None
     return {HEX_IDS: f"{HEX_MARK}{stored.height}"}
+
+
+def check_span_ids(files: list[str]) -> None:
+    """Refuse (``BadInput``, naming the file and the first row) Parquet files where a span has
+    no trace id, or without the column: such a span belongs to no request, and the engines'
+    joins on the trace id dropped it without a word while the in-memory path made all of them
+    one request. ``blameset ingest`` refuses such spans when it reads them, so this guards
+    Parquet written elsewhere. (A span without a span id is a request of its own, in every
+    path alike: the roll-up's corner cases in tests/analyze/test_engine.py.) Read off the files' footers (the column's null count per row group,
+    a few ms a file); only a file whose footer has no count is scanned."""
+    if not files:
+        return
+    import duckdb
+
+    from .readers import BadInput
+
+    con = duckdb.connect()
+    try:
+        stats = con.execute(
+            "SELECT file_name, path_in_schema, SUM(stats_null_count)::BIGINT,"
+            " bool_or(stats_null_count IS NULL)"
+            " FROM parquet_metadata(?) WHERE path_in_schema = 'trace_id'"
+            " GROUP BY ALL",
+            [files],
+        ).fetchall()
+        seen = {f: (nulls, unknown) for f, _, nulls, unknown in stats}
+        for file in files:
+            nulls, unknown = seen.get(file, (None, False))
+            if nulls is None and not unknown:
+                raise BadInput(file, "", "no trace_id column: its spans belong to no request")
+            if unknown:  # no statistics written: count
+                nulls = con.execute(
+                    "SELECT COUNT(*) FROM read_parquet(?) WHERE trace_id IS NULL", [file]
+                ).fetchall()[0][0]
+            if nulls:
+                first = con.execute(
+                    "SELECT MIN(file_row_number) FROM read_parquet(?, file_row_number=true)"
+                    " WHERE trace_id IS NULL",
+                    [file],
+                ).fetchall()[0][0]
+                raise BadInput(
+                    file,
+                    f" row {first + 1}",
+                    f"{nulls} span(s) without a trace_id (the first here): a span without one "
+                    "belongs to no request",
+                )
+    finally:
+        con.close()
 
 
 _NANOS = {"start": "start_time_unix_nano", "end": "end_time_unix_nano"}

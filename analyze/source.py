@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ._dataset import is_delta
+from ._dataset import check_span_ids, is_delta, stored_files
 from .ingest import load
 from .readers import ReadReport, expand_inputs, read_file
 from .table import spans_frame
@@ -30,13 +30,15 @@ def open_spans(
 ) -> pl.LazyFrame:
     """The span table of ``inputs``: dataset folders (from ``blameset ingest``) are scanned
     lazily; trace files are read (``BadInput`` names the file and line of anything unreadable,
-    unless ``skip_bad``, which counts it in ``report``)."""
+    unless ``skip_bad``, which counts it in ``report``). Parquet holding a span without a
+    trace id is ``BadInput`` too (such a span belongs to no request)."""
     items = [inputs] if isinstance(inputs, str | Path) else list(inputs)
     frames: list[pl.LazyFrame] = []
     files: list[str | Path] = []
     for item in items:
         path = Path(item)
         if _is_dataset(path):
+            check_span_ids([str(p) for p in stored_files(path)])
             frames.append(load(path).drop("day", strict=False))
         else:
             files.append(item)
@@ -44,6 +46,7 @@ def open_spans(
         report = report if report is not None else ReadReport()
         paths = expand_inputs(files)
         parquet = [p for p in paths if p.suffix == ".parquet"]
+        check_span_ids([str(p) for p in parquet])
         frames += [pl.scan_parquet(p) for p in parquet]
         records = [
             r

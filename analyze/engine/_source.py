@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._dataset import is_delta, stored_files
+from .._dataset import check_span_ids, is_delta, stored_files
 
 __all__ = ["Source", "dataset_source"]
 
@@ -43,7 +43,7 @@ def engine_readable(inputs: Iterable[str | Path]) -> bool:
 
 def dataset_source(inputs: str | Path | Iterable[str | Path]) -> Source:
     """The files of dataset folders (Delta: the current version's; earlier layout: all) and of
-    Parquet files, in order."""
+    Parquet files, in order; ``BadInput`` when a span in them has no trace id."""
     items = [inputs] if isinstance(inputs, str | Path) else list(inputs)
     files: list[str] = []
     for item in items:
@@ -57,4 +57,5 @@ def dataset_source(inputs: str | Path | Iterable[str | Path]) -> Source:
             files.append(str(path.resolve()))
         else:
             raise FileNotFoundError(f"{path}: not a dataset folder or a Parquet file")
+    check_span_ids(files)
     return Source(tuple(files))

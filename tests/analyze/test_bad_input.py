@@ -377,3 +377,62 @@ def test_a_mode_000_file_is_permission_denied_not_a_bad_stream(tmp_path: Path):
         assert refusal(lambda: read(path)) == f"{path}: cannot read (permission denied)"
     finally:
         path.chmod(stat.S_IRUSR | stat.S_IWUSR)
+
+
+def _parquet_spans(n: int = 6) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "trace_id": [f"{i // 2 + 1:032x}" for i in range(n)],
+            "span_id": [f"{i + 1:016x}" for i in range(n)],
+            "parent_span_id": [None if i % 2 == 0 else f"{i:016x}" for i in range(n)],
+            "name": ["op"] * n,
+            "start_time_unix_nano": [T0 + i for i in range(n)],
+            "end_time_unix_nano": [T0 + i + 1000 for i in range(n)],
+        }
+    )
+
+
+@pytest.mark.parametrize("statistics", [True, False])
+@pytest.mark.parametrize("as_folder", [False, True])
+def test_parquet_spans_without_a_trace_id_are_refused_by_file_and_row(
+    tmp_path: Path, statistics: bool, as_folder: bool
+):
+    """A Parquet span without a trace id is refused at its row, by the in-memory path and the
+    engines alike (the engines' joins dropped it, the in-memory path merged them)."""
+    from blameset.analyze.engine import dataset_source
+
+    spans = _parquet_spans().with_columns(
+        trace_id=pl.when(pl.int_range(pl.len()) == 3).then(None).otherwise("trace_id")
+    )
+    folder = tmp_path / "spans"
+    folder.mkdir()
+    path = folder / "part.parquet"
+    spans.write_parquet(path, statistics=statistics)
+    where = folder if as_folder else path
+    for call in (lambda: open_spans([where]), lambda: dataset_source([where])):
+        assert f"{path.name} row 4: 1 span(s) without a trace_id" in refusal(call)
+
+
+def test_parquet_without_an_id_column_is_refused(tmp_path: Path):
+    """A Parquet file with no trace_id column is refused by name, not read as one request."""
+    from blameset.analyze.engine import dataset_source
+
+    path = tmp_path / "spans.parquet"
+    _parquet_spans().drop("trace_id").write_parquet(path)
+    for call in (lambda: open_spans([path]), lambda: dataset_source([path])):
+        assert "no trace_id column" in refusal(call)
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "polars"])
+def test_report_on_parquet_without_trace_ids_exits_2_naming_the_file(tmp_path: Path, engine: str):
+    """The command line says which file and row, with exit 2 and no traceback."""
+    from typer.testing import CliRunner
+
+    from blameset.cli.app import app
+
+    path = tmp_path / "spans.parquet"
+    _parquet_spans().with_columns(trace_id=pl.lit(None, pl.String)).write_parquet(path)
+    result = CliRunner().invoke(app, ["report", str(path), "--engine", engine])
+    assert result.exit_code == 2
+    assert "spans.parquet row 1: 6 span(s) without a trace_id" in result.output
+    assert "Traceback" not in result.output
