@@ -117,15 +117,30 @@ def hex_ids_metadata(stored: pl.DataFrame) -> dict[str, str] | None:
     return {HEX_IDS: f"{HEX_MARK}{stored.height}"}
 
 
+_CHECKED: dict[str, tuple[int, int]] = {}
+"""Files :func:`check_span_ids` found sound, with the (size, mtime) they had: a command reads
+its inputs' spans twice (the span view, then the engine), and the footers once."""
+
+
+def _stamp(file: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(file)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
 def check_span_ids(files: list[str]) -> None:
     """Refuse (``BadInput``, naming the file and the first row) Parquet files where a span has
-    no trace id, or without the column: such a span belongs to no request, and the engines'
-    joins on the trace id dropped it without a word while the in-memory path made all of them
-    one request. ``blameset ingest`` refuses such spans when it reads them, so this guards
-    Parquet written elsewhere. (A span without a span id is a request of its own, in every
-    path alike: the roll-up's corner cases in tests/analyze/test_engine.py.) Read off the files' footers (the column's null count per row group,
-    a few ms a file); only a file whose footer has no count is scanned."""
-    if not files:
+    no trace id, or without the column, or that are no Parquet at all: such a span belongs to no
+    request, and the engines' joins on the trace id dropped it without a word while the
+    in-memory path made all of them one request. ``blameset ingest`` refuses such spans when it
+    reads them, so this guards Parquet written elsewhere. (A span without a span id is a
+    request of its own, in every path alike: the roll-up's corner cases in
+    tests/analyze/test_engine.py.) Read off the files' footers (the column's null count per row
+    group, a few ms a file); only a file whose footer has no count is scanned."""
+    todo = [f for f in dict.fromkeys(files) if _CHECKED.get(f) != _stamp(f)]
+    if not todo:
         return
     import duckdb
 
@@ -133,18 +148,41 @@ def check_span_ids(files: list[str]) -> None:
 
     con = duckdb.connect()
     try:
-        stats = con.execute(
-            "SELECT file_name, path_in_schema, SUM(stats_null_count)::BIGINT,"
-            " bool_or(stats_null_count IS NULL)"
-            " FROM parquet_metadata(?) WHERE path_in_schema = 'trace_id'"
-            " GROUP BY ALL",
-            [files],
-        ).fetchall()
-        seen = {f: (nulls, unknown) for f, _, nulls, unknown in stats}
-        for file in files:
-            nulls, unknown = seen.get(file, (None, False))
-            if nulls is None and not unknown:
+        try:
+            schemas = con.execute(
+                "SELECT file_name, bool_or(name = 'trace_id') FROM parquet_schema(?) GROUP BY ALL",
+                [todo],
+            ).fetchall()
+            stats = con.execute(
+                "SELECT file_name, SUM(stats_null_count)::BIGINT, bool_or(stats_null_count IS NULL)"
+                " FROM parquet_metadata(?) WHERE path_in_schema = 'trace_id' GROUP BY ALL",
+                [todo],
+            ).fetchall()
+        except duckdb.Error:
+            for file in todo:  # which file: each on its own
+                try:
+                    con.execute("SELECT 1 FROM parquet_schema(?) LIMIT 1", [file]).fetchall()
+                except duckdb.Error as exc:
+                    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                    raise BadInput(file, "", f"not a readable Parquet file ({reason})") from None
+            raise
+        has_column = dict(schemas)
+        counts = {f: (nulls, unknown) for f, nulls, unknown in stats}
+        for file in todo:
+            if file not in has_column:  # named otherwise by DuckDB (~, file://): on its own
+                rows = con.execute(
+                    "SELECT bool_or(name = 'trace_id') FROM parquet_schema(?)", [file]
+                ).fetchall()
+                has_column[file] = bool(rows and rows[0][0])
+                found = con.execute(
+                    "SELECT SUM(stats_null_count)::BIGINT, bool_or(stats_null_count IS NULL)"
+                    " FROM parquet_metadata(?) WHERE path_in_schema = 'trace_id'",
+                    [file],
+                ).fetchall()
+                counts[file] = found[0] if found else (0, False)
+            if not has_column[file]:
                 raise BadInput(file, "", "no trace_id column: its spans belong to no request")
+            nulls, unknown = counts.get(file, (0, False))  # no row groups: no spans
             if unknown:  # no statistics written: count
                 nulls = con.execute(
                     "SELECT COUNT(*) FROM read_parquet(?) WHERE trace_id IS NULL", [file]
@@ -161,6 +199,9 @@ def check_span_ids(files: list[str]) -> None:
                     f"{nulls} span(s) without a trace_id (the first here): a span without one "
                     "belongs to no request",
                 )
+            stamp = _stamp(file)
+            if stamp is not None:
+                _CHECKED[file] = stamp
     finally:
         con.close()
 

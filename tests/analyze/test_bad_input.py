@@ -436,3 +436,29 @@ def test_report_on_parquet_without_trace_ids_exits_2_naming_the_file(tmp_path: P
     assert result.exit_code == 2
     assert "spans.parquet row 1: 6 span(s) without a trace_id" in result.output
     assert "Traceback" not in result.output
+
+
+def test_an_empty_parquet_file_beside_spans_is_read_not_refused(tmp_path: Path):
+    """A file with no row groups (an empty partition's) holds no span to refuse."""
+    from blameset.analyze.engine import dataset_source
+
+    spans = _parquet_spans()
+    spans.write_parquet(tmp_path / "a.parquet")
+    spans.clear().write_parquet(tmp_path / "b.parquet")
+    paths = [tmp_path / "a.parquet", tmp_path / "b.parquet"]
+    assert open_spans(paths).collect().height == spans.height
+    assert len(dataset_source(paths).files) == 2
+
+
+def test_a_file_that_is_no_parquet_is_refused_by_name(tmp_path: Path):
+    """A truncated Parquet file among good ones is named, not a DuckDB traceback."""
+    from blameset.analyze.engine import dataset_source
+
+    _parquet_spans().write_parquet(tmp_path / "good.parquet")
+    bad = tmp_path / "cut.parquet"
+    bad.write_bytes((tmp_path / "good.parquet").read_bytes()[:40])
+    paths = [tmp_path / "good.parquet", bad]
+    for call in (lambda: open_spans(paths), lambda: dataset_source(paths)):
+        message = refusal(call)
+        assert message.startswith(f"{bad}") or message.startswith(f"{bad.resolve()}")
+        assert "not a readable Parquet file" in message
