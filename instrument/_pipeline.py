@@ -138,13 +138,17 @@ class SpillingBatcher(Generic[T]):
         # Woken by a full batch, the worker exports full batches only and leaves the rest for
         # the next one: draining every last span each time exported ~9 spans an export (1,173
         # exports for 10,000 spans in bench/overhead.py), each a wake-up and a fight for the GIL
-        # with the service. The timer, a flush and shutdown export everything queued.
+        # with the service. The timer exports what was queued when it fired (under steady load
+        # the queue never empties, and draining it would be the old way again); a flush and
+        # shutdown export everything.
         while True:
             timed_out = not self._wake.wait(self._delay_s)
             self._wake.clear()
+            with self._lock:
+                due = len(self._queue) if timed_out else 0
             while True:
                 with self._lock:
-                    drain = timed_out or self._stopping or self._flush_requested > 0
+                    drain = due > 0 or self._stopping or self._flush_requested > 0
                     if (
                         self._abandoned
                         or not self._queue
@@ -159,6 +163,7 @@ class SpillingBatcher(Generic[T]):
                         self._queue.popleft()
                         for _ in range(min(self._batch_size, len(self._queue)))
                     ]
+                    due -= len(batch)
                     self._in_flight = batch
                 ok = False
                 try:
