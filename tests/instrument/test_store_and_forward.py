@@ -572,3 +572,23 @@ def test_live_exports_wake_no_pass_when_nothing_waits_to_be_resent(tmp_path: Pat
     with forwarder._cond:
         assert not forwarder._answered
     writer.close()
+
+
+def test_after_a_failed_pass_a_live_export_wakes_the_resend_at_once(tmp_path: Path, port: int):
+    """The collector back (a live export succeeded): what waits goes now, not after the
+    backoff (an hour here)."""
+    spill_flat(tmp_path, port, [flat(i) for i in range(40)], per_file=20)
+    writer = SpillWriter(tmp_path)
+    hour = {"min_backoff_s": 3600.0, "max_backoff_s": 3600.0, "idle_scan_s": 3600.0}
+    forward(writer, port, **hour)
+    forwarder = writer._forwarder
+    assert forwarder is not None
+    assert eventually(lambda: forwarder.failures >= 1)  # collector down at start-up
+    receiver = HttpReceiver(port=port)
+    try:
+        forwarder.answered()
+        assert eventually(lambda: receiver.received.span_count() >= 40)
+    finally:
+        writer.close()
+        receiver.close()
+    assert len(once_each(receiver.received)) == 40
