@@ -33,10 +33,14 @@ def _run(*cmd: str | Path) -> int:
 
 
 def install_stamp(root: Path) -> str:
-    """What an install depends on, as one digest: pyproject.toml, the native decoder's C source
-    (the install builds it) and the list of modules and packages, so a new or renamed module is
-    installed before anything imports it, whatever editable mode setuptools picked."""
-    sources = [root / "pyproject.toml", *sorted((root / "analyze").glob("*.c"))]
+    """What an install depends on, as one digest: pyproject.toml, the C sources (the native
+    decoder, the scrubber's check; the install builds them) and the list of modules and
+    packages, so a new or renamed module is installed before anything imports it, whatever
+    editable mode setuptools picked."""
+    sources = [
+        root / "pyproject.toml",
+        *sorted(p for name in PACKAGES for p in (root / name).glob("*.c")),
+    ]
     modules = sorted(
         p.relative_to(root).as_posix() for name in PACKAGES for p in (root / name).rglob("*.py")
     )

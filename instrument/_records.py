@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
@@ -108,6 +108,13 @@ def _raw(attributes: Any) -> dict[str, Any]:
 _UNSEEN = object()
 _PLAIN_KEYS = 4096  # as many keys as the redactor judges and remembers
 _CLEAN_STRINGS = 8192  # as many strings as it remembers
+
+
+_fast_clean: Callable[[Any, set[str], set[str], dict[str, str], Any], bool] | None
+try:  # the native check of a span needing no scrubbing (optional: built with the package)
+    from ._scrubfast import clean as _fast_clean
+except ImportError:  # pragma: no cover - a build without a C compiler
+    _fast_clean = None
 
 
 class _ScrubbedSpan(ReadableSpan):
@@ -219,6 +226,14 @@ class Scrubber:
     def span(self, span: ReadableSpan) -> ReadableSpan:
         if isinstance(span, _ScrubbedSpan):
             return span
+        cached = self._resource
+        if (
+            _fast_clean is not None
+            and cached is not None
+            and cached[1] is cached[0]
+            and _fast_clean(span, self._plain_keys, self._clean, self.redact.seen, cached[0])
+        ):
+            return span  # the common case, answered in C: see _scrubfast.c
         redact = self.redact
         original_status = status = span.status
         if status.description:
@@ -241,7 +256,6 @@ class Scrubber:
         original = inner if type(inner) is dict else _raw(held)
         attributes = self._changed(original)
         original_resource = span.resource
-        cached = self._resource
         if cached is not None and cached[0] is original_resource:
             resource = cached[1]
         else:

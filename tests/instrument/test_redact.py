@@ -276,3 +276,95 @@ def test_a_redactor_first_used_by_several_threads_at_once_scrubs_in_each():
     finally:
         sys.setswitchinterval(previous)
     assert failed == []
+
+
+_KEYS = ["app.note", "blameset.tenant.id", "api_key", "authorization", "took_ms", "user.email"]
+_VALUES = st.one_of(
+    st.integers(-5, 5),
+    st.floats(allow_nan=False, width=32),
+    st.booleans(),
+    st.sampled_from(["acme", "all good", "plain words", SECRETS[0][1], "ops@example.com"]),
+    st.tuples(st.sampled_from(["a", SECRETS[1][1]])),
+)
+_SPANS = st.lists(
+    st.tuples(
+        st.sampled_from(["op", "GET /chat", f"op {SECRETS[2][1]}"]),
+        st.dictionaries(st.sampled_from(_KEYS), _VALUES, max_size=5),
+        st.one_of(st.none(), st.sampled_from(["", "timeout", SECRETS[3][1]])),
+        st.booleans(),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_SPANS)
+def test_the_native_check_of_a_clean_span_agrees_with_the_python_scrubber(
+    specs: list[tuple[str, dict[str, object], str | None, bool]],
+):
+    """Spans of every shape (secrets in names, values, status messages, events; credential keys
+    holding numbers or text), each scrubbed twice: with the native check the scrubber hands the
+    exporter exactly what the Python scrubber alone does."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import Status, StatusCode
+
+    from blameset.instrument import _records
+
+    if _records._fast_clean is None:
+        pytest.skip("built without the native check")
+    tracer = TracerProvider().get_tracer("t")
+    native, python = _records.Scrubber(Redactor()), _records.Scrubber(Redactor())
+    for name, attributes, message, event in specs:
+        span = tracer.start_span(name, attributes=attributes)  # type: ignore[arg-type]
+        if message is not None:
+            span.set_status(Status(StatusCode.ERROR, message))
+        if event:
+            span.add_event("retry", {"detail": SECRETS[4][1]})
+        span.end()
+        for _ in range(2):
+            got = _records.span_to_dict(native.span(span))  # type: ignore[arg-type]
+            check, _records._fast_clean = _records._fast_clean, None
+            try:
+                want = _records.span_to_dict(python.span(span))  # type: ignore[arg-type]
+            finally:
+                _records._fast_clean = check
+            assert got == want
+
+
+def test_the_native_check_answers_for_a_clean_span_once_its_parts_are_known():
+    """The first clean spans are judged in Python; the next of their shape is passed by the
+    native check (else it would be dead code) and comes back unchanged; one with a new string is
+    not."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from blameset.instrument import _records
+
+    if _records._fast_clean is None:
+        pytest.skip("built without the native check")
+    tracer = TracerProvider().get_tracer("t")
+    scrubber = _records.Scrubber(Redactor())
+
+    def ended(attributes: dict[str, object]) -> object:
+        span = tracer.start_span("op", attributes=attributes)  # type: ignore[arg-type]
+        span.end()
+        return span
+
+    clean = {"blameset.tenant.id": "acme", "took_ms": 1.5, "retries": 0, "cached": False}
+    for _ in range(2):  # a string's key is judged on first sight, the key and text known after
+        first = ended(clean)
+        assert scrubber.span(first) is first  # type: ignore[arg-type]
+    cached = scrubber._resource
+    assert cached is not None
+
+    def native(span: object) -> bool:
+        assert _records._fast_clean is not None
+        redact = scrubber.redact
+        return _records._fast_clean(
+            span, scrubber._plain_keys, scrubber._clean, redact.seen, cached[0]
+        )
+
+    second = ended({**clean, "took_ms": 2.5})
+    assert native(second)
+    assert scrubber.span(second) is second  # type: ignore[arg-type]
+    assert not native(ended({**clean, "blameset.tenant.id": "globex"}))
